@@ -1,0 +1,113 @@
+/* blockrelay — the topology file.
+ *
+ * One YAML file, identical on every node, declares the volumes, the nodes
+ * and the links between them.  br_config_load() parses it with libyaml and
+ * validates it completely; every error names file:line:column and what is
+ * wrong.  The loaded structure is immutable and may be shared by threads.
+ *
+ *   settings:                      # optional
+ *     granularity: 64K             # default region size for volumes
+ *     queue-size: 64M              # default async queue bound per link
+ *     secret-file: /etc/br.key     # optional shared secret (HMAC auth)
+ *   volumes:
+ *     - {name: vol0, size: 1G, group: db, granularity: 64K}
+ *   nodes:
+ *     - name: site-a
+ *       address: 127.0.0.1:10901   # host:port the node's blockrelayd listens on
+ *       data-dir: /var/lib/br/a    # relative paths: relative to the file
+ *       control: /run/br-a.sock    # optional; default <data-dir>/control.sock
+ *       disks: {vol0: /dev/loop3}  # optional per-volume backing override;
+ *                                  # default <data-dir>/<volume>.img
+ *   links:
+ *     - {between: [site-a, site-b], mode: sync, rate: 50M, queue-size: 64M}
+ *
+ * Sizes accept a plain byte count or a suffix K, M, G, T (powers of 1024,
+ * optionally followed by "i" or "iB" / "B").
+ */
+#ifndef BR_CONFIG_H
+#define BR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BR_NAME_MAX 63          /* names of volumes, nodes, groups */
+#define BR_DEFAULT_GRANULARITY (64 * 1024)
+#define BR_DEFAULT_QUEUE_SIZE (64 * 1024 * 1024)
+
+enum br_mode { BR_MODE_SYNC, BR_MODE_ASYNC };
+
+struct br_volume_cfg {
+  char *name;
+  uint64_t size;                /* bytes, > 0, multiple of 512 */
+  uint32_t granularity;         /* bytes, power of two, 4K .. 64M */
+  char *group;                  /* group name; defaults to the volume name */
+  int line, column;             /* where it was declared (1-based) */
+};
+
+struct br_disk_cfg {
+  char *volume;                 /* a volume name */
+  char *path;                   /* absolute */
+};
+
+struct br_node_cfg {
+  char *name;
+  char *host;                   /* as written: "127.0.0.1", "::1", "site-b" */
+  char *port;                   /* decimal string, 1..65535 */
+  char *data_dir;               /* absolute */
+  char *control;                /* absolute path of the control socket */
+  struct br_disk_cfg *disks;
+  size_t n_disks;
+  int line, column;
+};
+
+struct br_link_cfg {
+  char *a, *b;                  /* node names, a != b */
+  enum br_mode mode;
+  uint64_t rate;                /* bytes per second, 0 = unlimited */
+  uint64_t queue_size;          /* async queue bound in bytes */
+  int line, column;
+};
+
+struct br_config {
+  char *path;                   /* the file as given */
+  uint32_t granularity;         /* settings.granularity */
+  uint64_t queue_size;          /* settings.queue-size */
+  char *secret_file;            /* settings.secret-file or NULL */
+  struct br_volume_cfg *volumes;
+  size_t n_volumes;
+  struct br_node_cfg *nodes;
+  size_t n_nodes;
+  struct br_link_cfg *links;
+  size_t n_links;
+};
+
+/* Parse and validate PATH.  On success returns 0 and stores a new config in
+ * *OUT.  On failure returns -1 and writes "PATH:LINE:COL: message" (or
+ * "PATH: message" when there is no position, e.g. the file cannot be read)
+ * into ERR.  Validation covers: unknown keys, duplicate keys, missing
+ * required fields, values of the wrong kind (not a mapping / sequence /
+ * scalar), bad sizes and modes, duplicate volume and node names, links that
+ * name unknown nodes or the same node twice, duplicate links, bad addresses,
+ * disks naming unknown volumes. */
+int br_config_load (const char *path, struct br_config **out,
+                    char *err, size_t errlen);
+void br_config_free (struct br_config *cfg);
+
+/* Lookups; NULL when absent. */
+const struct br_node_cfg *br_config_node (const struct br_config *cfg,
+                                          const char *name);
+const struct br_volume_cfg *br_config_volume (const struct br_config *cfg,
+                                              const char *name);
+/* The link between nodes A and B in either order, or NULL. */
+const struct br_link_cfg *br_config_link (const struct br_config *cfg,
+                                          const char *a, const char *b);
+/* The backing path of VOLUME on NODE (the disks: override or
+ * <data-dir>/<volume>.img) into BUF.  Returns 0, or -1 if it does not fit. */
+int br_config_disk_path (const struct br_config *cfg,
+                         const struct br_node_cfg *node, const char *volume,
+                         char *buf, size_t len);
+/* Parse a size with optional suffix; returns 0 or -1.  Exposed for tests
+ * and for command-line options. */
+int br_parse_size (const char *s, uint64_t *out);
+
+#endif

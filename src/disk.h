@@ -1,0 +1,39 @@
+/* blockrelay — the local backing store of one volume (see disk.c). */
+#ifndef BR_DISK_H
+#define BR_DISK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+typedef struct br_disk br_disk;
+
+/* Open PATH as the backing store of a volume of SIZE bytes.  A regular file
+ * that does not exist is created sparse at SIZE; an existing regular file
+ * or a block device must be exactly SIZE bytes, otherwise this fails with a
+ * message naming both sizes.  Returns 0 or -errno; ERR gets a message. */
+int br_disk_open (const char *path, uint64_t size, br_disk **out,
+                  char *err, size_t errlen);
+void br_disk_close (br_disk *d);
+
+uint64_t br_disk_size (const br_disk *d);
+bool br_disk_is_blockdev (const br_disk *d);
+const char *br_disk_path (const br_disk *d);
+
+/* All return 0 or -errno; partial transfers are retried internally.
+ * Thread-safe: they use positional I/O on one descriptor. */
+int br_disk_pread (br_disk *d, void *buf, size_t count, uint64_t offset);
+int br_disk_pwrite (br_disk *d, const void *buf, size_t count,
+                    uint64_t offset);
+int br_disk_flush (br_disk *d);              /* fdatasync */
+/* Make [offset, offset+count) read back as zeros.  MAY_TRIM allows
+ * deallocation (punch hole / BLKDISCARD with zeroing guarantee); otherwise
+ * FALLOC_FL_ZERO_RANGE / BLKZEROOUT; falls back to writing zeros. */
+int br_disk_zero (br_disk *d, size_t count, uint64_t offset, bool may_trim);
+
+/* Fault injection for tests (issue 3 extends it): when the environment
+ * variable BLOCKRELAY_FAULTS is set at open time, e.g.
+ *   BLOCKRELAY_FAULTS="write:EIO:after=100,sync:ENOSPC"
+ * matching operations fail with that errno.  Documented in docs/operations.md. */
+
+#endif
