@@ -39,6 +39,12 @@
 #define BR_WIRE_NONCE_SIZE 32
 #define BR_WIRE_MAC_SIZE 32
 #define BR_WIRE_MSG_MAX 1024                    /* ERROR / refusal text */
+#define BR_WIRE_SECTOR 512      /* WRITE / ZERO offset and length alignment */
+#define BR_WIRE_MAX_ZERO (1ull << 40)           /* largest ZERO count (1 TiB) */
+/* Encoded handshake sizes (layouts in wire.c and docs/formats.md). */
+#define BR_WIRE_VOL_SIZE 96                     /* one volume entry */
+#define BR_WIRE_HELLO_SIZE(n) (232 + (size_t) (n) * BR_WIRE_VOL_SIZE)
+#define BR_WIRE_WELCOME_SIZE(n) (1160 + (size_t) (n) * BR_WIRE_VOL_SIZE)
 
 enum br_frame_type {
   BR_T_HELLO = 1,   /* client -> server: struct br_hello */
@@ -69,7 +75,9 @@ struct br_frame_hdr {
   uint64_t payload_sum;
 };
 
-/* Encode H into OUT, computing header_sum (and writing magic, reserved). */
+/* Encode H into OUT, computing header_sum (and writing magic, reserved).
+ * h->version 0 is written as BR_WIRE_VERSION.  The caller sets payload_sum
+ * (br_wire_checksum of the payload, or 0 when length is 0). */
 void br_wire_encode_hdr (const struct br_frame_hdr *h,
                          uint8_t out[BR_WIRE_HDR_SIZE]);
 /* Decode and validate a header.  Returns 0, or -EBADMSG with *REASON set to
@@ -82,8 +90,9 @@ uint64_t br_wire_checksum (const void *buf, size_t len);
 /* Check the payload against h->payload_sum.  0 or -EBADMSG + reason. */
 int br_wire_check_payload (const struct br_frame_hdr *h, const void *payload,
                            const char **reason);
-/* For WRITE / ZERO: the byte range lies inside a volume of VOLUME_SIZE and
- * is aligned to 512 bytes.  0 or -EBADMSG + reason. */
+/* For WRITE / ZERO: the byte range is non-empty, does not overflow and
+ * lies inside a volume of VOLUME_SIZE (any alignment: NBD clients may
+ * write single bytes).  0 or -EBADMSG + reason. */
 int br_wire_check_range (const struct br_frame_hdr *h, uint64_t volume_size,
                          const char **reason);
 
@@ -125,7 +134,8 @@ struct br_welcome {                /* server -> client */
   struct br_wire_vol vols[BR_WIRE_MAX_VOLUMES];
 };
 
-/* Encode into BUF of LEN bytes; return the payload size or -ENOSPC. */
+/* Encode into BUF of LEN bytes; return the payload size, -ENOSPC, or
+ * -EINVAL if M itself would be refused by the decoder. */
 int br_wire_encode_hello (const struct br_hello *m, uint8_t *buf, size_t len);
 int br_wire_encode_welcome (const struct br_welcome *m, uint8_t *buf,
                             size_t len);
@@ -171,7 +181,9 @@ void br_wire_reader_reset (struct br_wire_reader *r);   /* frees payload */
  * complete, validated frame (header and payload checksum) is ready in
  * r->hdr / r->payload, 0 when more bytes are needed (all of LEN consumed),
  * -EBADMSG (+ reason) for a bad frame, -ENOMEM.  After 1, call
- * br_wire_reader_next() (or take the payload) before feeding again. */
+ * br_wire_reader_next() (or take the payload) before feeding again (until
+ * then feed returns 1 and consumes nothing).  After -EBADMSG the reader
+ * stays failed until br_wire_reader_reset(): close the connection. */
 int br_wire_reader_feed (struct br_wire_reader *r, const uint8_t *data,
                          size_t len, size_t *used, const char **reason);
 /* Take ownership of the payload (may be NULL when length is 0) and get

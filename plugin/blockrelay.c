@@ -1,0 +1,290 @@
+/* nbdkit-blockrelay-plugin — serve a node's replicated volumes over NBD.
+ *
+ *   nbdkit nbdkit-blockrelay-plugin.so config=FILE node=NAME [control=PATH]
+ *
+ * This file is only the adaptor: each callback translates to one engine
+ * call (src/engine.h).  The engine holds every piece of replication logic
+ * and is shared with blockrelayd.
+ *
+ * Life cycle: .get_ready opens the engine (config, disks, scoreboards) so
+ * that errors stop nbdkit before it daemonizes; .after_fork starts the
+ * engine's libuv thread (threads do not survive fork); .cleanup stops and
+ * closes it.  Each volume is an export named after it; the default export
+ * is the first volume.
+ *
+ * Thread model PARALLEL: the engine's write path is thread-safe, and flush
+ * is global across connections (a FLUSH waits for every write already
+ * replied to, on the local disk and every sync peer), so can_multi_conn
+ * is advertised honestly.
+ */
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "log.h"
+
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+/* -D blockrelay.FLAG=1 */
+NBDKIT_DLL_PUBLIC int blockrelay_debug_wire;
+NBDKIT_DLL_PUBLIC int blockrelay_debug_peer;
+NBDKIT_DLL_PUBLIC int blockrelay_debug_sb;
+NBDKIT_DLL_PUBLIC int blockrelay_debug_io;
+
+static char *config_path;
+static char *node_name;
+static char *control_path;
+static br_engine *engine;
+
+static void
+sink (enum br_log_level level, const char *msg)
+{
+  switch (level) {
+  case BR_LOG_ERROR: nbdkit_error ("%s", msg); break;
+  case BR_LOG_WARN: nbdkit_error ("warning: %s", msg); break;
+  default: nbdkit_debug ("%s", msg); break;
+  }
+}
+
+static void
+br_unload (void)
+{
+  free (config_path);
+  free (node_name);
+  free (control_path);
+}
+
+static int
+br_config (const char *key, const char *value)
+{
+  char **slot;
+
+  if (strcmp (key, "config") == 0)
+    slot = &config_path;
+  else if (strcmp (key, "node") == 0)
+    slot = &node_name;
+  else if (strcmp (key, "control") == 0)
+    slot = &control_path;
+  else {
+    nbdkit_error ("unknown parameter '%s' (see --help)", key);
+    return -1;
+  }
+  free (*slot);
+  *slot = slot == &config_path ? nbdkit_absolute_path (value)
+                               : strdup (value);
+  if (*slot == NULL) {
+    nbdkit_error ("strdup: %m");
+    return -1;
+  }
+  return 0;
+}
+
+static int
+br_config_complete (void)
+{
+  if (config_path == NULL || node_name == NULL) {
+    nbdkit_error ("you must give config=FILE and node=NAME");
+    return -1;
+  }
+  return 0;
+}
+
+#define br_config_help \
+  "config=FILE      (required) The topology file (YAML), same on every node.\n" \
+  "node=NAME        (required) This node's name in the topology.\n" \
+  "control=PATH                Control socket (default: from the topology).\n" \
+  "Exports: one per volume, named after it; the default is the first.\n" \
+  "Debug flags: -D blockrelay.wire=1 -D blockrelay.peer=1 " \
+  "-D blockrelay.sb=1 -D blockrelay.io=1"
+
+static int
+br_get_ready (void)
+{
+  struct br_engine_opts opts = {
+    .config_path = config_path, .node = node_name,
+    .role = BR_ROLE_PRIMARY, .control_path = control_path,
+  };
+  char err[1024] = "";
+
+  br_log_set_sink (sink);
+  br_debug_flags = (blockrelay_debug_wire ? BR_DEBUG_WIRE : 0) |
+    (blockrelay_debug_peer ? BR_DEBUG_PEER : 0) |
+    (blockrelay_debug_sb ? BR_DEBUG_SB : 0) |
+    (blockrelay_debug_io ? BR_DEBUG_IO : 0);
+  if (br_engine_open (&opts, &engine, err, sizeof err) < 0) {
+    nbdkit_error ("%s", err);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+br_after_fork (void)
+{
+  if (br_engine_start (engine) < 0) {
+    nbdkit_error ("cannot start the replication engine");
+    return -1;
+  }
+  return 0;
+}
+
+static void
+br_cleanup (void)
+{
+  br_engine_close (engine);
+  engine = NULL;
+}
+
+static int
+br_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
+{
+  for (size_t i = 0; i < br_engine_n_volumes (engine); i++)
+    if (nbdkit_add_export (exports,
+                           br_volume_name (br_engine_volume (engine, i)),
+                           NULL) < 0)
+      return -1;
+  return 0;
+}
+
+static const char *
+br_default_export (int readonly, int is_tls)
+{
+  return br_volume_name (br_engine_volume (engine, 0));
+}
+
+static void *
+br_open (int readonly)
+{
+  const char *name = nbdkit_export_name ();
+  br_volume *v;
+
+  if (name == NULL || *name == '\0')
+    return br_engine_volume (engine, 0);
+  v = br_engine_find_volume (engine, name);
+  if (v == NULL) {
+    nbdkit_error ("no volume named '%s' on node %s", name, node_name);
+    errno = ENOENT;
+  }
+  return v;
+}
+
+static int64_t
+br_get_size (void *handle)
+{
+  return br_volume_size (handle);
+}
+
+static int
+br_can_multi_conn (void *handle)
+{
+  return 1;
+}
+
+static int
+br_can_fua (void *handle)
+{
+  return NBDKIT_FUA_NATIVE;
+}
+
+static int
+br_can_flush (void *handle)
+{
+  return 1;
+}
+
+static int
+br_can_trim (void *handle)
+{
+  return 1;
+}
+
+static int
+br_can_zero (void *handle)
+{
+  return 1;
+}
+
+/* Engine calls return -errno; nbdkit wants -1 with errno set. */
+static int
+ret (int r)
+{
+  if (r < 0) {
+    errno = -r;
+    return -1;
+  }
+  return 0;
+}
+
+static int
+br_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
+          uint32_t flags)
+{
+  return ret (br_volume_pread (handle, buf, count, offset));
+}
+
+static int
+br_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
+           uint32_t flags)
+{
+  return ret (br_volume_pwrite (handle, buf, count, offset,
+                                flags & NBDKIT_FLAG_FUA));
+}
+
+static int
+br_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return ret (br_volume_zero (handle, count, offset,
+                              flags & NBDKIT_FLAG_MAY_TRIM,
+                              flags & NBDKIT_FLAG_FUA));
+}
+
+/* Trim is replicated as a zero that may deallocate, so every copy reads
+ * back the same bytes. */
+static int
+br_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return ret (br_volume_zero (handle, count, offset, true,
+                              flags & NBDKIT_FLAG_FUA));
+}
+
+static int
+br_flush (void *handle, uint32_t flags)
+{
+  return ret (br_volume_flush (handle));
+}
+
+static struct nbdkit_plugin plugin = {
+  .name = "blockrelay",
+  .longname = "blockrelay replicated volumes",
+  .version = "0.1.0",
+  .description = "Serve replicated volumes; writes are mirrored to peers",
+  .unload = br_unload,
+  .config = br_config,
+  .config_complete = br_config_complete,
+  .config_help = br_config_help,
+  .magic_config_key = "config",
+  .get_ready = br_get_ready,
+  .after_fork = br_after_fork,
+  .cleanup = br_cleanup,
+  .list_exports = br_list_exports,
+  .default_export = br_default_export,
+  .open = br_open,
+  .get_size = br_get_size,
+  .can_multi_conn = br_can_multi_conn,
+  .can_fua = br_can_fua,
+  .can_flush = br_can_flush,
+  .can_trim = br_can_trim,
+  .can_zero = br_can_zero,
+  .pread = br_pread,
+  .pwrite = br_pwrite,
+  .zero = br_zero,
+  .trim = br_trim,
+  .flush = br_flush,
+  .errno_is_preserved = 0,
+};
+
+NBDKIT_REGISTER_PLUGIN (plugin)

@@ -1,0 +1,344 @@
+/* blockrelay — the operator's command line.
+ *
+ *   blockrelay check-config FILE
+ *   blockrelay status [--json] [--wait STATE] [--timeout SECS]
+ *                     (--config FILE --node NAME | --socket PATH)
+ *
+ * status asks a node's process (nbdkit with the plugin, or blockrelayd)
+ * over its control socket and prints a table, or the JSON as received.
+ * --wait polls the socket until every peer of every volume is in STATE
+ * (e.g. replicating) and every dirty count is 0 when STATE is
+ * "replicating" — the readiness signal scripts use.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "config.h"
+
+static int
+usage (FILE *fp, int code)
+{
+  fprintf (fp,
+           "usage: blockrelay COMMAND [options]\n"
+           "\n"
+           "commands:\n"
+           "  check-config FILE      validate a topology file\n"
+           "  status                 show a node's volumes and peers\n"
+           "\n"
+           "status options:\n"
+           "  -c, --config FILE      topology file, with --node\n"
+           "  -n, --node NAME        node to ask\n"
+           "  -s, --socket PATH      control socket to ask instead\n"
+           "  -j, --json             print JSON\n"
+           "  -w, --wait STATE       wait until every peer is in STATE\n"
+           "  -t, --timeout SECS     give up waiting after SECS (default 60)\n");
+  return code;
+}
+
+static int
+cmd_check_config (int argc, char **argv)
+{
+  struct br_config *cfg;
+  char err[1024];
+
+  if (argc != 2)
+    return usage (stderr, 2);
+  if (br_config_load (argv[1], &cfg, err, sizeof err) < 0) {
+    fprintf (stderr, "%s\n", err);
+    return 1;
+  }
+  printf ("%s: ok: %zu volumes, %zu nodes, %zu links\n", argv[1],
+          cfg->n_volumes, cfg->n_nodes, cfg->n_links);
+  br_config_free (cfg);
+  return 0;
+}
+
+/* Send {"cmd": CMD} to PATH and return the parsed answer, or NULL with a
+ * message on stderr. */
+static json_t *
+ask (const char *path, const char *cmd, bool quiet)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  char req[128], *buf = NULL;
+  size_t len = 0, cap = 0;
+  json_error_t jerr;
+  json_t *reply;
+  int fd;
+
+  if (strlen (path) >= sizeof sa.sun_path) {
+    fprintf (stderr, "blockrelay: socket path too long: %s\n", path);
+    return NULL;
+  }
+  strcpy (sa.sun_path, path);
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect (fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
+    if (!quiet)
+      fprintf (stderr, "blockrelay: cannot reach %s: %s (is the node "
+               "running?)\n", path, strerror (errno));
+    if (fd >= 0)
+      close (fd);
+    return NULL;
+  }
+  snprintf (req, sizeof req, "{\"cmd\":\"%s\"}\n", cmd);
+  if (write (fd, req, strlen (req)) != (ssize_t) strlen (req)) {
+    fprintf (stderr, "blockrelay: %s: %s\n", path, strerror (errno));
+    close (fd);
+    return NULL;
+  }
+  for (;;) {
+    ssize_t n;
+    if (cap - len < 4096) {
+      char *nb = realloc (buf, cap += 65536);
+      if (nb == NULL)
+        break;
+      buf = nb;
+    }
+    n = read (fd, buf + len, cap - len - 1);
+    if (n <= 0)
+      break;
+    len += n;
+  }
+  close (fd);
+  if (buf == NULL)
+    return NULL;
+  buf[len] = '\0';
+  reply = json_loads (buf, 0, &jerr);
+  free (buf);
+  if (reply == NULL && !quiet)
+    fprintf (stderr, "blockrelay: bad answer from %s: %s\n", path, jerr.text);
+  return reply;
+}
+
+static void
+human_bytes (json_int_t n, char *buf, size_t len)
+{
+  static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+  double v = n;
+  int u = 0;
+
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    u++;
+  }
+  if (u == 0)
+    snprintf (buf, len, "%lld B", (long long) n);
+  else
+    snprintf (buf, len, "%.1f %s", v, units[u]);
+}
+
+static void
+print_table (json_t *st)
+{
+  json_t *vols = json_object_get (st, "volumes");
+  json_t *ups = json_object_get (st, "upstream");
+  json_t *v, *p;
+  size_t i, j;
+  time_t now = time (NULL);
+
+  printf ("node %s (%s), pid %lld, up %llds, config %s\n",
+          json_string_value (json_object_get (st, "node")),
+          json_string_value (json_object_get (st, "role")),
+          (long long) json_integer_value (json_object_get (st, "pid")),
+          (long long) json_integer_value (json_object_get (st, "uptime")),
+          json_string_value (json_object_get (st, "config")));
+  printf ("\n%-12s %-10s %-8s %-10s %-12s %-6s %-12s %-8s %10s %10s %10s\n",
+          "VOLUME", "GROUP", "ROLE", "SIZE", "PEER", "MODE", "STATE",
+          "SINCE", "DIRTY", "QUEUED", "ACKED-SEQ");
+  json_array_foreach (vols, i, v) {
+    char size[32];
+    json_t *peers = json_object_get (v, "peers");
+
+    human_bytes (json_integer_value (json_object_get (v, "size")), size,
+                 sizeof size);
+    if (json_array_size (peers) == 0)
+      printf ("%-12s %-10s %-8s %-10s %-12s\n",
+              json_string_value (json_object_get (v, "name")),
+              json_string_value (json_object_get (v, "group")),
+              json_string_value (json_object_get (v, "role")), size, "-");
+    json_array_foreach (peers, j, p) {
+      char dirty[32], queued[32], since[32];
+      const char *err = json_string_value (json_object_get (p, "last_error"));
+
+      human_bytes (json_integer_value (json_object_get (p, "dirty_bytes")),
+                   dirty, sizeof dirty);
+      human_bytes (json_integer_value (json_object_get (p, "queued_bytes")),
+                   queued, sizeof queued);
+      snprintf (since, sizeof since, "%llds",
+                (long long) (now - json_integer_value
+                             (json_object_get (p, "since"))));
+      printf ("%-12s %-10s %-8s %-10s %-12s %-6s %-12s %-8s %10s %10s %10lld\n",
+              j ? "" : json_string_value (json_object_get (v, "name")),
+              j ? "" : json_string_value (json_object_get (v, "group")),
+              j ? "" : json_string_value (json_object_get (v, "role")),
+              j ? "" : size,
+              json_string_value (json_object_get (p, "node")),
+              json_string_value (json_object_get (p, "mode")),
+              json_string_value (json_object_get (p, "state")), since,
+              dirty, queued,
+              (long long) json_integer_value (json_object_get (p,
+                                                               "acked_seq")));
+      if (err && *err)
+        printf ("%-12s   last error: %s\n", "", err);
+    }
+  }
+  if (json_array_size (ups) > 0) {
+    printf ("\n%-12s %-10s %-16s %12s %12s %12s\n", "UPSTREAM", "GROUP",
+            "ADDRESS", "APPLIED-SEQ", "DURABLE-SEQ", "RECEIVED");
+    json_array_foreach (ups, i, p) {
+      char rx[32];
+      const char *err = json_string_value (json_object_get (p, "error"));
+
+      human_bytes (json_integer_value (json_object_get (p, "received_bytes")),
+                   rx, sizeof rx);
+      printf ("%-12s %-10s %-16s %12lld %12lld %12s\n",
+              json_string_value (json_object_get (p, "node")),
+              json_string_value (json_object_get (p, "group")),
+              json_string_value (json_object_get (p, "address")),
+              (long long) json_integer_value (json_object_get (p,
+                                                               "applied_seq")),
+              (long long) json_integer_value (json_object_get (p,
+                                                               "durable_seq")),
+              rx);
+      if (err && *err)
+        printf ("%-12s   error: %s\n", "", err);
+    }
+  }
+}
+
+/* Is every peer of every volume in STATE (and clean, for replicating)? */
+static bool
+reached (json_t *st, const char *state)
+{
+  json_t *v, *p;
+  size_t i, j;
+
+  json_array_foreach (json_object_get (st, "volumes"), i, v)
+    json_array_foreach (json_object_get (v, "peers"), j, p) {
+      if (strcmp (json_string_value (json_object_get (p, "state")), state))
+        return false;
+      if (strcmp (state, "replicating") == 0 &&
+          (json_integer_value (json_object_get (p, "dirty_bytes")) ||
+           json_integer_value (json_object_get (p, "queued_bytes"))))
+        return false;
+    }
+  return true;
+}
+
+static int
+cmd_status (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "config", required_argument, NULL, 'c' },
+    { "node", required_argument, NULL, 'n' },
+    { "socket", required_argument, NULL, 's' },
+    { "json", no_argument, NULL, 'j' },
+    { "wait", required_argument, NULL, 'w' },
+    { "timeout", required_argument, NULL, 't' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *config = NULL, *node = NULL, *sock = NULL, *wait = NULL;
+  bool json = false;
+  double timeout = 60;
+  struct br_config *cfg = NULL;
+  char err[1024];
+  json_t *st;
+  int c, rc = 0;
+
+  while ((c = getopt_long (argc, argv, "c:n:s:jw:t:", longopts, NULL)) != -1)
+    switch (c) {
+    case 'c': config = optarg; break;
+    case 'n': node = optarg; break;
+    case 's': sock = optarg; break;
+    case 'j': json = true; break;
+    case 'w': wait = optarg; break;
+    case 't': timeout = atof (optarg); break;
+    default: return usage (stderr, 2);
+    }
+  if (!sock) {
+    const struct br_node_cfg *n;
+
+    if (!config || !node) {
+      fprintf (stderr, "blockrelay status: give --config and --node, or "
+               "--socket\n");
+      return 2;
+    }
+    if (br_config_load (config, &cfg, err, sizeof err) < 0) {
+      fprintf (stderr, "%s\n", err);
+      return 1;
+    }
+    n = br_config_node (cfg, node);
+    if (n == NULL) {
+      fprintf (stderr, "blockrelay: %s: no node named '%s'\n", config, node);
+      br_config_free (cfg);
+      return 1;
+    }
+    sock = n->control;
+  }
+
+  if (wait) {
+    struct timespec t0, now, nap = { 0, 50 * 1000000 };
+    clock_gettime (CLOCK_MONOTONIC, &t0);
+    for (;;) {
+      st = ask (sock, "status", true);
+      if (st && reached (st, wait))
+        break;
+      clock_gettime (CLOCK_MONOTONIC, &now);
+      if (now.tv_sec - t0.tv_sec + (now.tv_nsec - t0.tv_nsec) / 1e9 >
+          timeout) {
+        fprintf (stderr, "blockrelay: %s did not reach state '%s' within "
+                 "%gs\n", sock, wait, timeout);
+        if (st)
+          print_table (st);
+        json_decref (st);
+        br_config_free (cfg);
+        return 1;
+      }
+      json_decref (st);
+      nanosleep (&nap, NULL);   /* polling the control socket */
+    }
+  }
+  else
+    st = ask (sock, "status", false);
+  if (st == NULL)
+    rc = 1;
+  else if (!json_is_true (json_object_get (st, "ok"))) {
+    fprintf (stderr, "blockrelay: %s\n",
+             json_string_value (json_object_get (st, "error")));
+    rc = 1;
+  }
+  else if (json) {
+    char *s = json_dumps (st, JSON_INDENT (2));
+    puts (s);
+    free (s);
+  }
+  else
+    print_table (st);
+  json_decref (st);
+  br_config_free (cfg);
+  return rc;
+}
+
+int
+main (int argc, char **argv)
+{
+  if (argc < 2)
+    return usage (stderr, 2);
+  if (strcmp (argv[1], "check-config") == 0)
+    return cmd_check_config (argc - 1, argv + 1);
+  if (strcmp (argv[1], "status") == 0)
+    return cmd_status (argc - 1, argv + 1);
+  if (strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "--help") == 0)
+    return usage (stdout, 0);
+  fprintf (stderr, "blockrelay: unknown command '%s'\n", argv[1]);
+  return usage (stderr, 2);
+}

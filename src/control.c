@@ -1,0 +1,318 @@
+/* blockrelay — the control socket.
+ *
+ * A Unix stream socket (the node's `control:` path) on the loop thread.
+ * Protocol: the client sends one JSON object on one line, e.g.
+ * {"cmd":"status"}; the server answers with one JSON object on one line
+ * and closes.  Every answer has "ok": true or "ok": false with "error".
+ * JSON is built and parsed with jansson.
+ *
+ * The status snapshot takes each group's lock briefly; it never blocks on
+ * I/O.  A stale socket file left by a crashed process is replaced; a live
+ * one (another process answers) is an error.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <jansson.h>
+
+#include "log.h"
+
+#define REQUEST_MAX 4096
+
+struct br_control {
+  struct br_engine *e;
+  uv_pipe_t server;
+};
+
+struct client {
+  uv_pipe_t pipe;
+  struct br_engine *e;
+  char buf[REQUEST_MAX];
+  size_t len;
+  bool answered;
+};
+
+void br__replica_foreach (struct br_engine *e,
+                          void (*fn) (void *arg, const char *peer,
+                                      const char *group, const char *addr,
+                                      uint64_t applied, uint64_t durable,
+                                      uint64_t rx_bytes, const char *error),
+                          void *arg);
+
+static json_t *
+peer_json (struct br_peer *p, struct br_volume *v)
+{
+  struct br_group *g = p->g;
+  uint64_t gran = (uint64_t) 1 << v->gran_shift;
+  uint64_t dirty, oos = 0;
+  json_t *o;
+  char addr[300];
+
+  snprintf (addr, sizeof addr, "%s:%s", p->node->host, p->node->port);
+  pthread_mutex_lock (&g->lock);
+  dirty = br_sb_count (v->sb, v->slot[p->idx]) * gran;
+  if (p->state == BR_PEER_SYNCING && p->oos)
+    for (uint64_t w = 0; w < (v->nregions + 63) / 64; w++)
+      oos += __builtin_popcountll (p->oos[v->id][w]);
+  o = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+                 "s:s}",
+                 "node", p->node->name,
+                 "address", addr,
+                 "mode", p->mode == BR_MODE_SYNC ? "sync" : "async",
+                 "state", br__peer_state_name (p->state),
+                 "since", (json_int_t) p->since,
+                 "dirty_bytes", (json_int_t) (dirty > v->size ? v->size : dirty),
+                 "queued_bytes", (json_int_t) p->queued_bytes,
+                 "acked_seq", (json_int_t) p->applied,
+                 "durable_seq", (json_int_t) p->durable,
+                 "sent_bytes", (json_int_t) p->sent_bytes,
+                 "resync_left_bytes", (json_int_t) (oos * gran),
+                 "last_error", p->last_error);
+  pthread_mutex_unlock (&g->lock);
+  return o;
+}
+
+static void
+add_upstream (void *arg, const char *peer, const char *group,
+              const char *addr, uint64_t applied, uint64_t durable,
+              uint64_t rx_bytes, const char *error)
+{
+  json_array_append_new (arg, json_pack ("{s:s, s:s, s:s, s:I, s:I, s:I, "
+                                         "s:s}",
+                                         "node", peer, "group", group,
+                                         "address", addr,
+                                         "applied_seq", (json_int_t) applied,
+                                         "durable_seq", (json_int_t) durable,
+                                         "received_bytes",
+                                         (json_int_t) rx_bytes,
+                                         "error", error));
+}
+
+static json_t *
+status_json (struct br_engine *e)
+{
+  json_t *vols = json_array (), *ups = json_array ();
+
+  for (size_t i = 0; i < e->n_vols; i++) {
+    struct br_volume *v = &e->vols[i];
+    json_t *peers = json_array ();
+    uint32_t flags = br_sb_flags (v->sb);
+
+    for (size_t pi = 0; pi < v->g->n_peers; pi++)
+      json_array_append_new (peers, peer_json (v->g->peers[pi], v));
+    json_array_append_new (vols,
+      json_pack ("{s:s, s:s, s:s, s:I, s:I, s:b, s:s, s:o}",
+                 "name", v->cfg->name,
+                 "group", v->g->name,
+                 "role", e->role == BR_ROLE_PRIMARY ? "primary" : "replica",
+                 "size", (json_int_t) v->size,
+                 "granularity", (json_int_t) ((uint64_t) 1 << v->gran_shift),
+                 "consistent", (flags & BR_SB_CONSISTENT) != 0,
+                 "disk", br_disk_path (v->disk),
+                 "peers", peers));
+  }
+  br__replica_foreach (e, add_upstream, ups);
+  return json_pack ("{s:b, s:s, s:s, s:I, s:I, s:s, s:o, s:o}",
+                    "ok", 1,
+                    "node", e->self->name,
+                    "role", e->role == BR_ROLE_PRIMARY ? "primary" : "replica",
+                    "pid", (json_int_t) getpid (),
+                    "uptime", (json_int_t) (time (NULL) - e->started_at),
+                    "config", e->cfg->path,
+                    "volumes", vols,
+                    "upstream", ups);
+}
+
+static json_t *
+handle_request (struct br_engine *e, const char *line)
+{
+  json_error_t jerr;
+  json_t *req = json_loads (line, 0, &jerr), *reply;
+  const char *cmd = NULL;
+
+  if (req == NULL || json_unpack (req, "{s:s}", "cmd", &cmd) < 0)
+    reply = json_pack ("{s:b, s:s}", "ok", 0, "error",
+                       "bad request: expected {\"cmd\": NAME}");
+  else if (strcmp (cmd, "status") == 0)
+    reply = status_json (e);
+  else {
+    char msg[128];
+    snprintf (msg, sizeof msg, "unknown command '%.64s'", cmd);
+    reply = json_pack ("{s:b, s:s}", "ok", 0, "error", msg);
+  }
+  json_decref (req);
+  return reply;
+}
+
+static void
+on_client_closed (uv_handle_t *h)
+{
+  free (h->data);
+}
+
+static void
+on_reply_written (uv_write_t *req, int status)
+{
+  struct client *c = req->data;
+
+  free (req);
+  uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+}
+
+static void
+answer (struct client *c)
+{
+  json_t *reply = handle_request (c->e, c->buf);
+  char *text = json_dumps (reply, JSON_COMPACT);
+  size_t len = text ? strlen (text) : 0;
+  uv_write_t *req = malloc (sizeof *req + len + 1);
+  uv_buf_t b;
+
+  json_decref (reply);
+  c->answered = true;
+  uv_read_stop ((uv_stream_t *) &c->pipe);
+  if (req == NULL || text == NULL) {
+    free (req);
+    free (text);
+    uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+    return;
+  }
+  memcpy ((char *) (req + 1), text, len);
+  ((char *) (req + 1))[len] = '\n';
+  free (text);
+  b = uv_buf_init ((char *) (req + 1), len + 1);
+  req->data = c;
+  if (uv_write (req, (uv_stream_t *) &c->pipe, &b, 1, on_reply_written) < 0) {
+    free (req);
+    uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+  }
+}
+
+static void
+on_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  struct client *c = h->data;
+
+  buf->base = c->buf + c->len;
+  buf->len = sizeof c->buf - 1 - c->len;
+}
+
+static void
+on_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+  struct client *c = s->data;
+  char *nl;
+
+  if (c->answered)
+    return;
+  if (nread < 0) {
+    if (nread == UV_EOF && c->len > 0) {
+      c->buf[c->len] = '\0';
+      answer (c);
+    }
+    else
+      uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+    return;
+  }
+  c->len += nread;
+  c->buf[c->len] = '\0';
+  nl = memchr (c->buf, '\n', c->len);
+  if (nl) {
+    *nl = '\0';
+    answer (c);
+  }
+  else if (c->len == sizeof c->buf - 1)
+    uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+}
+
+static void
+on_connection (uv_stream_t *server, int status)
+{
+  struct br_control *ctl = server->data;
+  struct client *c;
+
+  if (status < 0)
+    return;
+  c = calloc (1, sizeof *c);
+  if (c == NULL)
+    return;
+  c->e = ctl->e;
+  uv_pipe_init (&ctl->e->loop, &c->pipe, 0);
+  c->pipe.data = c;
+  if (uv_accept (server, (uv_stream_t *) &c->pipe) < 0) {
+    uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+    return;
+  }
+  uv_read_start ((uv_stream_t *) &c->pipe, on_alloc, on_read);
+}
+
+/* Is something listening on PATH?  Used to tell a stale socket file from
+ * a running process. */
+static bool
+socket_alive (const char *path)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool alive;
+
+  if (fd < 0)
+    return false;
+  snprintf (sa.sun_path, sizeof sa.sun_path, "%s", path);
+  alive = connect (fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+  close (fd);
+  return alive;
+}
+
+int
+br__control_start (struct br_engine *e)
+{
+  struct br_control *ctl = calloc (1, sizeof *ctl);
+  int err;
+
+  if (ctl == NULL)
+    return -ENOMEM;
+  if (strlen (e->control_path) >= sizeof ((struct sockaddr_un *) 0)->sun_path) {
+    br_error ("control socket path too long: %s", e->control_path);
+    free (ctl);
+    return -ENAMETOOLONG;
+  }
+  if (access (e->control_path, F_OK) == 0) {
+    if (socket_alive (e->control_path)) {
+      br_error ("%s: another process is serving this node's control socket",
+                e->control_path);
+      free (ctl);
+      return -EADDRINUSE;
+    }
+    unlink (e->control_path);
+  }
+  ctl->e = e;
+  uv_pipe_init (&e->loop, &ctl->server, 0);
+  ctl->server.data = ctl;
+  err = uv_pipe_bind (&ctl->server, e->control_path);
+  if (err == 0)
+    err = uv_listen ((uv_stream_t *) &ctl->server, 8, on_connection);
+  if (err < 0) {
+    br_error ("cannot listen on %s: %s", e->control_path, uv_strerror (err));
+    uv_close ((uv_handle_t *) &ctl->server, on_client_closed);
+    return err;
+  }
+  e->control = ctl;
+  return 0;
+}
+
+void
+br__control_stop (struct br_engine *e)
+{
+  if (e->control == NULL)
+    return;
+  uv_close ((uv_handle_t *) &e->control->server, on_client_closed);
+  unlink (e->control_path);
+  e->control = NULL;
+}

@@ -1,0 +1,430 @@
+/* blockrelay — the engine: one per process, serving every volume of a node.
+ *
+ * br_engine_open() loads the topology, opens each volume's disk and
+ * scoreboard, builds the groups and, for the primary role, one peer per
+ * (group, neighbouring node).  br_engine_start() binds the sockets on the
+ * calling thread (so that errors are reported to the caller) and then
+ * runs the libuv loop in a thread of its own; everything network-facing
+ * runs on that thread.  br_engine_stop() asks the loop to close every
+ * handle and joins it.
+ *
+ * Threads:
+ *   - callers of br_volume_* (nbdkit's workers): group.c
+ *   - the loop thread: peer.c, replica.c, control.c, the tick timer
+ *   - one apply thread per upstream session (replica.c)
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "log.h"
+
+#define TICK_MS 20
+
+static int
+mkdir_p (const char *path)
+{
+  char buf[4096];
+  size_t len = strlen (path);
+
+  if (len >= sizeof buf)
+    return -ENAMETOOLONG;
+  memcpy (buf, path, len + 1);
+  for (char *p = buf + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      if (mkdir (buf, 0755) < 0 && errno != EEXIST)
+        return -errno;
+      *p = '/';
+    }
+  if (mkdir (buf, 0755) < 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+static int
+read_secret (struct br_engine *e, char *err, size_t errlen)
+{
+  const char *path = e->cfg->secret_file;
+  uint8_t buf[4096];
+  ssize_t n;
+  int fd;
+
+  if (path == NULL)
+    return 0;
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int saved = errno;
+    snprintf (err, errlen, "%s: cannot read the secret: %s", path,
+              strerror (saved));
+    return -saved;
+  }
+  n = read (fd, buf, sizeof buf);
+  close (fd);
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+    n--;
+  if (n < 16) {
+    snprintf (err, errlen, "%s: the secret must be at least 16 bytes", path);
+    return -EINVAL;
+  }
+  e->secret = malloc (n);
+  if (e->secret == NULL)
+    return -ENOMEM;
+  memcpy (e->secret, buf, n);
+  e->secret_len = n;
+  return 0;
+}
+
+static struct br_group *
+group_for (struct br_engine *e, const char *name)
+{
+  for (size_t i = 0; i < e->n_groups; i++)
+    if (strcmp (e->groups[i].name, name) == 0)
+      return &e->groups[i];
+  return NULL;
+}
+
+static int
+open_volume (struct br_engine *e, struct br_volume *v,
+             const struct br_volume_cfg *vc, char *err, size_t errlen)
+{
+  char path[4096];
+  int r;
+
+  v->e = e;
+  v->cfg = vc;
+  v->size = vc->size;
+  v->gran_shift = __builtin_ctz (vc->granularity);
+  v->nregions = (vc->size + vc->granularity - 1) / vc->granularity;
+  br_rangelock_init (&v->locks);
+  v->last_seq = calloc (v->nregions, sizeof *v->last_seq);
+  if (v->last_seq == NULL)
+    return -ENOMEM;
+  if (br_config_disk_path (e->cfg, e->self, vc->name, path, sizeof path) < 0)
+    return -ENAMETOOLONG;
+  r = br_disk_open (path, vc->size, &v->disk, err, errlen);
+  if (r < 0)
+    return r;
+  if ((size_t) snprintf (path, sizeof path, "%s/%s.meta", e->self->data_dir,
+                         vc->name) >= sizeof path)
+    return -ENAMETOOLONG;
+  r = br_sb_open (path, vc->size, vc->granularity, e->self->name, &v->sb,
+                  err, errlen);
+  if (r < 0)
+    return r;
+  if (!br_sb_was_clean (v->sb))
+    br_warn ("%s: not shut down cleanly; regions marked in its scoreboard "
+             "will be resynced", vc->name);
+  return 0;
+}
+
+static int
+build_groups (struct br_engine *e)
+{
+  e->groups = calloc (e->cfg->n_volumes, sizeof *e->groups);
+  if (e->groups == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < e->n_vols; i++) {
+    struct br_volume *v = &e->vols[i];
+    struct br_group *g = group_for (e, v->cfg->group);
+    struct br_volume **nv;
+
+    if (g == NULL) {
+      g = &e->groups[e->n_groups++];
+      g->e = e;
+      g->name = v->cfg->group;
+      pthread_mutex_init (&g->lock, NULL);
+      pthread_cond_init (&g->cond, NULL);
+    }
+    nv = realloc (g->vols, (g->n_vols + 1) * sizeof *nv);
+    if (nv == NULL)
+      return -ENOMEM;
+    g->vols = nv;
+    v->g = g;
+    v->id = g->n_vols;
+    g->vols[g->n_vols++] = v;
+  }
+  return 0;
+}
+
+/* Primary role: one peer per (group, neighbour), each with a scoreboard
+ * slot in every volume of the group. */
+static int
+build_peers (struct br_engine *e, char *err, size_t errlen)
+{
+  for (size_t li = 0; li < e->cfg->n_links; li++) {
+    const struct br_link_cfg *l = &e->cfg->links[li];
+    const char *other;
+
+    if (strcmp (l->a, e->self->name) == 0)
+      other = l->b;
+    else if (strcmp (l->b, e->self->name) == 0)
+      other = l->a;
+    else
+      continue;
+    for (size_t gi = 0; gi < e->n_groups; gi++) {
+      struct br_group *g = &e->groups[gi];
+      int idx = g->n_peers;
+
+      if (idx == BR_MAX_PEERS) {
+        snprintf (err, errlen, "node %s has more than %d peers",
+                  e->self->name, BR_MAX_PEERS);
+        return -EINVAL;
+      }
+      if (br__peer_init (g, idx, br_config_node (e->cfg, other), l) < 0)
+        return -ENOMEM;
+      g->n_peers++;
+      for (size_t vi = 0; vi < g->n_vols; vi++) {
+        struct br_volume *v = g->vols[vi];
+        int slot = br_sb_peer_slot (v->sb, other);
+
+        if (slot < 0) {
+          snprintf (err, errlen, "%s: no free scoreboard slot for peer %s",
+                    v->cfg->name, other);
+          return slot;
+        }
+        v->slot[idx] = slot;
+        v->slot_mask |= 1u << slot;
+      }
+    }
+  }
+  return 0;
+}
+
+int
+br_engine_open (const struct br_engine_opts *opts, br_engine **out,
+                char *err, size_t errlen)
+{
+  struct br_engine *e = calloc (1, sizeof *e);
+  int r;
+
+  if (e == NULL)
+    return -ENOMEM;
+  e->role = opts->role;
+  if (br_config_load (opts->config_path, &e->cfg, err, errlen) < 0) {
+    free (e);
+    return -EINVAL;
+  }
+  e->self = br_config_node (e->cfg, opts->node);
+  if (e->self == NULL) {
+    snprintf (err, errlen, "%s: no node named '%s'", opts->config_path,
+              opts->node);
+    r = -ENOENT;
+    goto fail;
+  }
+  e->control_path = strdup (opts->control_path ? opts->control_path
+                            : e->self->control);
+  if (e->control_path == NULL) {
+    r = -ENOMEM;
+    goto fail;
+  }
+  r = mkdir_p (e->self->data_dir);
+  if (r < 0) {
+    snprintf (err, errlen, "cannot create %s: %s", e->self->data_dir,
+              strerror (-r));
+    goto fail;
+  }
+  r = read_secret (e, err, errlen);
+  if (r < 0)
+    goto fail;
+  e->vols = calloc (e->cfg->n_volumes, sizeof *e->vols);
+  if (e->vols == NULL) {
+    r = -ENOMEM;
+    goto fail;
+  }
+  for (size_t i = 0; i < e->cfg->n_volumes; i++) {
+    e->n_vols++;
+    r = open_volume (e, &e->vols[i], &e->cfg->volumes[i], err, errlen);
+    if (r < 0)
+      goto fail;
+  }
+  r = build_groups (e);
+  if (r == 0 && e->role == BR_ROLE_PRIMARY)
+    r = build_peers (e, err, errlen);
+  if (r < 0)
+    goto fail;
+  *out = e;
+  return 0;
+
+ fail:
+  if (err[0] == '\0')
+    snprintf (err, errlen, "%s", strerror (-r));
+  br_engine_close (e);
+  return r;
+}
+
+/* ---- the loop thread ---- */
+
+static void
+on_wakeup (uv_async_t *a)
+{
+  struct br_engine *e = a->data;
+
+  atomic_store (&e->wake_pending, false);
+  for (size_t gi = 0; gi < e->n_groups; gi++)
+    for (size_t pi = 0; pi < e->groups[gi].n_peers; pi++)
+      br__peer_flush_queue (e->groups[gi].peers[pi]);
+}
+
+static void
+on_tick (uv_timer_t *t)
+{
+  struct br_engine *e = t->data;
+
+  for (size_t gi = 0; gi < e->n_groups; gi++)
+    for (size_t pi = 0; pi < e->groups[gi].n_peers; pi++)
+      br__peer_tick (e->groups[gi].peers[pi]);
+}
+
+static void
+on_stop (uv_async_t *a)
+{
+  struct br_engine *e = a->data;
+
+  for (size_t gi = 0; gi < e->n_groups; gi++)
+    for (size_t pi = 0; pi < e->groups[gi].n_peers; pi++)
+      br__peer_close (e->groups[gi].peers[pi]);
+  br__replica_stop (e);
+  br__control_stop (e);
+  uv_close ((uv_handle_t *) &e->tick, NULL);
+  uv_close ((uv_handle_t *) &e->wakeup, NULL);
+  uv_close ((uv_handle_t *) &e->stop, NULL);
+}
+
+static void
+run_loop (void *arg)
+{
+  struct br_engine *e = arg;
+
+  uv_run (&e->loop, UV_RUN_DEFAULT);
+}
+
+int
+br_engine_start (br_engine *e)
+{
+  int r;
+
+  r = uv_loop_init (&e->loop);
+  if (r < 0)
+    return r;
+  e->started_at = time (NULL);
+  uv_async_init (&e->loop, &e->wakeup, on_wakeup);
+  uv_async_init (&e->loop, &e->stop, on_stop);
+  uv_timer_init (&e->loop, &e->tick);
+  e->wakeup.data = e->stop.data = e->tick.data = e;
+  uv_timer_start (&e->tick, on_tick, TICK_MS, TICK_MS);
+
+  r = br__control_start (e);
+  if (r == 0 && e->role == BR_ROLE_REPLICA)
+    r = br__replica_start (e);
+  if (r < 0) {
+    on_stop (&e->stop);
+    uv_run (&e->loop, UV_RUN_DEFAULT);
+    uv_loop_close (&e->loop);
+    return r;
+  }
+  for (size_t gi = 0; gi < e->n_groups; gi++)
+    for (size_t pi = 0; pi < e->groups[gi].n_peers; pi++)
+      br__peer_start (e->groups[gi].peers[pi]);
+  r = uv_thread_create (&e->thread, run_loop, e);
+  if (r < 0) {
+    br_error ("cannot start the loop thread: %s", uv_strerror (r));
+    on_stop (&e->stop);
+    uv_run (&e->loop, UV_RUN_DEFAULT);
+    uv_loop_close (&e->loop);
+    return r;
+  }
+  e->started = true;
+  return 0;
+}
+
+void
+br_engine_stop (br_engine *e)
+{
+  if (!e->started)
+    return;
+  uv_async_send (&e->stop);
+  uv_thread_join (&e->thread);
+  if (uv_loop_close (&e->loop) < 0)
+    br_error ("internal error: libuv handles left open at shutdown");
+  e->started = false;
+}
+
+void
+br_engine_close (br_engine *e)
+{
+  if (e == NULL)
+    return;
+  br_engine_stop (e);
+  for (size_t gi = 0; gi < e->n_groups; gi++) {
+    struct br_group *g = &e->groups[gi];
+
+    for (size_t pi = 0; pi < g->n_peers; pi++)
+      br__peer_free (g->peers[pi]);
+    free (g->vols);
+    pthread_mutex_destroy (&g->lock);
+    pthread_cond_destroy (&g->cond);
+  }
+  free (e->groups);
+  for (size_t i = 0; i < e->n_vols; i++) {
+    struct br_volume *v = &e->vols[i];
+
+    if (v->sb)
+      br_sb_close (v->sb, true);
+    if (v->disk) {
+      if (br_disk_flush (v->disk) < 0)
+        br_error ("%s: final flush failed", v->cfg->name);
+      br_disk_close (v->disk);
+    }
+    br_rangelock_destroy (&v->locks);
+    free (v->last_seq);
+  }
+  free (e->vols);
+  if (e->secret)
+    sodium_memzero (e->secret, e->secret_len);
+  free (e->secret);
+  free (e->control_path);
+  br_config_free (e->cfg);
+  free (e);
+}
+
+size_t
+br_engine_n_volumes (const br_engine *e)
+{
+  return e->n_vols;
+}
+
+br_volume *
+br_engine_volume (br_engine *e, size_t i)
+{
+  return i < e->n_vols ? &e->vols[i] : NULL;
+}
+
+br_volume *
+br_engine_find_volume (br_engine *e, const char *name)
+{
+  for (size_t i = 0; i < e->n_vols; i++)
+    if (strcmp (e->vols[i].cfg->name, name) == 0)
+      return &e->vols[i];
+  return NULL;
+}
+
+const char *
+br_volume_name (const br_volume *v)
+{
+  return v->cfg->name;
+}
+
+uint64_t
+br_volume_size (const br_volume *v)
+{
+  return v->size;
+}

@@ -1,0 +1,489 @@
+/* blockrelay — the primary's write path.
+ *
+ * Every client operation on a volume goes through here: it is made durable
+ * in the scoreboard, given a place in its group's ordered stream, written
+ * to the local disk and, for sync peers, waited on.
+ *
+ * The write path, step by step (br_volume_pwrite / br_volume_zero):
+ *
+ *   1. Lock the region stripes the write covers (I3: a resync read of a
+ *      region and a live write to it never interleave).
+ *   2. br_sb_mark(): set the region bits of every peer and wait until they
+ *      are on disk (I1).  Concurrent writers share one msync.
+ *   3. Under the group lock: wait while an async peer's queue is full,
+ *      take the next sequence number, record it as the region's last
+ *      write (last_seq[]), and append one shared record to the queue of
+ *      every connected peer.  The stream order is therefore the sequence
+ *      order (I3).  Peers that are not connected get nothing: their bits
+ *      are already set and the resync engine will send the region later
+ *      (logging mode).
+ *   4. Wake the loop thread, which sends the record, and in parallel write
+ *      the local disk (and fdatasync it for FUA).
+ *   5. Unlock the stripes.
+ *   6. Sync peers: wait until each one that had the record acknowledges it
+ *      applied (or durable, for FUA), or loses its connection (then the
+ *      write stays tracked in its bitmap: I5).
+ *
+ * Bits are cleared lazily by the loop thread (br__group_clear_durable)
+ * when a peer's durable watermark passes a record, and only for regions
+ * whose last write is at or below that watermark (I2).  It trylocks the
+ * region stripe so it never clears a bit while a writer is between step 2
+ * and step 3; such regions are retried on the next tick.
+ *
+ * FLUSH (I4): a FLUSH record takes the next sequence number; once every
+ * connected sync peer reports it durable, every write before it, from any
+ * connection, is durable there too, because the peer applies and syncs in
+ * stream order.  Together with fdatasync of the local disk this makes
+ * flush global, so can_multi_conn is honest.
+ */
+#include "internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* ---- records ---- */
+
+struct br_rec *
+br__rec_new (uint8_t type, uint16_t flags, uint32_t volume, uint64_t seq,
+             uint64_t offset, uint64_t bytes, const void *data)
+{
+  size_t len = type == BR_T_WRITE ? bytes : 0;
+  struct br_rec *r = malloc (sizeof *r + len);
+
+  if (r == NULL)
+    return NULL;
+  atomic_init (&r->refs, 1);
+  memset (&r->h, 0, sizeof r->h);
+  r->h.version = BR_WIRE_VERSION;
+  r->h.type = type;
+  r->h.flags = flags;
+  r->h.volume = volume;
+  r->h.seq = seq;
+  r->h.offset = offset;
+  r->bytes = bytes;
+  if (type == BR_T_WRITE) {
+    memcpy (r->data, data, len);
+    r->h.length = len;
+    r->h.payload_sum = br_wire_checksum (r->data, len);
+  }
+  else if (type == BR_T_ZERO)
+    r->h.count = bytes;
+  return r;
+}
+
+void
+br__rec_seal (struct br_rec *r, uint64_t seq)
+{
+  r->h.seq = seq;
+  br_wire_encode_hdr (&r->h, r->hdr);
+}
+
+void
+br__rec_put (struct br_rec *r)
+{
+  if (r && atomic_fetch_sub (&r->refs, 1) == 1)
+    free (r);
+}
+
+/* ---- FIFO of records ---- */
+
+int
+br__fifo_push (struct br_fifo *f, struct br_rec *r)
+{
+  if (f->len == f->cap) {
+    size_t ncap = f->cap ? f->cap * 2 : 64;
+    struct br_rec **n = malloc (ncap * sizeof *n);
+
+    if (n == NULL)
+      return -ENOMEM;
+    for (size_t i = 0; i < f->len; i++)
+      n[i] = f->slot[(f->head + i) % f->cap];
+    free (f->slot);
+    f->slot = n;
+    f->cap = ncap;
+    f->head = 0;
+  }
+  f->slot[(f->head + f->len) % f->cap] = r;
+  f->len++;
+  return 0;
+}
+
+struct br_rec *
+br__fifo_at (const struct br_fifo *f, size_t i)
+{
+  assert (i < f->len);
+  return f->slot[(f->head + i) % f->cap];
+}
+
+struct br_rec *
+br__fifo_pop (struct br_fifo *f)
+{
+  struct br_rec *r;
+
+  if (f->len == 0)
+    return NULL;
+  r = f->slot[f->head];
+  f->head = (f->head + 1) % f->cap;
+  f->len--;
+  return r;
+}
+
+void
+br__fifo_free (struct br_fifo *f)
+{
+  struct br_rec *r;
+
+  while ((r = br__fifo_pop (f)) != NULL)
+    br__rec_put (r);
+  free (f->slot);
+  memset (f, 0, sizeof *f);
+}
+
+/* ---- helpers ---- */
+
+uint64_t
+br__region (const struct br_volume *v, uint64_t off)
+{
+  return off >> v->gran_shift;
+}
+
+static bool
+peer_connected (const struct br_peer *p)
+{
+  enum br_peer_state s = __atomic_load_n (&p->state, __ATOMIC_RELAXED);
+
+  return s == BR_PEER_REPLICATING || s == BR_PEER_SYNCING;
+}
+
+static bool
+any_connected (const struct br_group *g)
+{
+  for (size_t i = 0; i < g->n_peers; i++)
+    if (peer_connected (g->peers[i]))
+      return true;
+  return false;
+}
+
+void
+br__wake (struct br_engine *e)
+{
+  /* Coalesce: one uv_async_send per batch of records. */
+  if (!atomic_exchange (&e->wake_pending, true))
+    uv_async_send (&e->wakeup);
+}
+
+/* Wait (group lock held) until no connected async peer's queue would go
+ * over its bound with BYTES more.  A queue that is empty always accepts, so
+ * one write larger than the bound cannot wait forever. */
+static void
+wait_for_queue_space (struct br_group *g, uint64_t bytes)
+{
+  for (;;) {
+    bool full = false;
+
+    for (size_t i = 0; i < g->n_peers; i++) {
+      struct br_peer *p = g->peers[i];
+
+      if (peer_connected (p) && p->mode == BR_MODE_ASYNC &&
+          p->queued_bytes > 0 && p->queued_bytes + bytes > p->queue_limit)
+        full = true;
+    }
+    if (!full)
+      return;
+    pthread_cond_wait (&g->cond, &g->lock);
+  }
+}
+
+/* Under the group lock: append R to every connected peer's queue.  Returns
+ * the mask of sync peers that must acknowledge it, with their epochs. */
+static uint32_t
+enqueue (struct br_group *g, struct br_rec *r, uint64_t data_bytes,
+         uint64_t epochs[BR_MAX_PEERS])
+{
+  uint32_t wait_mask = 0;
+
+  for (size_t i = 0; i < g->n_peers; i++) {
+    struct br_peer *p = g->peers[i];
+
+    if (!peer_connected (p))
+      continue;
+    if (br__fifo_push (&p->q, r) < 0) {
+      /* Cannot queue it: the bits are set, so dropping the connection
+       * loses nothing (I5); the peer will be resynced. */
+      snprintf (p->last_error, sizeof p->last_error,
+                "out of memory queueing seq %llu",
+                (unsigned long long) r->h.seq);
+      p->epoch++;
+      continue;
+    }
+    atomic_fetch_add (&r->refs, 1);
+    p->queued_bytes += data_bytes;
+    if (p->mode == BR_MODE_SYNC) {
+      wait_mask |= 1u << i;
+      epochs[i] = p->epoch;
+    }
+  }
+  return wait_mask;
+}
+
+/* Wait until every peer in MASK has applied (or made durable) SEQ, or lost
+ * the connection it had when the record was queued. */
+static void
+wait_for_peers (struct br_group *g, uint32_t mask, const uint64_t *epochs,
+                uint64_t seq, bool durable)
+{
+  if (mask == 0)
+    return;
+  pthread_mutex_lock (&g->lock);
+  for (;;) {
+    bool waiting = false;
+
+    for (size_t i = 0; i < g->n_peers; i++) {
+      struct br_peer *p = g->peers[i];
+
+      if (!(mask & (1u << i)))
+        continue;
+      if (p->epoch != epochs[i] || !peer_connected (p) ||
+          (durable ? p->durable : p->applied) >= seq)
+        mask &= ~(1u << i);
+      else
+        waiting = true;
+    }
+    if (!waiting)
+      break;
+    pthread_cond_wait (&g->cond, &g->lock);
+  }
+  pthread_mutex_unlock (&g->lock);
+}
+
+/* The common path of WRITE and ZERO. */
+static int
+replicate (struct br_volume *v, uint8_t type, uint16_t flags,
+           const void *buf, size_t count, uint64_t off)
+{
+  struct br_group *g = v->g;
+  uint64_t first, last, seq, epochs[BR_MAX_PEERS];
+  uint32_t wait_mask;
+  struct br_rec *r = NULL;
+  bool fua = flags & BR_F_FUA;
+  int err;
+
+  if (count == 0)
+    return 0;
+  if (off > v->size || count > v->size - off)
+    return -ERANGE;
+  first = br__region (v, off);
+  last = br__region (v, off + count - 1);
+
+  br_rangelock_lock (&v->locks, first, last);
+
+  if (v->slot_mask) {
+    err = br_sb_mark (v->sb, v->slot_mask, off, count);
+    if (err < 0) {
+      br_rangelock_unlock (&v->locks, first, last);
+      br_error ("%s: cannot record the write in the scoreboard: %s",
+                v->cfg->name, strerror (-err));
+      return err;
+    }
+  }
+
+  /* Copy the data and checksum it outside the lock when a peer will
+   * probably want it (the state is read racily; rechecked below). */
+  if (any_connected (g))
+    r = br__rec_new (type, flags, v->id, 0, off, count, buf);
+
+  pthread_mutex_lock (&g->lock);
+  wait_for_queue_space (g, type == BR_T_WRITE ? count : 0);
+  seq = ++g->next_seq;
+  for (uint64_t rg = first; rg <= last; rg++)
+    v->last_seq[rg] = seq;
+  if (r == NULL && any_connected (g))
+    r = br__rec_new (type, flags, v->id, 0, off, count, buf);
+  wait_mask = 0;
+  if (r) {
+    br__rec_seal (r, seq);
+    wait_mask = enqueue (g, r, type == BR_T_WRITE ? count : 0, epochs);
+  }
+  pthread_mutex_unlock (&g->lock);
+  if (r) {
+    br__rec_put (r);            /* the queues hold their own references */
+    br__wake (g->e);
+  }
+
+  if (type == BR_T_WRITE)
+    err = br_disk_pwrite (v->disk, buf, count, off);
+  else
+    err = br_disk_zero (v->disk, count, off, flags & BR_F_MAY_TRIM);
+  if (err == 0 && fua)
+    err = br_disk_flush (v->disk);
+  br_rangelock_unlock (&v->locks, first, last);
+
+  if (err < 0) {
+    /* The bits stay set: the peer may now hold data we do not, and the
+     * region will be resynced from this node's content. */
+    br_error ("%s: local %s at %llu+%zu failed: %s", v->cfg->name,
+              type == BR_T_WRITE ? "write" : "zero",
+              (unsigned long long) off, count, strerror (-err));
+    return err;
+  }
+  wait_for_peers (g, wait_mask, epochs, seq, fua);
+  return 0;
+}
+
+int
+br_volume_pwrite (br_volume *v, const void *buf, size_t count, uint64_t off,
+                  bool fua)
+{
+  if (count > BR_WIRE_MAX_PAYLOAD) {
+    /* Larger than one frame: split, each piece in order. */
+    for (size_t done = 0; done < count; done += BR_WIRE_MAX_PAYLOAD) {
+      size_t n = count - done < BR_WIRE_MAX_PAYLOAD
+        ? count - done : BR_WIRE_MAX_PAYLOAD;
+      int err = br_volume_pwrite (v, (const char *) buf + done, n, off + done,
+                                  fua);
+      if (err < 0)
+        return err;
+    }
+    return 0;
+  }
+  return replicate (v, BR_T_WRITE, fua ? BR_F_FUA : 0, buf, count, off);
+}
+
+int
+br_volume_zero (br_volume *v, size_t count, uint64_t off, bool may_trim,
+                bool fua)
+{
+  uint16_t flags = (fua ? BR_F_FUA : 0) | (may_trim ? BR_F_MAY_TRIM : 0);
+
+  return replicate (v, BR_T_ZERO, flags, NULL, count, off);
+}
+
+int
+br_volume_pread (br_volume *v, void *buf, size_t count, uint64_t off)
+{
+  if (off > v->size || count > v->size - off)
+    return -ERANGE;
+  return br_disk_pread (v->disk, buf, count, off);
+}
+
+int
+br_volume_flush (br_volume *v)
+{
+  struct br_group *g = v->g;
+  uint64_t seq, epochs[BR_MAX_PEERS];
+  uint32_t wait_mask = 0;
+  struct br_rec *r = NULL;
+  int err;
+
+  pthread_mutex_lock (&g->lock);
+  seq = ++g->next_seq;
+  if (any_connected (g))
+    r = br__rec_new (BR_T_FLUSH, 0, v->id, 0, 0, 0, NULL);
+  if (r) {
+    br__rec_seal (r, seq);
+    wait_mask = enqueue (g, r, 0, epochs);
+  }
+  pthread_mutex_unlock (&g->lock);
+  if (r) {
+    br__rec_put (r);
+    br__wake (g->e);
+  }
+
+  err = br_disk_flush (v->disk);
+  if (err < 0) {
+    br_error ("%s: local flush failed: %s", v->cfg->name, strerror (-err));
+    return err;
+  }
+  wait_for_peers (g, wait_mask, epochs, seq, true);
+  return 0;
+}
+
+/* ---- lazy clearing (loop thread) ---- */
+
+static void
+try_clear (struct br_peer *p, struct br_volume *v, uint64_t rg);
+
+static void
+try_clear (struct br_peer *p, struct br_volume *v, uint64_t rg)
+{
+  int slot = v->slot[p->idx];
+
+  if (!br_rangelock_trylock (&v->locks, rg)) {
+    /* A writer is between marking and queueing: look again later. */
+    if (p->n_retry == p->cap_retry) {
+      size_t ncap = p->cap_retry ? p->cap_retry * 2 : 64;
+      void *n = realloc (p->retry, ncap * sizeof *p->retry);
+      if (n == NULL)
+        return;                 /* the bit just stays set: conservative */
+      p->retry = n;
+      p->cap_retry = ncap;
+    }
+    p->retry[p->n_retry].vol = v->id;
+    p->retry[p->n_retry].region = rg;
+    p->n_retry++;
+    return;
+  }
+  if (v->last_seq[rg] <= p->durable && !br__oos_test (p, v->id, rg))
+    br_sb_clear (v->sb, slot, rg);
+  br_rangelock_unlock (&v->locks, rg, rg);
+}
+
+bool
+br__oos_test (const struct br_peer *p, uint32_t vol, uint64_t rg)
+{
+  return p->oos && (p->oos[vol][rg / 64] >> (rg % 64)) & 1;
+}
+
+static void
+oos_clear (struct br_peer *p, uint32_t vol, uint64_t rg)
+{
+  if (br__oos_test (p, vol, rg)) {
+    p->oos[vol][rg / 64] &= ~(UINT64_C (1) << (rg % 64));
+    p->oos_count--;
+  }
+}
+
+/* Called with the group lock held after P's durable watermark moved:
+ * retire every record at or below it and clear the bits it allows (I2). */
+void
+br__group_clear_durable (struct br_group *g, struct br_peer *p)
+{
+  size_t n_retry = p->n_retry;
+
+  /* Retries first, from a snapshot (try_clear may append). */
+  p->n_retry = 0;
+  for (size_t i = 0; i < n_retry; i++) {
+    struct br_volume *v = g->vols[p->retry[i].vol];
+    if (v->last_seq[p->retry[i].region] <= p->durable)
+      try_clear (p, v, p->retry[i].region);
+  }
+
+  while (p->q.len > 0 && p->n_sent > 0) {
+    struct br_rec *r = br__fifo_at (&p->q, 0);
+
+    if (r->h.seq > p->durable)
+      break;
+    br__fifo_pop (&p->q);
+    p->n_sent--;
+    if (r->h.type == BR_T_WRITE)
+      p->queued_bytes -= r->bytes;
+    if (r->bytes && r->h.type != BR_T_FLUSH) {
+      struct br_volume *v = g->vols[r->h.volume];
+      uint64_t first = br__region (v, r->h.offset);
+      uint64_t last = br__region (v, r->h.offset + r->bytes - 1);
+
+      for (uint64_t rg = first; rg <= last; rg++) {
+        if (r->h.flags & BR_F_RESYNC)
+          oos_clear (p, v->id, rg);
+        if (v->last_seq[rg] <= p->durable &&
+            br_sb_test (v->sb, v->slot[p->idx], rg))
+          try_clear (p, v, rg);
+      }
+    }
+    br__rec_put (r);
+  }
+}

@@ -1,0 +1,223 @@
+/* blockrelay — engine internals shared by group.c, peer.c, replica.c,
+ * engine.c and control.c.  Not installed; not used by the plugin.
+ *
+ * Objects and who owns them
+ * -------------------------
+ *   br_engine  1 ── n br_group      (volumes with the same `group:`)
+ *   br_group   1 ── n br_volume     (wire volume id = index in the group)
+ *   br_group   1 ── n br_peer       (downstream nodes; one TCP connection
+ *                                    per (group, peer), so the stream order
+ *                                    is the group's sequence order)
+ *   br_rec     a replicated operation (WRITE / ZERO / FLUSH) with its
+ *              frame header encoded once and its data copied once; shared
+ *              by the queues of every peer of the group (refcounted).
+ *
+ * Locks (in this order; never the other way round)
+ * ------------------------------------------------
+ *   1. volume region stripes (rangelock.h)
+ *   2. group->lock: sequence numbers, last_seq[], every peer's queue,
+ *      watermarks and state.  group->cond is broadcast whenever a
+ *      watermark moves or a peer changes state.
+ * The loop thread takes the group lock for short, non-blocking sections
+ * and only ever trylocks region stripes.  Disk I/O and msync never happen
+ * under the group lock.
+ */
+#ifndef BR_INTERNAL_H
+#define BR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "disk.h"
+#include "engine.h"
+#include "rangelock.h"
+#include "scoreboard.h"
+#include "wire.h"
+
+#define BR_MAX_PEERS BR_SB_MAX_PEERS
+
+/* ---- records and per-peer FIFOs (group.c) ---- */
+
+struct br_rec {
+  atomic_uint refs;
+  struct br_frame_hdr h;            /* type, flags, volume, seq, offset ... */
+  uint8_t hdr[BR_WIRE_HDR_SIZE];    /* h encoded */
+  uint64_t bytes;                   /* range covered (WRITE/ZERO), else 0 */
+  uint8_t data[];                   /* h.length bytes for WRITE */
+};
+
+struct br_rec *br__rec_new (uint8_t type, uint16_t flags, uint32_t volume,
+                            uint64_t seq, uint64_t offset, uint64_t bytes,
+                            const void *data);
+/* Give R its sequence number and encode its frame header. */
+void br__rec_seal (struct br_rec *r, uint64_t seq);
+void br__rec_put (struct br_rec *r);
+
+/* A growable ring of record pointers, in sequence order. */
+struct br_fifo {
+  struct br_rec **slot;
+  size_t cap, head, len;
+};
+int br__fifo_push (struct br_fifo *f, struct br_rec *r);
+struct br_rec *br__fifo_at (const struct br_fifo *f, size_t i);
+struct br_rec *br__fifo_pop (struct br_fifo *f);
+void br__fifo_free (struct br_fifo *f);
+
+/* ---- peers (peer.c): the primary's side of a link ----
+ *
+ * State diagram (transitions made by the named functions in peer.c):
+ *
+ *   LOGGING --reconnect timer--> CONNECTING --connected--> HANDSHAKE
+ *      ^                                                    |  welcome ok
+ *      |                                      dirty bits?   v
+ *      +---- any error / EOF / refusal ---- SYNCING <--- yes-+-no--> REPLICATING
+ *                                            |   bits reach 0 ---------^
+ * A REFUSED handshake moves to FAILED and retries with the long backoff.
+ */
+enum br_peer_state {
+  BR_PEER_LOGGING,       /* not connected: writes only set bits */
+  BR_PEER_CONNECTING,
+  BR_PEER_HANDSHAKE,
+  BR_PEER_SYNCING,       /* connected; resyncing dirty regions + live writes */
+  BR_PEER_REPLICATING,   /* connected; bits only for unacknowledged writes */
+  BR_PEER_FAILED,        /* refused or hard error; retried slowly */
+};
+const char *br__peer_state_name (enum br_peer_state s);
+
+struct br_group;
+
+struct br_peer {
+  struct br_group *g;
+  int idx;                          /* index in g->peers */
+  const struct br_node_cfg *node;
+  const struct br_link_cfg *link;
+  enum br_mode mode;
+
+  /* Under g->lock (state is also read racily, with atomics, as a hint). */
+  enum br_peer_state state;
+  uint64_t epoch;                   /* bumps on every connection loss */
+  time_t since;                     /* when state was entered */
+  char last_error[256];
+  struct br_fifo q;                 /* enqueued, not yet durable */
+  size_t n_sent;                    /* q[0 .. n_sent) handed to uv_write */
+  uint64_t queued_bytes;            /* data bytes in q (not yet durable) */
+  uint64_t queue_limit;
+  uint64_t start_seq;               /* stream starts after this seq */
+  uint64_t applied, durable;        /* watermarks from the peer's ACKs */
+  /* Resync (SYNCING): oos[v] is this peer's out-of-sync set for volume v,
+   * a copy of the scoreboard bits taken when the connection came up.  A
+   * region in it is cleared only by a durable RESYNC record of it, never
+   * by a live write that covered part of it. */
+  uint64_t **oos;
+  uint64_t oos_count;               /* regions still in oos[] */
+  size_t resync_vol;                /* cursor: next volume and region */
+  uint64_t resync_region;
+  uint64_t resync_bytes_sent;
+  uint64_t sent_bytes;
+
+  /* Loop thread only. */
+  uv_tcp_t tcp;
+  bool tcp_open;
+  uv_connect_t creq;
+  uv_getaddrinfo_t gai;
+  uv_timer_t timer;                 /* reconnect backoff */
+  unsigned backoff_ms;
+  struct br_wire_reader rd;
+  uint8_t nonce[BR_WIRE_NONCE_SIZE];
+  unsigned writes_in_flight;
+  struct { uint32_t vol; uint64_t region; } *retry;  /* bits to clear later */
+  size_t n_retry, cap_retry;
+};
+
+/* ---- volumes and groups ---- */
+
+struct br_engine;
+
+struct br_volume {
+  struct br_engine *e;
+  const struct br_volume_cfg *cfg;
+  struct br_group *g;
+  uint32_t id;                      /* index in g->vols */
+  uint64_t size;
+  uint32_t gran_shift;              /* region = offset >> gran_shift */
+  uint64_t nregions;
+  br_disk *disk;
+  br_scoreboard *sb;
+  int slot[BR_MAX_PEERS];           /* scoreboard slot of g->peers[i] */
+  uint32_t slot_mask;               /* all of them */
+  uint64_t *last_seq;               /* per region, under g->lock */
+  struct br_rangelock locks;
+};
+
+struct br_group {
+  struct br_engine *e;
+  char *name;
+  struct br_volume **vols;
+  size_t n_vols;
+  struct br_peer *peers[BR_MAX_PEERS];
+  size_t n_peers;
+
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  uint64_t next_seq;                /* last sequence number assigned */
+  struct br_replica_session *upstream; /* replica role: the live session */
+};
+
+struct br_replica;
+struct br_control;
+
+struct br_engine {
+  struct br_config *cfg;
+  const struct br_node_cfg *self;
+  enum br_role role;
+  char *control_path;
+  uint8_t *secret;                  /* NULL: no authentication */
+  size_t secret_len;
+
+  struct br_volume *vols;
+  size_t n_vols;
+  struct br_group *groups;
+  size_t n_groups;
+
+  uv_loop_t loop;
+  uv_thread_t thread;
+  bool started;
+  uv_async_t wakeup;                /* records were queued */
+  uv_async_t stop;
+  uv_timer_t tick;                  /* housekeeping: retries, resync */
+  atomic_bool wake_pending;
+  struct br_replica *replica;       /* replica role */
+  struct br_control *control;
+  time_t started_at;
+};
+
+/* group.c */
+uint64_t br__region (const struct br_volume *v, uint64_t off);
+void br__group_clear_durable (struct br_group *g, struct br_peer *p);
+bool br__oos_test (const struct br_peer *p, uint32_t vol, uint64_t rg);
+void br__wake (struct br_engine *e);
+
+/* peer.c (loop thread) */
+int br__peer_init (struct br_group *g, int idx, const struct br_node_cfg *n,
+                   const struct br_link_cfg *l);
+void br__peer_start (struct br_peer *p);
+void br__peer_flush_queue (struct br_peer *p);
+void br__peer_tick (struct br_peer *p);
+void br__peer_close (struct br_peer *p);
+void br__peer_free (struct br_peer *p);
+
+/* replica.c (loop thread) */
+int br__replica_start (struct br_engine *e);
+void br__replica_stop (struct br_engine *e);
+
+/* control.c (loop thread) */
+int br__control_start (struct br_engine *e);
+void br__control_stop (struct br_engine *e);
+
+#endif

@@ -1,0 +1,794 @@
+/* blockrelay — the primary's side of a link: connection, handshake,
+ * sending the group's stream, acknowledgements, and resync.
+ *
+ * Everything here runs on the engine's loop thread, except that the queue,
+ * the watermarks and the state are shared with writers under the group
+ * lock (see internal.h for the lock order and the state diagram).
+ *
+ * Transitions and the function that makes each one:
+ *
+ *   LOGGING/FAILED -> CONNECTING    start_connect()      (reconnect timer)
+ *   CONNECTING     -> HANDSHAKE     on_connect()         (HELLO sent)
+ *   HANDSHAKE      -> SYNCING       on_welcome()         (peer has dirty bits)
+ *   HANDSHAKE      -> REPLICATING   on_welcome()         (no dirty bits)
+ *   SYNCING        -> REPLICATING   resync_step()        (out-of-sync set
+ *                                                          empty and durable)
+ *   any            -> LOGGING       peer_lost()          (error, EOF)
+ *   HANDSHAKE      -> FAILED        on_welcome()         (refused)
+ *   any            -> FAILED        peer_lost(.., true)  (peer reported error)
+ *
+ * Invariants kept here:
+ *   P1. The records of a connection are written to the socket in queue
+ *       order, which is sequence order (uv_write preserves submission
+ *       order on one stream).
+ *   P2. A record stays in the queue (holding its data) until the peer's
+ *       durable watermark passes it; only then can its bits be cleared.
+ *   P3. On connection loss every queued record is dropped without
+ *       clearing any bit, and the epoch moves so sync waiters return: what
+ *       they wrote stays tracked in the bitmap (logging mode, I5).
+ *   P4. ACK watermarks are validated: they never move backwards and never
+ *       pass the last sequence number sent (I7).
+ */
+#include "internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define BATCH_MAX_RECS 256
+#define BATCH_MAX_BYTES (16u * 1024 * 1024)
+#define WRITES_IN_FLIGHT_MAX 4
+
+const char *
+br__peer_state_name (enum br_peer_state s)
+{
+  switch (s) {
+  case BR_PEER_LOGGING: return "logging";
+  case BR_PEER_CONNECTING: return "connecting";
+  case BR_PEER_HANDSHAKE: return "handshake";
+  case BR_PEER_SYNCING: return "syncing";
+  case BR_PEER_REPLICATING: return "replicating";
+  case BR_PEER_FAILED: return "failed";
+  }
+  return "?";
+}
+
+/* Under the group lock. */
+static void
+set_state (struct br_peer *p, enum br_peer_state s)
+{
+  if (p->state != s)
+    br_debug (BR_DEBUG_PEER, "peer %s group %s: %s -> %s", p->node->name,
+              p->g->name, br__peer_state_name (p->state),
+              br__peer_state_name (s));
+  __atomic_store_n (&p->state, s, __ATOMIC_RELAXED);
+  p->since = time (NULL);
+  pthread_cond_broadcast (&p->g->cond);
+}
+
+static void start_connect (struct br_peer *p);
+static void flush_queue (struct br_peer *p);
+static void resync_step (struct br_peer *p);
+
+/* ---- connection loss ---- */
+
+static void
+on_reconnect_timer (uv_timer_t *t)
+{
+  start_connect (t->data);
+}
+
+static void
+schedule_reconnect (struct br_peer *p)
+{
+  unsigned ms = p->backoff_ms ? p->backoff_ms : BACKOFF_MIN_MS;
+
+  p->backoff_ms = ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+  uv_timer_start (&p->timer, on_reconnect_timer, ms, 0);
+}
+
+static void
+on_tcp_closed (uv_handle_t *h)
+{
+  struct br_peer *p = h->data;
+
+  p->tcp_open = false;
+  if (!uv_is_closing ((uv_handle_t *) &p->timer))
+    schedule_reconnect (p);
+}
+
+/* P3: drop the connection, keep every bit. */
+static void
+peer_lost (struct br_peer *p, bool failed, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+static void
+peer_lost (struct br_peer *p, bool failed, const char *fmt, ...)
+{
+  struct br_group *g = p->g;
+  char msg[256];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+
+  pthread_mutex_lock (&g->lock);
+  if (p->state != BR_PEER_LOGGING && p->state != BR_PEER_FAILED)
+    br_warn ("peer %s (group %s): %s; logging writes until it is back",
+             p->node->name, g->name, msg);
+  snprintf (p->last_error, sizeof p->last_error, "%s", msg);
+  p->epoch++;
+  br__fifo_free (&p->q);
+  p->n_sent = 0;
+  p->queued_bytes = 0;
+  p->n_retry = 0;
+  set_state (p, failed ? BR_PEER_FAILED : BR_PEER_LOGGING);
+  pthread_mutex_unlock (&g->lock);
+
+  br_wire_reader_reset (&p->rd);
+  if (p->tcp_open && !uv_is_closing ((uv_handle_t *) &p->tcp))
+    uv_close ((uv_handle_t *) &p->tcp, on_tcp_closed);
+  else if (!p->tcp_open && !uv_is_closing ((uv_handle_t *) &p->timer))
+    schedule_reconnect (p);
+}
+
+/* ---- sending ---- */
+
+struct send_req {
+  uv_write_t req;
+  struct br_peer *p;
+  size_t n;
+  struct br_rec **recs;
+  uv_buf_t *bufs;
+};
+
+static void
+free_send_req (struct send_req *s)
+{
+  for (size_t i = 0; i < s->n; i++)
+    br__rec_put (s->recs[i]);
+  free (s->recs);
+  free (s->bufs);
+  free (s);
+}
+
+static void
+on_written (uv_write_t *req, int status)
+{
+  struct send_req *s = (struct send_req *) req;
+  struct br_peer *p = s->p;
+
+  free_send_req (s);
+  p->writes_in_flight--;
+  if (status < 0) {
+    if (status != UV_ECANCELED)
+      peer_lost (p, false, "send failed: %s", uv_strerror (status));
+    return;
+  }
+  flush_queue (p);
+}
+
+/* Send a small control frame (HELLO, AUTH) with an owned payload. */
+static int
+send_frame (struct br_peer *p, uint8_t type, const void *payload,
+            uint32_t len)
+{
+  struct br_rec *r = br__rec_new (BR_T_WRITE, 0, 0, 0, 0, len, payload);
+  struct send_req *s;
+
+  if (r == NULL)
+    return -ENOMEM;
+  r->h.type = type;
+  r->bytes = 0;
+  br__rec_seal (r, 0);
+  s = calloc (1, sizeof *s);
+  if (s == NULL || !(s->recs = malloc (sizeof *s->recs)) ||
+      !(s->bufs = malloc (2 * sizeof *s->bufs))) {
+    if (s)
+      free (s->recs);
+    free (s);
+    br__rec_put (r);
+    return -ENOMEM;
+  }
+  s->p = p;
+  s->n = 1;
+  s->recs[0] = r;
+  s->bufs[0] = uv_buf_init ((char *) r->hdr, BR_WIRE_HDR_SIZE);
+  s->bufs[1] = uv_buf_init ((char *) r->data, len);
+  p->writes_in_flight++;
+  int err = uv_write (&s->req, (uv_stream_t *) &p->tcp, s->bufs, 2,
+                      on_written);
+  if (err < 0) {
+    p->writes_in_flight--;
+    free_send_req (s);
+  }
+  return err;
+}
+
+/* P1: hand the next batch of queued records to uv_write. */
+static void
+flush_queue (struct br_peer *p)
+{
+  struct br_group *g = p->g;
+
+  while (p->writes_in_flight < WRITES_IN_FLIGHT_MAX) {
+    struct send_req *s;
+    size_t n = 0, bytes = 0, nb = 0;
+
+    pthread_mutex_lock (&g->lock);
+    if (!(p->state == BR_PEER_REPLICATING || p->state == BR_PEER_SYNCING) ||
+        p->n_sent == p->q.len) {
+      pthread_mutex_unlock (&g->lock);
+      return;
+    }
+    while (p->n_sent + n < p->q.len && n < BATCH_MAX_RECS &&
+           bytes < BATCH_MAX_BYTES)
+      bytes += br__fifo_at (&p->q, p->n_sent + n++)->h.length;
+    s = calloc (1, sizeof *s);
+    if (s) {
+      s->recs = malloc (n * sizeof *s->recs);
+      s->bufs = malloc (2 * n * sizeof *s->bufs);
+    }
+    if (s == NULL || s->recs == NULL || s->bufs == NULL) {
+      pthread_mutex_unlock (&g->lock);
+      if (s) {
+        free (s->recs);
+        free (s->bufs);
+      }
+      free (s);
+      peer_lost (p, false, "out of memory sending");
+      return;
+    }
+    for (size_t i = 0; i < n; i++) {
+      struct br_rec *r = br__fifo_at (&p->q, p->n_sent + i);
+
+      atomic_fetch_add (&r->refs, 1);
+      s->recs[i] = r;
+      s->bufs[nb++] = uv_buf_init ((char *) r->hdr, BR_WIRE_HDR_SIZE);
+      if (r->h.length)
+        s->bufs[nb++] = uv_buf_init ((char *) r->data, r->h.length);
+      br_debug (BR_DEBUG_WIRE, "-> %s type %u seq %llu off %llu len %u",
+                p->node->name, r->h.type, (unsigned long long) r->h.seq,
+                (unsigned long long) r->h.offset, r->h.length);
+    }
+    s->n = n;
+    s->p = p;
+    p->n_sent += n;
+    p->sent_bytes += bytes;
+    pthread_mutex_unlock (&g->lock);
+
+    p->writes_in_flight++;
+    int err = uv_write (&s->req, (uv_stream_t *) &p->tcp, s->bufs, nb,
+                        on_written);
+    if (err < 0) {
+      p->writes_in_flight--;
+      free_send_req (s);
+      peer_lost (p, false, "send failed: %s", uv_strerror (err));
+      return;
+    }
+  }
+}
+
+void
+br__peer_flush_queue (struct br_peer *p)
+{
+  if (p->tcp_open)
+    flush_queue (p);
+}
+
+/* ---- resync ---- */
+
+/* Snapshot the scoreboard into the out-of-sync sets (group lock held). */
+static int
+take_oos_snapshot (struct br_peer *p)
+{
+  struct br_group *g = p->g;
+
+  if (p->oos == NULL) {
+    p->oos = calloc (g->n_vols, sizeof *p->oos);
+    if (p->oos == NULL)
+      return -ENOMEM;
+    for (size_t i = 0; i < g->n_vols; i++) {
+      p->oos[i] = calloc ((g->vols[i]->nregions + 63) / 64, 8);
+      if (p->oos[i] == NULL)
+        return -ENOMEM;
+    }
+  }
+  p->oos_count = 0;
+  for (size_t i = 0; i < g->n_vols; i++) {
+    struct br_volume *v = g->vols[i];
+    int slot = v->slot[p->idx];
+    int64_t rg = -1;
+
+    memset (p->oos[i], 0, (v->nregions + 63) / 64 * 8);
+    while ((rg = br_sb_next_set (v->sb, slot, rg + 1)) >= 0) {
+      p->oos[i][rg / 64] |= UINT64_C (1) << (rg % 64);
+      p->oos_count++;
+    }
+  }
+  p->resync_vol = 0;
+  p->resync_region = 0;
+  return 0;
+}
+
+static bool
+all_zero (const uint8_t *buf, size_t len)
+{
+  return len == 0 || (buf[0] == 0 && memcmp (buf, buf + 1, len - 1) == 0);
+}
+
+/* Queue the current contents of one out-of-sync region (I3: under its
+ * stripe lock, so no live write to it can slip between read and queue).
+ * Returns 1 if queued, 0 if the stripe was busy, -errno on error. */
+static int
+resync_region (struct br_peer *p, struct br_volume *v, uint64_t rg,
+               uint8_t *buf)
+{
+  struct br_group *g = p->g;
+  uint64_t off = rg << v->gran_shift;
+  uint64_t len = (uint64_t) 1 << v->gran_shift;
+  struct br_rec *r;
+  int err;
+
+  if (off + len > v->size)
+    len = v->size - off;
+  if (!br_rangelock_trylock (&v->locks, rg))
+    return 0;
+  err = br_disk_pread (v->disk, buf, len, off);
+  if (err < 0) {
+    br_rangelock_unlock (&v->locks, rg, rg);
+    br_error ("%s: resync read at %llu failed: %s", v->cfg->name,
+              (unsigned long long) off, strerror (-err));
+    return err;
+  }
+  r = all_zero (buf, len)
+    ? br__rec_new (BR_T_ZERO, BR_F_RESYNC, v->id, 0, off, len, NULL)
+    : br__rec_new (BR_T_WRITE, BR_F_RESYNC, v->id, 0, off, len, buf);
+  if (r == NULL) {
+    br_rangelock_unlock (&v->locks, rg, rg);
+    return -ENOMEM;
+  }
+  pthread_mutex_lock (&g->lock);
+  br__rec_seal (r, ++g->next_seq);
+  if (br__fifo_push (&p->q, r) < 0) {
+    pthread_mutex_unlock (&g->lock);
+    br_rangelock_unlock (&v->locks, rg, rg);
+    br__rec_put (r);
+    return -ENOMEM;
+  }
+  if (r->h.type == BR_T_WRITE)
+    p->queued_bytes += len;
+  p->resync_bytes_sent += len;
+  pthread_mutex_unlock (&g->lock);
+  br_rangelock_unlock (&v->locks, rg, rg);
+  return 1;
+}
+
+/* Queue resync records while the queue has room; finish the resync when
+ * every out-of-sync region has been made durable on the peer. */
+static void
+resync_step (struct br_peer *p)
+{
+  struct br_group *g = p->g;
+  uint8_t *buf = NULL;
+  bool queued = false;
+
+  for (;;) {
+    struct br_volume *v;
+    bool room;
+    int64_t next = -1;
+
+    pthread_mutex_lock (&g->lock);
+    if (p->state != BR_PEER_SYNCING) {
+      pthread_mutex_unlock (&g->lock);
+      break;
+    }
+    if (p->oos_count == 0) {
+      /* Everything sent; done when it is durable too (the oos bits are
+       * only cleared by durable RESYNC records). */
+      set_state (p, BR_PEER_REPLICATING);
+      br_info ("peer %s (group %s): resync complete", p->node->name,
+               g->name);
+      pthread_mutex_unlock (&g->lock);
+      break;
+    }
+    room = p->queued_bytes < p->queue_limit / 2;
+    while (room && p->resync_vol < g->n_vols) {
+      v = g->vols[p->resync_vol];
+      for (uint64_t rg = p->resync_region; rg < v->nregions; rg++)
+        if (br__oos_test (p, v->id, rg)) {
+          next = rg;
+          break;
+        }
+      if (next >= 0)
+        break;
+      p->resync_vol++;
+      p->resync_region = 0;
+    }
+    if (room && next < 0 && p->n_sent == p->q.len && p->q.len == 0) {
+      /* Walked everything, all durable, yet regions remain (a region was
+       * skipped while busy): walk again. */
+      p->resync_vol = 0;
+      p->resync_region = 0;
+    }
+    pthread_mutex_unlock (&g->lock);
+    if (!room || next < 0)
+      break;
+
+    if (buf == NULL && (buf = malloc ((size_t) 1 << v->gran_shift)) == NULL)
+      break;
+    int r = resync_region (p, v, next, buf);
+    if (r < 0) {
+      peer_lost (p, true, "resync failed: %s", strerror (-r));
+      break;
+    }
+    if (r == 0)
+      break;                    /* stripe busy: retry on the next tick */
+    queued = true;
+    pthread_mutex_lock (&g->lock);
+    p->resync_region = next + 1;
+    pthread_mutex_unlock (&g->lock);
+  }
+  free (buf);
+  if (queued)
+    flush_queue (p);
+}
+
+/* ---- receiving ---- */
+
+static void
+on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
+{
+  struct br_group *g = p->g;
+  struct br_engine *e = g->e;
+  struct br_welcome *w = malloc (sizeof *w);
+  const char *reason;
+  uint8_t mac[BR_WIRE_MAC_SIZE];
+  bool dirty = false;
+
+  if (w == NULL) {
+    peer_lost (p, false, "out of memory");
+    return;
+  }
+  if (br_wire_decode_welcome (payload, len, w, &reason) < 0) {
+    peer_lost (p, true, "bad WELCOME: %s", reason);
+    goto out;
+  }
+  if (w->status != BR_WELCOME_OK) {
+    br_error ("peer %s refused group %s: %s", p->node->name, g->name,
+              w->message);
+    peer_lost (p, true, "refused: %s", w->message);
+    goto out;
+  }
+  if (strcmp (w->node, p->node->name) != 0) {
+    peer_lost (p, true, "expected node %s, reached %s", p->node->name,
+               w->node);
+    goto out;
+  }
+  if (e->secret) {
+    if (!br_wire_auth_verify (e->secret, e->secret_len, "server", p->nonce,
+                              w->nonce, w->mac)) {
+      peer_lost (p, true, "authentication failed: %s does not know the "
+                 "shared secret", p->node->name);
+      goto out;
+    }
+    br_wire_auth_mac (e->secret, e->secret_len, "client", w->nonce,
+                      p->nonce, mac);
+  }
+  else
+    memset (mac, 0, sizeof mac);
+  if (send_frame (p, BR_T_AUTH, mac, sizeof mac) < 0) {
+    peer_lost (p, false, "cannot send AUTH");
+    goto out;
+  }
+
+  pthread_mutex_lock (&g->lock);
+  p->start_seq = p->applied = p->durable = g->next_seq;
+  p->n_sent = 0;
+  p->backoff_ms = 0;
+  p->last_error[0] = '\0';
+  if (take_oos_snapshot (p) < 0) {
+    pthread_mutex_unlock (&g->lock);
+    peer_lost (p, false, "out of memory");
+    goto out;
+  }
+  dirty = p->oos_count > 0;
+  set_state (p, dirty ? BR_PEER_SYNCING : BR_PEER_REPLICATING);
+  pthread_mutex_unlock (&g->lock);
+  br_info ("peer %s (group %s): connected, %s", p->node->name, g->name,
+           dirty ? "resyncing dirty regions" : "in sync");
+  if (dirty)
+    resync_step (p);
+ out:
+  free (w);
+}
+
+static void
+on_ack (struct br_peer *p, const struct br_frame_hdr *h)
+{
+  struct br_group *g = p->g;
+  uint64_t last_sent;
+
+  pthread_mutex_lock (&g->lock);
+  last_sent = p->n_sent ? br__fifo_at (&p->q, p->n_sent - 1)->h.seq
+                        : p->durable;
+  if (h->seq < p->applied || h->count < p->durable ||
+      h->count > h->seq || (h->seq > last_sent && h->seq > p->applied)) {
+    pthread_mutex_unlock (&g->lock);
+    peer_lost (p, true, "bad ACK (applied %llu durable %llu)",
+               (unsigned long long) h->seq, (unsigned long long) h->count);
+    return;
+  }
+  p->applied = h->seq;
+  if (h->count > p->durable) {
+    p->durable = h->count;
+    br__group_clear_durable (g, p);
+  }
+  pthread_cond_broadcast (&g->cond);
+  pthread_mutex_unlock (&g->lock);
+  if (p->state == BR_PEER_SYNCING)
+    resync_step (p);
+}
+
+static void
+on_frame (struct br_peer *p, const struct br_frame_hdr *h,
+          const uint8_t *payload)
+{
+  br_debug (BR_DEBUG_WIRE, "<- %s type %u seq %llu count %llu",
+            p->node->name, h->type, (unsigned long long) h->seq,
+            (unsigned long long) h->count);
+  if (p->state == BR_PEER_HANDSHAKE) {
+    if (h->type != BR_T_WELCOME)
+      peer_lost (p, true, "expected WELCOME, got frame type %u", h->type);
+    else
+      on_welcome (p, payload, h->length);
+    return;
+  }
+  switch (h->type) {
+  case BR_T_ACK:
+    on_ack (p, h);
+    break;
+  case BR_T_ERROR:
+    br_error ("peer %s (group %s) failed seq %llu: %.*s (%s)",
+              p->node->name, p->g->name, (unsigned long long) h->seq,
+              (int) h->length, (const char *) payload,
+              strerror ((int) h->count));
+    peer_lost (p, true, "peer error: %.*s", (int) h->length,
+               (const char *) payload);
+    break;
+  case BR_T_PONG:
+    break;
+  default:
+    peer_lost (p, true, "unexpected frame type %u", h->type);
+  }
+}
+
+static void
+on_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  static __thread char rbuf[65536];
+
+  buf->base = rbuf;
+  buf->len = sizeof rbuf;
+}
+
+static void
+on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+  struct br_peer *p = stream->data;
+  size_t off = 0;
+
+  if (nread < 0) {
+    peer_lost (p, false, "%s", nread == UV_EOF ? "connection closed by peer"
+               : uv_strerror ((int) nread));
+    return;
+  }
+  while (off < (size_t) nread) {
+    const char *reason = NULL;
+    size_t used;
+    int r = br_wire_reader_feed (&p->rd, (uint8_t *) buf->base + off,
+                                 nread - off, &used, &reason);
+
+    off += used;
+    if (r < 0) {
+      br_error ("peer %s: bad frame: %s", p->node->name,
+                reason ? reason : strerror (-r));
+      peer_lost (p, true, "bad frame from peer: %s",
+                 reason ? reason : strerror (-r));
+      return;
+    }
+    if (r == 0)
+      break;
+    struct br_frame_hdr h = p->rd.hdr;
+    uint8_t *payload = br_wire_reader_take (&p->rd);
+    uint64_t epoch = p->epoch;
+    on_frame (p, &h, payload);
+    free (payload);
+    if (p->epoch != epoch || !p->tcp_open ||
+        uv_is_closing ((uv_handle_t *) &p->tcp))
+      return;                   /* the connection was dropped */
+  }
+}
+
+/* ---- connecting ---- */
+
+static void
+on_connect (uv_connect_t *req, int status)
+{
+  struct br_peer *p = req->data;
+  struct br_group *g = p->g;
+  struct br_hello *hello;
+  uint8_t *buf;
+  int len;
+
+  if (status < 0) {
+    peer_lost (p, false, "cannot connect to %s:%s: %s", p->node->host,
+               p->node->port, uv_strerror (status));
+    return;
+  }
+  uv_tcp_nodelay (&p->tcp, 1);
+  uv_tcp_keepalive (&p->tcp, 1, 10);
+
+  hello = calloc (1, sizeof *hello);
+  buf = malloc (BR_WIRE_HANDSHAKE_MAX);
+  if (hello == NULL || buf == NULL) {
+    free (hello);
+    free (buf);
+    peer_lost (p, false, "out of memory");
+    return;
+  }
+  hello->proto_min = hello->proto_max = BR_WIRE_VERSION;
+  snprintf (hello->from, sizeof hello->from, "%s", g->e->self->name);
+  snprintf (hello->to, sizeof hello->to, "%s", p->node->name);
+  snprintf (hello->group, sizeof hello->group, "%s", g->name);
+  br_wire_random (p->nonce, sizeof p->nonce);
+  memcpy (hello->nonce, p->nonce, sizeof p->nonce);
+  hello->n_volumes = g->n_vols;
+  for (size_t i = 0; i < g->n_vols; i++) {
+    struct br_volume *v = g->vols[i];
+    struct br_wire_vol *w = &hello->vols[i];
+
+    snprintf (w->name, sizeof w->name, "%s", v->cfg->name);
+    w->size = v->size;
+    w->granularity = (uint32_t) 1 << v->gran_shift;
+    w->flags = br_sb_flags (v->sb);
+    w->gen = br_sb_gen (v->sb);
+    w->peer_gen = br_sb_peer_gen (v->sb, v->slot[p->idx]);
+  }
+  len = br_wire_encode_hello (hello, buf, BR_WIRE_HANDSHAKE_MAX);
+  free (hello);
+  pthread_mutex_lock (&g->lock);
+  set_state (p, BR_PEER_HANDSHAKE);
+  pthread_mutex_unlock (&g->lock);
+  br_wire_reader_reset (&p->rd);
+  if (len < 0 ||
+      uv_read_start ((uv_stream_t *) &p->tcp, on_alloc, on_read) < 0 ||
+      send_frame (p, BR_T_HELLO, buf, len) < 0)
+    peer_lost (p, false, "cannot start the handshake");
+  free (buf);
+}
+
+static void
+on_resolved (uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+  struct br_peer *p = req->data;
+  int err;
+
+  if (status < 0) {
+    peer_lost (p, false, "cannot resolve %s: %s", p->node->host,
+               uv_strerror (status));
+    return;
+  }
+  err = uv_tcp_init (&p->g->e->loop, &p->tcp);
+  if (err == 0) {
+    p->tcp_open = true;
+    p->tcp.data = p;
+    p->creq.data = p;
+    err = uv_tcp_connect (&p->creq, &p->tcp, res->ai_addr, on_connect);
+  }
+  uv_freeaddrinfo (res);
+  if (err < 0)
+    peer_lost (p, false, "cannot connect to %s:%s: %s", p->node->host,
+               p->node->port, uv_strerror (err));
+}
+
+static void
+start_connect (struct br_peer *p)
+{
+  struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+  int err;
+
+  if (p->tcp_open)
+    return;
+  pthread_mutex_lock (&p->g->lock);
+  set_state (p, BR_PEER_CONNECTING);
+  pthread_mutex_unlock (&p->g->lock);
+  p->gai.data = p;
+  err = uv_getaddrinfo (&p->g->e->loop, &p->gai, on_resolved, p->node->host,
+                        p->node->port, &hints);
+  if (err < 0)
+    peer_lost (p, false, "cannot resolve %s: %s", p->node->host,
+               uv_strerror (err));
+}
+
+/* ---- life cycle ---- */
+
+int
+br__peer_init (struct br_group *g, int idx, const struct br_node_cfg *n,
+               const struct br_link_cfg *l)
+{
+  struct br_peer *p = calloc (1, sizeof *p);
+
+  if (p == NULL)
+    return -ENOMEM;
+  p->g = g;
+  p->idx = idx;
+  p->node = n;
+  p->link = l;
+  p->mode = l->mode;
+  p->queue_limit = l->queue_size;
+  p->state = BR_PEER_LOGGING;
+  p->since = time (NULL);
+  br_wire_reader_init (&p->rd);
+  g->peers[idx] = p;
+  return 0;
+}
+
+void
+br__peer_start (struct br_peer *p)
+{
+  uv_timer_init (&p->g->e->loop, &p->timer);
+  p->timer.data = p;
+  start_connect (p);
+}
+
+void
+br__peer_tick (struct br_peer *p)
+{
+  struct br_group *g = p->g;
+
+  if (p->n_retry) {
+    pthread_mutex_lock (&g->lock);
+    br__group_clear_durable (g, p);
+    pthread_mutex_unlock (&g->lock);
+  }
+  if (p->state == BR_PEER_SYNCING)
+    resync_step (p);
+}
+
+/* Loop thread, at shutdown: close the handles (the loop then runs until
+ * their close callbacks have fired). */
+void
+br__peer_close (struct br_peer *p)
+{
+  uv_timer_stop (&p->timer);
+  uv_close ((uv_handle_t *) &p->timer, NULL);
+  if (p->tcp_open && !uv_is_closing ((uv_handle_t *) &p->tcp))
+    uv_close ((uv_handle_t *) &p->tcp, on_tcp_closed);
+  pthread_mutex_lock (&p->g->lock);
+  p->epoch++;
+  set_state (p, BR_PEER_LOGGING);
+  snprintf (p->last_error, sizeof p->last_error, "shutting down");
+  pthread_mutex_unlock (&p->g->lock);
+}
+
+void
+br__peer_free (struct br_peer *p)
+{
+  if (p == NULL)
+    return;
+  br__fifo_free (&p->q);
+  br_wire_reader_reset (&p->rd);
+  if (p->oos)
+    for (size_t i = 0; i < p->g->n_vols; i++)
+      free (p->oos[i]);
+  free (p->oos);
+  free (p->retry);
+  free (p);
+}

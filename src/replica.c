@@ -1,0 +1,857 @@
+/* blockrelay — the replica's side of a link (blockrelayd).
+ *
+ * The loop thread accepts connections from upstream nodes, validates every
+ * frame (I7), and hands writes to one apply thread per session, which
+ * applies them to the local disks strictly in stream order (I3) and
+ * reports two watermarks back in ACK frames:
+ *
+ *   applied  every record with seq <= applied has been written (pwrite);
+ *   durable  every record with seq <= durable is on stable storage.
+ *
+ * The apply thread makes data durable (fdatasync of every volume of the
+ * group that has unsynced writes) on FLUSH, on FUA, when more than
+ * SYNC_BYTES are unsynced, and SYNC_MS after the queue goes idle.
+ *
+ * Session states (loop thread):
+ *
+ *   HELLO --valid HELLO--> AUTH --valid AUTH--> RUNNING --error/EOF--> closed
+ *     \--invalid: WELCOME(refused) or log + close
+ *
+ * Invariants:
+ *   R1. Nothing from a connection is applied before its handshake and
+ *       authentication succeeded.
+ *   R2. A frame is applied only after its header, payload checksum,
+ *       volume index, byte range and sequence number (strictly increasing)
+ *       were checked; any violation closes that connection only, with a
+ *       logged reason.
+ *   R3. A disk error stops the session's applying at that record: the
+ *       record and everything after it are never acknowledged; an ERROR
+ *       frame tells the upstream why.
+ *   R4. At most one session per group; a new HELLO from the same upstream
+ *       node replaces a stale one, one from another node is refused.
+ *
+ * Lock rules: s->lock protects the op queue and the watermarks shared with
+ * the apply thread.  The loop thread never does disk I/O.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define SYNC_BYTES (32u * 1024 * 1024)
+#define SYNC_MS 50
+#define READ_PAUSE_BYTES (64u * 1024 * 1024)
+
+struct op {
+  struct op *next;
+  struct br_frame_hdr h;
+  uint8_t *payload;
+};
+
+enum sess_state { S_HELLO, S_AUTH, S_RUNNING, S_CLOSING };
+
+struct br_replica_session {
+  struct br_replica *rep;
+  struct br_replica_session *next;
+  uv_tcp_t tcp;
+  uv_async_t notify;                /* apply thread -> loop: send ACK */
+  int handles_open;
+  struct br_wire_reader rd;
+  enum sess_state st;
+  struct br_group *g;
+  char peer[BR_WIRE_NAME_MAX];
+  char addr[64];
+  uint8_t client_nonce[BR_WIRE_NONCE_SIZE];
+  uint8_t server_nonce[BR_WIRE_NONCE_SIZE];
+  uint64_t last_seq;                /* last seq received (R2) */
+  bool reading;
+  uint64_t rx_bytes;
+
+  /* Shared with the apply thread, under lock. */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  pthread_t thread;
+  bool thread_running, stop;
+  struct op *head, *tail;
+  uint64_t queued;                  /* payload bytes waiting */
+  uint64_t applied, durable;
+  int error;                        /* errno of a failed apply, R3 */
+  uint64_t error_seq;
+  char errmsg[256];
+
+  /* Loop thread: the ACK in flight. */
+  uv_write_t ack_req;
+  bool ack_busy, error_sent;
+  uint64_t sent_applied, sent_durable;
+  uint8_t ack_frame[BR_WIRE_HDR_SIZE + BR_WIRE_MSG_MAX];
+};
+
+struct br_replica {
+  struct br_engine *e;
+  uv_tcp_t listener;
+  struct br_replica_session *sessions;
+};
+
+/* ---- the apply thread ---- */
+
+static int
+sync_group (struct br_group *g, bool *dirty)
+{
+  for (size_t i = 0; i < g->n_vols; i++)
+    if (dirty[i]) {
+      int err = br_disk_flush (g->vols[i]->disk);
+      if (err < 0)
+        return err;
+      dirty[i] = false;
+    }
+  return 0;
+}
+
+static int
+apply_one (struct br_replica_session *s, const struct op *o, bool *dirty,
+           uint64_t *unsynced)
+{
+  struct br_volume *v = s->g->vols[o->h.volume];
+
+  switch (o->h.type) {
+  case BR_T_WRITE:
+    dirty[o->h.volume] = true;
+    *unsynced += o->h.length;
+    return br_disk_pwrite (v->disk, o->payload, o->h.length, o->h.offset);
+  case BR_T_ZERO:
+    dirty[o->h.volume] = true;
+    return br_disk_zero (v->disk, o->h.count, o->h.offset,
+                         o->h.flags & BR_F_MAY_TRIM);
+  default:
+    return 0;                   /* FLUSH: handled by the caller */
+  }
+}
+
+static void *
+apply_thread (void *arg)
+{
+  struct br_replica_session *s = arg;
+  bool *dirty = calloc (s->g->n_vols, sizeof *dirty);
+  uint64_t unsynced = 0;
+  bool any_dirty = false;
+
+  pthread_mutex_lock (&s->lock);
+  for (;;) {
+    struct op *o;
+    int err;
+
+    while (s->head == NULL && !s->stop) {
+      if (any_dirty) {
+        struct timespec ts;
+        clock_gettime (CLOCK_REALTIME, &ts);
+        ts.tv_nsec += SYNC_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+          ts.tv_sec++;
+          ts.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait (&s->cond, &s->lock, &ts) == ETIMEDOUT &&
+            s->head == NULL) {
+          uint64_t upto = s->applied;
+          pthread_mutex_unlock (&s->lock);
+          err = dirty ? sync_group (s->g, dirty) : -ENOMEM;
+          pthread_mutex_lock (&s->lock);
+          if (err < 0)
+            goto failed_locked;
+          s->durable = upto;
+          any_dirty = false;
+          unsynced = 0;
+          uv_async_send (&s->notify);
+        }
+      }
+      else
+        pthread_cond_wait (&s->cond, &s->lock);
+    }
+    if (s->stop || s->error)
+      break;
+    o = s->head;
+    s->head = o->next;
+    if (s->head == NULL)
+      s->tail = NULL;
+    s->queued -= o->h.length;
+    pthread_mutex_unlock (&s->lock);
+
+    err = dirty ? apply_one (s, o, dirty, &unsynced) : -ENOMEM;
+    if (err == 0 && o->h.type != BR_T_FLUSH)
+      any_dirty = true;
+    bool sync_now = o->h.type == BR_T_FLUSH || (o->h.flags & BR_F_FUA) ||
+      unsynced >= SYNC_BYTES;
+    if (err == 0 && sync_now) {
+      err = sync_group (s->g, dirty);
+      if (err == 0) {
+        any_dirty = false;
+        unsynced = 0;
+      }
+    }
+
+    pthread_mutex_lock (&s->lock);
+    if (err < 0) {
+      s->error_seq = o->h.seq;
+      snprintf (s->errmsg, sizeof s->errmsg,
+                "%s: %s of %u bytes at offset %llu failed: %s",
+                s->g->vols[o->h.volume]->cfg->name,
+                o->h.type == BR_T_FLUSH ? "flush"
+                : o->h.type == BR_T_ZERO ? "zero" : "write",
+                o->h.type == BR_T_ZERO ? (unsigned) o->h.count : o->h.length,
+                (unsigned long long) o->h.offset, strerror (-err));
+      free (o->payload);
+      free (o);
+      goto failed_locked;
+    }
+    s->applied = o->h.seq;
+    if (sync_now)
+      s->durable = o->h.seq;
+    free (o->payload);
+    free (o);
+    uv_async_send (&s->notify);
+    continue;
+
+  failed_locked:
+    if (!s->error) {
+      s->error = -err;
+      if (s->errmsg[0] == '\0')
+        snprintf (s->errmsg, sizeof s->errmsg, "sync failed: %s",
+                  strerror (-err));
+      br_error ("group %s from %s: %s; no further writes are applied",
+                s->g->name, s->peer, s->errmsg);
+    }
+    uv_async_send (&s->notify);
+    break;
+  }
+  pthread_mutex_unlock (&s->lock);
+  free (dirty);
+  return NULL;
+}
+
+/* ---- sending ACK / ERROR / WELCOME (loop thread) ---- */
+
+static void send_ack (struct br_replica_session *s);
+static void on_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void session_close (struct br_replica_session *s, const char *fmt,
+                           ...) __attribute__ ((format (printf, 2, 3)));
+
+static void
+on_ack_written (uv_write_t *req, int status)
+{
+  struct br_replica_session *s = req->data;
+
+  s->ack_busy = false;
+  if (status < 0) {
+    if (status != UV_ECANCELED)
+      session_close (s, "send failed: %s", uv_strerror (status));
+    return;
+  }
+  send_ack (s);
+}
+
+/* Send one frame from s->ack_frame (one at a time; coalesces ACKs). */
+static void
+write_ack_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
+                 const void *payload)
+{
+  uv_buf_t buf;
+
+  br_wire_encode_hdr (h, s->ack_frame);
+  if (h->length)
+    memcpy (s->ack_frame + BR_WIRE_HDR_SIZE, payload, h->length);
+  buf = uv_buf_init ((char *) s->ack_frame, BR_WIRE_HDR_SIZE + h->length);
+  s->ack_req.data = s;
+  s->ack_busy = true;
+  if (uv_write (&s->ack_req, (uv_stream_t *) &s->tcp, &buf, 1,
+                on_ack_written) < 0) {
+    s->ack_busy = false;
+    session_close (s, "cannot send");
+  }
+}
+
+static void
+send_ack (struct br_replica_session *s)
+{
+  struct br_frame_hdr h = { .version = BR_WIRE_VERSION };
+  uint64_t applied, durable, queued;
+  int error;
+
+  if (s->ack_busy || s->st != S_RUNNING)
+    return;
+  pthread_mutex_lock (&s->lock);
+  applied = s->applied;
+  durable = s->durable;
+  error = s->error;
+  queued = s->queued;
+  pthread_mutex_unlock (&s->lock);
+
+  if (!s->reading && queued < READ_PAUSE_BYTES / 2) {
+    s->reading = true;
+    uv_read_start ((uv_stream_t *) &s->tcp, on_alloc, on_read);
+  }
+  if (error && !s->error_sent) {
+    h.type = BR_T_ERROR;
+    h.seq = s->error_seq;
+    h.count = (uint64_t) error;
+    h.length = strlen (s->errmsg);
+    h.payload_sum = br_wire_checksum (s->errmsg, h.length);
+    s->error_sent = true;
+    write_ack_frame (s, &h, s->errmsg);
+    return;
+  }
+  if (applied == s->sent_applied && durable == s->sent_durable)
+    return;
+  h.type = BR_T_ACK;
+  h.seq = applied;
+  h.count = durable;
+  s->sent_applied = applied;
+  s->sent_durable = durable;
+  write_ack_frame (s, &h, NULL);
+}
+
+static void
+on_notify (uv_async_t *a)
+{
+  send_ack (a->data);
+}
+
+/* ---- closing ---- */
+
+static void
+on_handle_closed (uv_handle_t *h)
+{
+  struct br_replica_session *s = h->data;
+  struct br_replica_session **pp;
+  struct op *o;
+
+  if (--s->handles_open > 0)
+    return;
+  for (pp = &s->rep->sessions; *pp; pp = &(*pp)->next)
+    if (*pp == s) {
+      *pp = s->next;
+      break;
+    }
+  while ((o = s->head) != NULL) {
+    s->head = o->next;
+    free (o->payload);
+    free (o);
+  }
+  br_wire_reader_reset (&s->rd);
+  pthread_mutex_destroy (&s->lock);
+  pthread_cond_destroy (&s->cond);
+  free (s);
+}
+
+static void
+session_close (struct br_replica_session *s, const char *fmt, ...)
+{
+  char msg[256];
+  va_list ap;
+
+  if (s->st == S_CLOSING)
+    return;
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  if (s->st == S_RUNNING)
+    br_warn ("connection from %s (group %s) closed: %s", s->peer,
+             s->g ? s->g->name : "?", msg);
+  else
+    br_warn ("connection from %s closed during handshake: %s", s->addr, msg);
+  if (s->g && s->g->upstream == s)
+    s->g->upstream = NULL;
+  s->st = S_CLOSING;
+
+  if (s->thread_running) {
+    pthread_mutex_lock (&s->lock);
+    s->stop = true;
+    pthread_cond_signal (&s->cond);
+    pthread_mutex_unlock (&s->lock);
+    pthread_join (s->thread, NULL);
+    s->thread_running = false;
+  }
+  uv_close ((uv_handle_t *) &s->notify, on_handle_closed);
+  uv_close ((uv_handle_t *) &s->tcp, on_handle_closed);
+}
+
+/* ---- handshake ---- */
+
+struct welcome_req {
+  uv_write_t req;
+  struct br_replica_session *s;
+  bool refused;
+  uint8_t frame[];
+};
+
+static void
+on_welcome_written (uv_write_t *req, int status)
+{
+  struct welcome_req *w = (struct welcome_req *) req;
+  struct br_replica_session *s = w->s;
+  bool refused = w->refused;
+
+  free (w);
+  if (refused)
+    session_close (s, "handshake refused");
+  else if (status < 0 && status != UV_ECANCELED)
+    session_close (s, "cannot send WELCOME: %s", uv_strerror (status));
+}
+
+/* Send a WELCOME; after a refusal, close once it has been written so the
+ * peer gets the reason. */
+static void
+send_welcome (struct br_replica_session *s, const struct br_welcome *m)
+{
+  struct br_frame_hdr h = { .version = BR_WIRE_VERSION, .type = BR_T_WELCOME };
+  struct welcome_req *w;
+  uv_buf_t b;
+  int len;
+
+  w = malloc (sizeof *w + BR_WIRE_HDR_SIZE + BR_WIRE_HANDSHAKE_MAX);
+  if (w == NULL) {
+    session_close (s, "out of memory");
+    return;
+  }
+  len = br_wire_encode_welcome (m, w->frame + BR_WIRE_HDR_SIZE,
+                                BR_WIRE_HANDSHAKE_MAX);
+  if (len < 0) {
+    free (w);
+    session_close (s, "cannot encode WELCOME");
+    return;
+  }
+  h.length = len;
+  h.payload_sum = br_wire_checksum (w->frame + BR_WIRE_HDR_SIZE, len);
+  br_wire_encode_hdr (&h, w->frame);
+  w->s = s;
+  w->refused = m->status != BR_WELCOME_OK;
+  b = uv_buf_init ((char *) w->frame, BR_WIRE_HDR_SIZE + len);
+  if (uv_write (&w->req, (uv_stream_t *) &s->tcp, &b, 1,
+                on_welcome_written) < 0) {
+    free (w);
+    session_close (s, "cannot send WELCOME");
+  }
+}
+
+static void
+refuse (struct br_replica_session *s, struct br_welcome *w, const char *fmt,
+        ...) __attribute__ ((format (printf, 3, 4)));
+
+static void
+refuse (struct br_replica_session *s, struct br_welcome *w, const char *fmt,
+        ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (w->message, sizeof w->message, fmt, ap);
+  va_end (ap);
+  br_error ("refusing %s (%s): %s", s->peer[0] ? s->peer : "?", s->addr,
+            w->message);
+  w->status = BR_WELCOME_REFUSED;
+  w->n_volumes = 0;
+  send_welcome (s, w);
+}
+
+static struct br_group *
+find_group (struct br_engine *e, const char *name)
+{
+  for (size_t i = 0; i < e->n_groups; i++)
+    if (strcmp (e->groups[i].name, name) == 0)
+      return &e->groups[i];
+  return NULL;
+}
+
+static void
+on_hello (struct br_replica_session *s, const uint8_t *payload, uint32_t len)
+{
+  struct br_engine *e = s->rep->e;
+  struct br_hello *m = malloc (sizeof *m);
+  struct br_welcome *w = calloc (1, sizeof *w);
+  const char *reason;
+  struct br_group *g;
+
+  if (m == NULL || w == NULL) {
+    session_close (s, "out of memory");
+    goto out;
+  }
+  w->proto = BR_WIRE_VERSION;
+  snprintf (w->node, sizeof w->node, "%s", e->self->name);
+  w->n_volumes = 0;
+  if (br_wire_decode_hello (payload, len, m, &reason) < 0) {
+    session_close (s, "bad HELLO: %s", reason);
+    goto out;
+  }
+  snprintf (s->peer, sizeof s->peer, "%s", m->from);
+  if (m->proto_min > BR_WIRE_VERSION || m->proto_max < BR_WIRE_VERSION) {
+    refuse (s, w, "protocol versions %u-%u not supported (this node speaks "
+            "%u)", m->proto_min, m->proto_max, BR_WIRE_VERSION);
+    goto out;
+  }
+  if (strcmp (m->to, e->self->name) != 0) {
+    refuse (s, w, "this is node %s, not %s", e->self->name, m->to);
+    goto out;
+  }
+  if (br_config_link (e->cfg, m->from, e->self->name) == NULL) {
+    refuse (s, w, "node %s has no link to %s in %s", m->from,
+            e->self->name, e->cfg->path);
+    goto out;
+  }
+  g = find_group (e, m->group);
+  if (g == NULL) {
+    refuse (s, w, "no group named %s on node %s", m->group, e->self->name);
+    goto out;
+  }
+  if (m->n_volumes != g->n_vols) {
+    refuse (s, w, "group %s has %zu volumes here, %u on %s", g->name,
+            g->n_vols, m->n_volumes, m->from);
+    goto out;
+  }
+  for (size_t i = 0; i < g->n_vols; i++) {
+    struct br_volume *v = g->vols[i];
+    const struct br_wire_vol *mv = &m->vols[i];
+
+    if (strcmp (mv->name, v->cfg->name) != 0) {
+      refuse (s, w, "volume %zu of group %s is %s here, %s on %s", i,
+              g->name, v->cfg->name, mv->name, m->from);
+      goto out;
+    }
+    if (mv->size != v->size) {
+      refuse (s, w, "volume %s is %llu bytes here, %llu bytes on %s",
+              v->cfg->name, (unsigned long long) v->size,
+              (unsigned long long) mv->size, m->from);
+      goto out;
+    }
+    if (mv->granularity != (uint32_t) 1 << v->gran_shift) {
+      refuse (s, w, "volume %s has granularity %u here, %u on %s",
+              v->cfg->name, 1u << v->gran_shift, mv->granularity, m->from);
+      goto out;
+    }
+    snprintf (w->vols[i].name, sizeof w->vols[i].name, "%s", v->cfg->name);
+    w->vols[i].size = v->size;
+    w->vols[i].granularity = 1u << v->gran_shift;
+    w->vols[i].flags = br_sb_flags (v->sb);
+    w->vols[i].gen = br_sb_gen (v->sb);
+  }
+  if (g->upstream && g->upstream != s) {
+    if (strcmp (g->upstream->peer, m->from) != 0) {
+      refuse (s, w, "group %s is already replicating from %s", g->name,
+              g->upstream->peer);
+      goto out;
+    }
+    session_close (g->upstream, "replaced by a new connection from %s",
+                   m->from);
+  }
+  w->n_volumes = g->n_vols;
+  s->g = g;
+  g->upstream = s;
+  memcpy (s->client_nonce, m->nonce, sizeof s->client_nonce);
+  br_wire_random (s->server_nonce, sizeof s->server_nonce);
+  memcpy (w->nonce, s->server_nonce, sizeof w->nonce);
+  if (e->secret)
+    br_wire_auth_mac (e->secret, e->secret_len, "server", s->client_nonce,
+                      s->server_nonce, w->mac);
+  w->status = BR_WELCOME_OK;
+  s->st = S_AUTH;
+  send_welcome (s, w);
+ out:
+  free (m);
+  free (w);
+}
+
+static void
+on_auth (struct br_replica_session *s, const uint8_t *mac)
+{
+  struct br_engine *e = s->rep->e;
+  int err;
+
+  if (e->secret &&
+      !br_wire_auth_verify (e->secret, e->secret_len, "client",
+                            s->server_nonce, s->client_nonce, mac)) {
+    session_close (s, "authentication failed: %s does not know the shared "
+                   "secret", s->peer);
+    return;
+  }
+  s->st = S_RUNNING;
+  err = pthread_create (&s->thread, NULL, apply_thread, s);
+  if (err) {
+    session_close (s, "cannot start the apply thread: %s", strerror (err));
+    return;
+  }
+  s->thread_running = true;
+  br_info ("group %s: replicating from %s (%s)", s->g->name, s->peer,
+           s->addr);
+}
+
+/* ---- receiving ---- */
+
+/* R2: validate a data frame and queue it for the apply thread.  Takes the
+ * payload.  Returns false (and closes) on a bad frame. */
+static bool
+queue_op (struct br_replica_session *s, const struct br_frame_hdr *h,
+          uint8_t *payload)
+{
+  const char *reason;
+  struct op *o;
+
+  if (h->volume >= s->g->n_vols) {
+    session_close (s, "frame names volume %u of %zu", h->volume,
+                   s->g->n_vols);
+    goto bad;
+  }
+  if (h->type != BR_T_FLUSH &&
+      br_wire_check_range (h, s->g->vols[h->volume]->size, &reason) < 0) {
+    session_close (s, "bad frame seq %llu: %s", (unsigned long long) h->seq,
+                   reason);
+    goto bad;
+  }
+  if (s->last_seq && h->seq <= s->last_seq) {
+    session_close (s, "sequence went from %llu to %llu",
+                   (unsigned long long) s->last_seq,
+                   (unsigned long long) h->seq);
+    goto bad;
+  }
+  o = malloc (sizeof *o);
+  if (o == NULL) {
+    session_close (s, "out of memory");
+    goto bad;
+  }
+  o->next = NULL;
+  o->h = *h;
+  o->payload = payload;
+  pthread_mutex_lock (&s->lock);
+  if (s->last_seq == 0)
+    s->applied = s->durable = h->seq - 1; /* the stream starts here */
+  s->last_seq = h->seq;
+  if (s->tail)
+    s->tail->next = o;
+  else
+    s->head = o;
+  s->tail = o;
+  s->queued += h->length;
+  if (s->queued > READ_PAUSE_BYTES && s->reading) {
+    uv_read_stop ((uv_stream_t *) &s->tcp);
+    s->reading = false;
+  }
+  pthread_cond_signal (&s->cond);
+  pthread_mutex_unlock (&s->lock);
+  return true;
+ bad:
+  free (payload);
+  return false;
+}
+
+static bool
+on_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
+          uint8_t *payload)
+{
+  br_debug (BR_DEBUG_WIRE, "<- %s type %u seq %llu off %llu len %u",
+            s->peer[0] ? s->peer : s->addr, h->type,
+            (unsigned long long) h->seq, (unsigned long long) h->offset,
+            h->length);
+  switch (s->st) {
+  case S_HELLO:
+    if (h->type != BR_T_HELLO)
+      session_close (s, "expected HELLO, got frame type %u", h->type);
+    else
+      on_hello (s, payload, h->length);
+    break;
+  case S_AUTH:
+    if (h->type != BR_T_AUTH)
+      session_close (s, "expected AUTH, got frame type %u", h->type);
+    else
+      on_auth (s, payload);
+    break;
+  case S_RUNNING:
+    switch (h->type) {
+    case BR_T_WRITE: case BR_T_ZERO: case BR_T_FLUSH:
+      return queue_op (s, h, payload);
+    case BR_T_PING: {
+      /* Answered in order with ACKs: simply re-send the watermarks. */
+      s->sent_applied = UINT64_MAX;
+      send_ack (s);
+      break;
+    }
+    default:
+      session_close (s, "unexpected frame type %u", h->type);
+    }
+    break;
+  case S_CLOSING:
+    break;
+  }
+  free (payload);
+  return s->st != S_CLOSING;
+}
+
+static void
+on_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  static __thread char rbuf[256 * 1024];
+
+  buf->base = rbuf;
+  buf->len = sizeof rbuf;
+}
+
+static void
+on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+  struct br_replica_session *s = stream->data;
+  size_t off = 0;
+
+  if (nread < 0) {
+    session_close (s, "%s", nread == UV_EOF ? "closed by peer"
+                   : uv_strerror ((int) nread));
+    return;
+  }
+  s->rx_bytes += nread;
+  while (off < (size_t) nread && s->st != S_CLOSING) {
+    const char *reason = NULL;
+    size_t used;
+    int r = br_wire_reader_feed (&s->rd, (uint8_t *) buf->base + off,
+                                 nread - off, &used, &reason);
+
+    off += used;
+    if (r < 0) {
+      session_close (s, "bad frame: %s", reason ? reason : strerror (-r));
+      return;
+    }
+    if (r == 0)
+      break;
+    struct br_frame_hdr h = s->rd.hdr;
+    if (!on_frame (s, &h, br_wire_reader_take (&s->rd)))
+      return;
+  }
+}
+
+static void
+on_connection (uv_stream_t *server, int status)
+{
+  struct br_replica *rep = server->data;
+  struct br_replica_session *s;
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+
+  if (status < 0) {
+    br_error ("accept failed: %s", uv_strerror (status));
+    return;
+  }
+  s = calloc (1, sizeof *s);
+  if (s == NULL)
+    return;
+  s->rep = rep;
+  pthread_mutex_init (&s->lock, NULL);
+  pthread_cond_init (&s->cond, NULL);
+  br_wire_reader_init (&s->rd);
+  uv_tcp_init (&rep->e->loop, &s->tcp);
+  uv_async_init (&rep->e->loop, &s->notify, on_notify);
+  s->tcp.data = s->notify.data = s;
+  s->handles_open = 2;
+  s->next = rep->sessions;
+  rep->sessions = s;
+  snprintf (s->addr, sizeof s->addr, "?");
+  if (uv_accept (server, (uv_stream_t *) &s->tcp) < 0) {
+    session_close (s, "accept failed");
+    return;
+  }
+  if (uv_tcp_getpeername (&s->tcp, (struct sockaddr *) &ss, &len) == 0) {
+    char host[48];
+    if (ss.ss_family == AF_INET6)
+      uv_ip6_name ((struct sockaddr_in6 *) &ss, host, sizeof host);
+    else
+      uv_ip4_name ((struct sockaddr_in *) &ss, host, sizeof host);
+    snprintf (s->addr, sizeof s->addr, "%s", host);
+  }
+  uv_tcp_nodelay (&s->tcp, 1);
+  s->reading = true;
+  uv_read_start ((uv_stream_t *) &s->tcp, on_alloc, on_read);
+}
+
+/* ---- life cycle ---- */
+
+int
+br__replica_start (struct br_engine *e)
+{
+  struct br_replica *rep = calloc (1, sizeof *rep);
+  struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+                            .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+  struct addrinfo *res;
+  int err;
+
+  if (rep == NULL)
+    return -ENOMEM;
+  rep->e = e;
+  err = getaddrinfo (e->self->host, e->self->port, &hints, &res);
+  if (err) {
+    br_error ("cannot resolve %s: %s", e->self->host, gai_strerror (err));
+    free (rep);
+    return -EINVAL;
+  }
+  uv_tcp_init (&e->loop, &rep->listener);
+  rep->listener.data = rep;
+  err = uv_tcp_bind (&rep->listener, res->ai_addr, 0);
+  freeaddrinfo (res);
+  if (err == 0)
+    err = uv_listen ((uv_stream_t *) &rep->listener, 16, on_connection);
+  if (err < 0) {
+    br_error ("cannot listen on %s:%s: %s", e->self->host, e->self->port,
+              uv_strerror (err));
+    uv_close ((uv_handle_t *) &rep->listener, NULL);
+    uv_run (&e->loop, UV_RUN_NOWAIT);
+    free (rep);
+    return err;
+  }
+  e->replica = rep;
+  return 0;
+}
+
+static void
+on_listener_closed (uv_handle_t *h)
+{
+  free (h->data);
+}
+
+void
+br__replica_stop (struct br_engine *e)
+{
+  struct br_replica *rep = e->replica;
+  struct br_replica_session *s, *next;
+
+  if (rep == NULL)
+    return;
+  for (s = rep->sessions; s; s = next) {
+    next = s->next;
+    session_close (s, "shutting down");
+  }
+  uv_close ((uv_handle_t *) &rep->listener, on_listener_closed);
+  e->replica = NULL;
+}
+
+/* Status of the upstream sessions for the control socket: calls FN for
+ * each running session. */
+void
+br__replica_foreach (struct br_engine *e,
+                     void (*fn) (void *arg, const char *peer,
+                                 const char *group, const char *addr,
+                                 uint64_t applied, uint64_t durable,
+                                 uint64_t rx_bytes, const char *error),
+                     void *arg)
+{
+  if (e->replica == NULL)
+    return;
+  for (struct br_replica_session *s = e->replica->sessions; s; s = s->next) {
+    uint64_t applied, durable;
+    char err[256];
+
+    if (s->st != S_RUNNING)
+      continue;
+    pthread_mutex_lock (&s->lock);
+    applied = s->applied;
+    durable = s->durable;
+    snprintf (err, sizeof err, "%s", s->error ? s->errmsg : "");
+    pthread_mutex_unlock (&s->lock);
+    fn (arg, s->peer, s->g->name, s->addr, applied, durable, s->rx_bytes,
+        err);
+  }
+}
