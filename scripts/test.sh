@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (README command 2):
+#   1. install what is missing (Debian packages),
+#   2. build with -Wall -Wextra -Werror and run every unit and integration
+#      test (ctest),
+#   3. build with ASan+UBSan and run them all again,
+#   4. build with TSan and run the threaded core's unit tests.
+# Usage: scripts/test.sh [--quick]   (--quick: step 2 only)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+quick=false
+[ "${1:-}" = --quick ] && quick=true
+
+scripts/deps.sh
+# Loop devices are used by the tests; make sure the module is there.
+modprobe loop 2>/dev/null || true
+
+run() {
+  local dir=$1 label=$2; shift 2
+  echo "=== $label"
+  ctest --test-dir "$dir" --output-on-failure --timeout 900 "$@"
+}
+
+scripts/build.sh build
+run build "default build: unit + integration"
+$quick && exit 0
+
+scripts/build.sh build-asan -DBR_SANITIZE=address
+run build-asan "ASan+UBSan build: unit + integration"
+
+scripts/build.sh build-tsan -DBR_SANITIZE=thread
+run build-tsan "TSan build: threaded core (unit)" -L unit
