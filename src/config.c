@@ -1,0 +1,1013 @@
+/* blockrelay — the topology file loader.  See config.h for the format.
+ *
+ * br_config_load() reads the whole file into memory, lets libyaml compose
+ * it into a document (a node graph in which every node carries its start
+ * mark) and walks that graph against a fixed schema:
+ *
+ *   top level  settings (optional), volumes, nodes, links (optional)
+ *   settings   granularity, queue-size, secret-file
+ *   volume     name, size (required); group, granularity
+ *   node       name, address, data-dir (required); control, disks
+ *   link       between, mode (required); rate, queue-size
+ *
+ * Every mapping is checked for unknown keys and for duplicate keys (libyaml
+ * accepts duplicates silently) and every value for its kind (mapping,
+ * sequence or scalar).  Then the values themselves:
+ *
+ *   - names (volumes, groups, nodes) are 1..BR_NAME_MAX characters of
+ *     [A-Za-z0-9._-], and volume and node names are unique;
+ *   - sizes go through br_parse_size(); a volume size is a nonzero multiple
+ *     of 512, a granularity a power of two in 4K..64M, a queue-size nonzero;
+ *   - an address is host:port or [IPv6]:port with a port in 1..65535, and no
+ *     two nodes share one;
+ *   - disks: keys name declared volumes and values are non-empty paths;
+ *   - a link joins two distinct declared nodes, at most one link per pair.
+ *
+ * Relative paths (data-dir, control, disks, secret-file) are resolved
+ * against the directory of the file, lexically and without following
+ * symlinks, so the loaded config holds absolute paths only.
+ *
+ * The first problem stops the load.  It is reported as "PATH:LINE:COL:
+ * problem" with the 1-based position of the offending key or value, or of
+ * the mapping when a required key is missing.  All state lives in a struct
+ * loader on the stack; a partly filled config is freed with
+ * br_config_free(), which copes with NULL members.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1           /* asprintf */
+#endif
+
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#define MAX_FILE_SIZE (16 * 1024 * 1024)
+#define MIN_GRANULARITY 4096
+#define MAX_GRANULARITY (64 * 1024 * 1024)
+#define MAX_KEYS 8
+#define NAME_CHARS \
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+#define SOCKET_PATH_MAX (sizeof ((struct sockaddr_un *) 0)->sun_path - 1)
+
+#define TEXT(node) ((const char *) (node)->data.scalar.value)
+#define LINE(node) ((node)->start_mark.line + 1)
+#define COL(node) ((node)->start_mark.column + 1)
+
+struct loader {
+  const char *path;             /* the file as given, for messages */
+  char *dir;                    /* absolute directory of the file */
+  yaml_document_t doc;
+  struct br_config *cfg;
+  char *err;
+  size_t errlen;
+};
+
+/* The keys a mapping may hold, and its name in messages. */
+struct schema {
+  const char *what;
+  const char *const keys[MAX_KEYS + 1];   /* NULL-terminated */
+};
+
+/* The pairs found in one mapping, indexed like schema->keys. */
+struct fields {
+  const struct schema *schema;
+  yaml_node_t *map;
+  yaml_node_t *key[MAX_KEYS];
+  yaml_node_t *val[MAX_KEYS];
+};
+
+static const struct schema top_schema = {
+  "the top-level mapping", { "settings", "volumes", "nodes", "links" }
+};
+static const struct schema settings_schema = {
+  "settings", { "granularity", "queue-size", "secret-file" }
+};
+static const struct schema volume_schema = {
+  "volume", { "name", "size", "group", "granularity" }
+};
+static const struct schema node_schema = {
+  "node", { "name", "address", "data-dir", "control", "disks" }
+};
+static const struct schema link_schema = {
+  "link", { "between", "mode", "rate", "queue-size" }
+};
+
+/* Errors. */
+
+static int __attribute__ ((format (printf, 3, 4)))
+report (struct loader *l, const yaml_mark_t *mark, const char *fmt, ...)
+{
+  va_list ap;
+  int n;
+
+  if (l->errlen == 0)
+    return -1;
+  if (mark)
+    n = snprintf (l->err, l->errlen, "%s:%zu:%zu: ", l->path,
+                  mark->line + 1, mark->column + 1);
+  else
+    n = snprintf (l->err, l->errlen, "%s: ", l->path);
+  if (n >= 0 && (size_t) n < l->errlen) {
+    va_start (ap, fmt);
+    vsnprintf (l->err + n, l->errlen - n, fmt, ap);
+    va_end (ap);
+  }
+  return -1;
+}
+
+#define fail(l, node, ...) report ((l), &(node)->start_mark, __VA_ARGS__)
+
+static const char *
+kind (const yaml_node_t *n)
+{
+  return n->type == YAML_SCALAR_NODE ? "a scalar"
+    : n->type == YAML_SEQUENCE_NODE ? "a sequence" : "a mapping";
+}
+
+static char *
+copy (struct loader *l, yaml_node_t *n, const char *s, size_t len)
+{
+  char *r = strndup (s, len);
+
+  if (!r)
+    fail (l, n, "out of memory");
+  return r;
+}
+
+/* Reading and composing the document. */
+
+/* Read the whole file (which may be a pipe) into *BUF. */
+static int
+read_file (struct loader *l, char **buf, size_t *len)
+{
+  FILE *fp = fopen (l->path, "rb");
+  size_t cap = 0;
+  char *p;
+  int r = 0;
+
+  *buf = NULL;
+  *len = 0;
+  if (!fp)
+    return report (l, NULL, "cannot open: %s", strerror (errno));
+  while (*len == cap && r == 0) {
+    if (cap >= MAX_FILE_SIZE)
+      r = report (l, NULL, "file is larger than %d bytes", MAX_FILE_SIZE);
+    else if (!(p = realloc (*buf, cap = cap ? 2 * cap : 4096)))
+      r = report (l, NULL, "out of memory");
+    else
+      *len += fread ((*buf = p) + *len, 1, cap - *len, fp);
+  }
+  if (r == 0 && ferror (fp))
+    r = report (l, NULL, "cannot read: %s", strerror (errno));
+  fclose (fp);
+  return r;
+}
+
+/* libyaml's reader errors carry a byte offset rather than a mark. */
+static yaml_mark_t
+offset_mark (const char *buf, size_t len, size_t offset)
+{
+  yaml_mark_t m = { .index = offset };
+  size_t i;
+
+  for (i = 0; i < offset && i < len; i++) {
+    if (buf[i] == '\n') {
+      m.line++;
+      m.column = 0;
+    }
+    else
+      m.column++;
+  }
+  return m;
+}
+
+static int
+syntax_error (struct loader *l, yaml_parser_t *p, const char *buf, size_t len)
+{
+  yaml_mark_t m = p->problem_mark;
+
+  switch (p->error) {
+  case YAML_MEMORY_ERROR:
+    return report (l, NULL, "out of memory");
+  case YAML_READER_ERROR:
+    m = offset_mark (buf, len, p->problem_offset);
+    return report (l, &m, "syntax error: %s", p->problem);
+  default:
+    if (p->context)
+      return report (l, &m, "syntax error: %s (%s at %zu:%zu)", p->problem,
+                     p->context, p->context_mark.line + 1,
+                     p->context_mark.column + 1);
+    return report (l, &m, "syntax error: %s",
+                   p->problem ? p->problem : "unknown error");
+  }
+}
+
+/* Compose the single document of BUF into l->doc. */
+static int
+compose (struct loader *l, const char *buf, size_t len)
+{
+  yaml_parser_t parser;
+  yaml_document_t extra;
+  yaml_node_t *root;
+  int r = -1;
+
+  if (!yaml_parser_initialize (&parser))
+    return report (l, NULL, "out of memory");
+  yaml_parser_set_input_string (&parser, (const unsigned char *) buf, len);
+  if (!yaml_parser_load (&parser, &l->doc)) {
+    syntax_error (l, &parser, buf, len);
+    goto out;
+  }
+  if (!yaml_document_get_root_node (&l->doc)) {
+    yaml_mark_t start = { 0 };
+    report (l, &start, "the file is empty (expected volumes and nodes)");
+    goto out_doc;
+  }
+  if (!yaml_parser_load (&parser, &extra)) {
+    syntax_error (l, &parser, buf, len);
+    goto out_doc;
+  }
+  if ((root = yaml_document_get_root_node (&extra)) != NULL)
+    fail (l, root, "found a second YAML document (the file must hold "
+          "exactly one)");
+  else
+    r = 0;
+  yaml_document_delete (&extra);
+ out_doc:
+  if (r == -1)
+    yaml_document_delete (&l->doc);
+ out:
+  yaml_parser_delete (&parser);
+  return r;
+}
+
+/* Mappings, sequences and scalars. */
+
+static yaml_node_t *
+node_at (struct loader *l, int id)
+{
+  return yaml_document_get_node (&l->doc, id);
+}
+
+static int
+unknown_key (struct loader *l, yaml_node_t *key, const struct schema *s)
+{
+  char expected[128] = "";
+  size_t i;
+
+  for (i = 0; s->keys[i]; i++) {
+    if (i > 0)
+      strcat (expected, ", ");
+    strcat (expected, s->keys[i]);
+  }
+  return fail (l, key, "unknown key '%s' in %s (expected: %s)",
+               TEXT (key), s->what, expected);
+}
+
+/* Collect the pairs of mapping MAP, rejecting unknown and duplicate keys. */
+static int
+get_fields (struct loader *l, yaml_node_t *map, const struct schema *s,
+            struct fields *f)
+{
+  yaml_node_pair_t *p;
+  size_t i;
+
+  memset (f, 0, sizeof *f);
+  f->schema = s;
+  f->map = map;
+  if (map->type != YAML_MAPPING_NODE)
+    return fail (l, map, "%s must be a mapping, not %s", s->what, kind (map));
+  for (p = map->data.mapping.pairs.start;
+       p < map->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = node_at (l, p->key);
+
+    if (k->type != YAML_SCALAR_NODE)
+      return fail (l, k, "a key in %s must be a scalar, not %s",
+                   s->what, kind (k));
+    for (i = 0; s->keys[i] && strcmp (s->keys[i], TEXT (k)) != 0; i++)
+      ;
+    if (!s->keys[i])
+      return unknown_key (l, k, s);
+    if (f->key[i])
+      return fail (l, k, "duplicate key '%s' in %s (first at %zu:%zu)",
+                   TEXT (k), s->what, LINE (f->key[i]), COL (f->key[i]));
+    f->key[i] = k;
+    f->val[i] = node_at (l, p->value);
+  }
+  return 0;
+}
+
+/* The value of KEY in F, or NULL if the key is absent. */
+static yaml_node_t *
+field (const struct fields *f, const char *key)
+{
+  size_t i;
+
+  for (i = 0; f->schema->keys[i]; i++)
+    if (strcmp (f->schema->keys[i], key) == 0)
+      return f->val[i];
+  abort ();                     /* a key missing from the schema is a bug */
+}
+
+static yaml_node_t *
+require (struct loader *l, const struct fields *f, const char *key)
+{
+  yaml_node_t *v = field (f, key);
+
+  if (!v)
+    fail (l, f->map, "%s is missing required key '%s'", f->schema->what, key);
+  return v;
+}
+
+/* `key:` with no value, "~" or "null". */
+static bool
+is_null (const yaml_node_t *n)
+{
+  return n->type == YAML_SCALAR_NODE &&
+    n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+    (n->data.scalar.length == 0 || strcmp (TEXT (n), "~") == 0 ||
+     strcasecmp (TEXT (n), "null") == 0);
+}
+
+/* The items of sequence N.  LABEL names it in messages.  An absent or null
+ * value is an empty list when OPTIONAL, else an error, as is an empty list. */
+static int
+get_items (struct loader *l, yaml_node_t *n, const char *label,
+           bool optional, yaml_node_item_t **items, size_t *count)
+{
+  *items = NULL;
+  *count = 0;
+  if (optional && (!n || is_null (n)))
+    return 0;
+  if (is_null (n))
+    return fail (l, n, "%s must not be empty", label);
+  if (n->type != YAML_SEQUENCE_NODE)
+    return fail (l, n, "%s must be a sequence, not %s", label, kind (n));
+  *items = n->data.sequence.items.start;
+  *count = n->data.sequence.items.top - n->data.sequence.items.start;
+  if (*count == 0 && !optional)
+    return fail (l, n, "%s must not be empty", label);
+  return 0;
+}
+
+static const char *
+scalar (struct loader *l, yaml_node_t *n, const char *label)
+{
+  if (n->type != YAML_SCALAR_NODE) {
+    fail (l, n, "%s must be a scalar, not %s", label, kind (n));
+    return NULL;
+  }
+  if (strlen (TEXT (n)) != n->data.scalar.length) {
+    fail (l, n, "%s contains a NUL byte", label);
+    return NULL;
+  }
+  return is_null (n) ? "" : TEXT (n);
+}
+
+/* Values. */
+
+static int
+get_name (struct loader *l, yaml_node_t *n, const char *label, char **out)
+{
+  const char *s = scalar (l, n, label);
+  size_t len;
+
+  if (!s)
+    return -1;
+  len = strlen (s);
+  if (len == 0)
+    return fail (l, n, "%s is empty", label);
+  if (len > BR_NAME_MAX)
+    return fail (l, n, "%s '%s' is longer than %d characters",
+                 label, s, BR_NAME_MAX);
+  if (strspn (s, NAME_CHARS) != len)
+    return fail (l, n, "%s '%s' contains a character other than "
+                 "A-Z a-z 0-9 . _ -", label, s);
+  *out = copy (l, n, s, len);
+  return *out ? 0 : -1;
+}
+
+/* Why S is not a size, or NULL with the size in *OUT. */
+static const char *
+size_problem (const char *s, uint64_t *out)
+{
+  uint64_t v = 0, mult = 1;
+  const char *p = s;
+
+  if (*s == '\0')
+    return "is empty";
+  if (*s == '-')
+    return "is negative";
+  if (*s < '0' || *s > '9')
+    goto garbage;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    unsigned d = *p - '0';
+    if (v > (UINT64_MAX - d) / 10)
+      return "is too large";
+    v = v * 10 + d;
+  }
+  switch (*p) {
+  case 'K': case 'k': mult = UINT64_C (1) << 10; break;
+  case 'M': case 'm': mult = UINT64_C (1) << 20; break;
+  case 'G': case 'g': mult = UINT64_C (1) << 30; break;
+  case 'T': case 't': mult = UINT64_C (1) << 40; break;
+  }
+  if (mult > 1) {
+    p++;
+    if (*p == 'i' || *p == 'I')
+      p++;
+  }
+  if (*p == 'B' || *p == 'b')
+    p++;
+  if (*p != '\0')
+    goto garbage;
+  if (v > UINT64_MAX / mult)
+    return "is too large";
+  *out = v * mult;
+  return NULL;
+ garbage:
+  return "is not a size (expected bytes with an optional K, M, G or T suffix)";
+}
+
+int
+br_parse_size (const char *s, uint64_t *out)
+{
+  uint64_t v;
+
+  if (!s || size_problem (s, &v))
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int
+get_size (struct loader *l, yaml_node_t *n, const char *label, uint64_t *out)
+{
+  const char *s = scalar (l, n, label), *problem;
+
+  if (!s)
+    return -1;
+  if ((problem = size_problem (s, out)) != NULL)
+    return *s ? fail (l, n, "%s '%s' %s", label, s, problem)
+      : fail (l, n, "%s %s", label, problem);
+  return 0;
+}
+
+static int
+get_granularity (struct loader *l, yaml_node_t *n, const char *label,
+                 uint32_t *out)
+{
+  uint64_t v;
+
+  if (get_size (l, n, label, &v) == -1)
+    return -1;
+  if (v < MIN_GRANULARITY || v > MAX_GRANULARITY)
+    return fail (l, n, "%s '%s' is outside 4K..64M", label, TEXT (n));
+  if (v & (v - 1))
+    return fail (l, n, "%s '%s' is not a power of two", label, TEXT (n));
+  *out = v;
+  return 0;
+}
+
+static int
+get_queue_size (struct loader *l, yaml_node_t *n, const char *label,
+                uint64_t *out)
+{
+  if (get_size (l, n, label, out) == -1)
+    return -1;
+  if (*out == 0)
+    return fail (l, n, "%s must not be zero", label);
+  return 0;
+}
+
+/* Drop empty and "." components of absolute path P: "/a//./b/" -> "/a/b". */
+static void
+tidy_path (char *p)
+{
+  char *r = p, *w = p;
+  size_t len;
+
+  while (*r) {
+    while (*r == '/')
+      r++;
+    len = strcspn (r, "/");
+    if (len == 1 && r[0] == '.') {
+      r++;
+      continue;
+    }
+    if (len == 0)
+      break;
+    *w++ = '/';
+    memmove (w, r, len);
+    w += len;
+    r += len;
+  }
+  if (w == p)
+    *w++ = '/';
+  *w = '\0';
+}
+
+/* REL made absolute against DIR (ignored when REL is absolute). */
+static char *
+absolute (const char *dir, const char *rel)
+{
+  char *p;
+
+  if (rel[0] == '/')
+    p = strdup (rel);
+  else if (asprintf (&p, "%s/%s", dir, rel) == -1)
+    p = NULL;
+  if (p)
+    tidy_path (p);
+  return p;
+}
+
+static char *
+config_dir (const char *path)
+{
+  char *cwd = NULL, *p;
+
+  if (path[0] == '/')
+    p = strdup (path);
+  else if (!(cwd = getcwd (NULL, 0)) ||
+           asprintf (&p, "%s/%s", cwd, path) == -1)
+    p = NULL;
+  free (cwd);
+  if (p) {
+    *strrchr (p, '/') = '\0';
+    tidy_path (p);
+  }
+  return p;
+}
+
+static int
+get_path (struct loader *l, yaml_node_t *n, const char *label, char **out)
+{
+  const char *s = scalar (l, n, label);
+
+  if (!s)
+    return -1;
+  if (*s == '\0')
+    return fail (l, n, "%s is empty", label);
+  if (!(*out = absolute (l->dir, s)))
+    return fail (l, n, "out of memory");
+  return 0;
+}
+
+static int
+get_port (struct loader *l, yaml_node_t *n, const char *port, char **out)
+{
+  unsigned long v = 0;
+  const char *p;
+
+  if (*port == '\0')
+    return fail (l, n, "node address '%s' has no port (expected host:port)",
+                 TEXT (n));
+  for (p = port; *p >= '0' && *p <= '9' && v <= 65535; p++)
+    v = v * 10 + (*p - '0');
+  if (*p != '\0' || v < 1 || v > 65535)
+    return fail (l, n, "node address '%s': port '%s' is not a number in "
+                 "1..65535", TEXT (n), port);
+  if (asprintf (out, "%lu", v) == -1) {
+    *out = NULL;
+    return fail (l, n, "out of memory");
+  }
+  return 0;
+}
+
+/* host:port, or [IPv6]:port. */
+static int
+get_address (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
+{
+  const char *s = scalar (l, n, "node address"), *host, *end;
+  char v6[INET6_ADDRSTRLEN];
+  struct in6_addr addr;
+  size_t len;
+
+  if (!s)
+    return -1;
+  if (s[0] == '[') {
+    host = s + 1;
+    end = strchr (host, ']');
+    if (!end || end[1] != ':')
+      return fail (l, n, "node address '%s' is not [IPv6]:port", s);
+    len = end - host;
+    if (len < sizeof v6) {
+      memcpy (v6, host, len);
+      v6[len] = '\0';
+    }
+    if (len == 0 || len >= sizeof v6 || inet_pton (AF_INET6, v6, &addr) != 1)
+      return fail (l, n, "node address '%s': '%.*s' is not an IPv6 address",
+                   s, (int) len, host);
+    end++;
+  }
+  else {
+    host = s;
+    end = strrchr (s, ':');
+    if (!end)
+      return fail (l, n, "node address '%s' has no port (expected host:port)",
+                   s);
+    len = end - host;
+    if (memchr (host, ':', len))
+      return fail (l, n, "node address '%s': write an IPv6 address in "
+                   "brackets, as [::1]:port", s);
+    if (len == 0)
+      return fail (l, n, "node address '%s' has no host", s);
+    if (strspn (host, NAME_CHARS) < len)
+      return fail (l, n, "node address '%s': host '%.*s' is not a valid "
+                   "host name or IPv4 address", s, (int) len, host);
+  }
+  if (get_port (l, n, end + 1, &node->port) == -1)
+    return -1;
+  node->host = copy (l, n, host, len);
+  return node->host ? 0 : -1;
+}
+
+/* Sections. */
+
+static int
+load_settings (struct loader *l, yaml_node_t *n)
+{
+  struct br_config *cfg = l->cfg;
+  struct fields f;
+  yaml_node_t *v;
+
+  if (!n || is_null (n))
+    return 0;
+  if (get_fields (l, n, &settings_schema, &f) == -1)
+    return -1;
+  if ((v = field (&f, "granularity")) &&
+      get_granularity (l, v, "settings granularity", &cfg->granularity) == -1)
+    return -1;
+  if ((v = field (&f, "queue-size")) &&
+      get_queue_size (l, v, "settings queue-size", &cfg->queue_size) == -1)
+    return -1;
+  if ((v = field (&f, "secret-file")) &&
+      get_path (l, v, "settings secret-file", &cfg->secret_file) == -1)
+    return -1;
+  return 0;
+}
+
+static int
+load_volume (struct loader *l, yaml_node_t *n, struct br_volume_cfg *vol)
+{
+  const struct br_volume_cfg *other;
+  struct fields f;
+  yaml_node_t *v;
+
+  if (get_fields (l, n, &volume_schema, &f) == -1)
+    return -1;
+  vol->line = LINE (n);
+  vol->column = COL (n);
+  if (!(v = require (l, &f, "name")) ||
+      get_name (l, v, "volume name", &vol->name) == -1)
+    return -1;
+  for (other = l->cfg->volumes; other < vol; other++)
+    if (strcmp (other->name, vol->name) == 0)
+      return fail (l, v, "duplicate volume name '%s' (first at %d:%d)",
+                   vol->name, other->line, other->column);
+  if (!(v = require (l, &f, "size")) ||
+      get_size (l, v, "volume size", &vol->size) == -1)
+    return -1;
+  if (vol->size == 0)
+    return fail (l, v, "volume size must not be zero");
+  if (vol->size % 512 != 0)
+    return fail (l, v, "volume size '%s' is not a multiple of 512", TEXT (v));
+  if (vol->size > INT64_MAX)
+    return fail (l, v, "volume size '%s' is too large", TEXT (v));
+  v = field (&f, "group");
+  if (v ? get_name (l, v, "volume group", &vol->group) == -1
+      : !(vol->group = copy (l, n, vol->name, BR_NAME_MAX)))
+    return -1;
+  vol->granularity = l->cfg->granularity;
+  if ((v = field (&f, "granularity")) &&
+      get_granularity (l, v, "volume granularity", &vol->granularity) == -1)
+    return -1;
+  return 0;
+}
+
+static int
+load_disks (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
+{
+  yaml_node_pair_t *p, *q;
+  char label[BR_NAME_MAX + 32];
+
+  if (is_null (n))
+    return 0;
+  if (n->type != YAML_MAPPING_NODE)
+    return fail (l, n, "node disks must be a mapping of volume to path, "
+                 "not %s", kind (n));
+  node->disks = calloc (n->data.mapping.pairs.top -
+                        n->data.mapping.pairs.start, sizeof *node->disks);
+  if (!node->disks)
+    return fail (l, n, "out of memory");
+  for (p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+    struct br_disk_cfg *disk = &node->disks[node->n_disks++];
+    yaml_node_t *k = node_at (l, p->key), *v = node_at (l, p->value);
+    const char *vol = scalar (l, k, "a key in disks");
+
+    if (!vol)
+      return -1;
+    for (q = n->data.mapping.pairs.start; q < p; q++)
+      if (strcmp (TEXT (node_at (l, q->key)), vol) == 0)
+        return fail (l, k, "duplicate key '%s' in disks (first at %zu:%zu)",
+                     vol, LINE (node_at (l, q->key)),
+                     COL (node_at (l, q->key)));
+    if (!br_config_volume (l->cfg, vol))
+      return fail (l, k, "disks names unknown volume '%s'", vol);
+    snprintf (label, sizeof label, "disk of volume '%s'", vol);
+    if (!(disk->volume = copy (l, k, vol, BR_NAME_MAX)) ||
+        get_path (l, v, label, &disk->path) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static int
+load_node (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
+{
+  const struct br_node_cfg *other;
+  struct fields f;
+  yaml_node_t *v;
+
+  if (get_fields (l, n, &node_schema, &f) == -1)
+    return -1;
+  node->line = LINE (n);
+  node->column = COL (n);
+  if (!(v = require (l, &f, "name")) ||
+      get_name (l, v, "node name", &node->name) == -1)
+    return -1;
+  for (other = l->cfg->nodes; other < node; other++)
+    if (strcmp (other->name, node->name) == 0)
+      return fail (l, v, "duplicate node name '%s' (first at %d:%d)",
+                   node->name, other->line, other->column);
+  if (!(v = require (l, &f, "address")) || get_address (l, v, node) == -1)
+    return -1;
+  for (other = l->cfg->nodes; other < node; other++)
+    if (strcmp (other->host, node->host) == 0 &&
+        strcmp (other->port, node->port) == 0)
+      return fail (l, v, "node address '%s' is already used by node '%s'",
+                   TEXT (v), other->name);
+  if (!(v = require (l, &f, "data-dir")) ||
+      get_path (l, v, "node data-dir", &node->data_dir) == -1)
+    return -1;
+  if (field (&f, "control")) {
+    v = field (&f, "control");
+    if (get_path (l, v, "node control", &node->control) == -1)
+      return -1;
+  }
+  else if (asprintf (&node->control, "%s/control.sock",
+                     node->data_dir) == -1) {
+    node->control = NULL;       /* v is still the data-dir */
+    return fail (l, v, "out of memory");
+  }
+  if (strlen (node->control) > SOCKET_PATH_MAX)
+    return fail (l, v, "control socket path '%s' is longer than %zu bytes",
+                 node->control, SOCKET_PATH_MAX);
+  if ((v = field (&f, "disks")) && load_disks (l, v, node) == -1)
+    return -1;
+  return 0;
+}
+
+static int
+get_link_end (struct loader *l, yaml_node_t *n, char **out)
+{
+  const char *s = scalar (l, n, "a node in link between");
+
+  if (!s)
+    return -1;
+  if (!br_config_node (l->cfg, s))
+    return fail (l, n, "link names unknown node '%s'", s);
+  *out = copy (l, n, s, BR_NAME_MAX);
+  return *out ? 0 : -1;
+}
+
+static int
+load_link (struct loader *l, yaml_node_t *n, struct br_link_cfg *link)
+{
+  const struct br_link_cfg *other;
+  yaml_node_item_t *ends;
+  struct fields f;
+  yaml_node_t *v;
+  const char *mode;
+  size_t count;
+
+  if (get_fields (l, n, &link_schema, &f) == -1)
+    return -1;
+  link->line = LINE (n);
+  link->column = COL (n);
+  if (!(v = require (l, &f, "between")) ||
+      get_items (l, v, "link between", false, &ends, &count) == -1)
+    return -1;
+  if (count != 2)
+    return fail (l, v, "link between must name exactly two nodes, not %zu",
+                 count);
+  if (get_link_end (l, node_at (l, ends[0]), &link->a) == -1 ||
+      get_link_end (l, node_at (l, ends[1]), &link->b) == -1)
+    return -1;
+  if (strcmp (link->a, link->b) == 0)
+    return fail (l, v, "link from node '%s' to itself", link->a);
+  for (other = l->cfg->links; other < link; other++)
+    if ((strcmp (other->a, link->a) == 0 && strcmp (other->b, link->b) == 0) ||
+        (strcmp (other->a, link->b) == 0 && strcmp (other->b, link->a) == 0))
+      return fail (l, v, "duplicate link between '%s' and '%s' "
+                   "(first at %d:%d)", link->a, link->b,
+                   other->line, other->column);
+  if (!(v = require (l, &f, "mode")) || !(mode = scalar (l, v, "link mode")))
+    return -1;
+  if (strcmp (mode, "sync") == 0)
+    link->mode = BR_MODE_SYNC;
+  else if (strcmp (mode, "async") == 0)
+    link->mode = BR_MODE_ASYNC;
+  else
+    return fail (l, v, "link mode '%s' is not sync or async", mode);
+  if ((v = field (&f, "rate")) &&
+      get_size (l, v, "link rate", &link->rate) == -1)
+    return -1;
+  link->queue_size = l->cfg->queue_size;
+  if ((v = field (&f, "queue-size")) &&
+      get_queue_size (l, v, "link queue-size", &link->queue_size) == -1)
+    return -1;
+  return 0;
+}
+
+static int
+load_top (struct loader *l, yaml_node_t *root)
+{
+  struct br_config *cfg = l->cfg;
+  yaml_node_item_t *items;
+  struct fields f;
+  yaml_node_t *v;
+  size_t i, count;
+
+  if (root->type != YAML_MAPPING_NODE)
+    return fail (l, root, "the file must hold a mapping of settings, volumes, "
+                 "nodes and links, not %s", kind (root));
+  if (get_fields (l, root, &top_schema, &f) == -1 ||
+      load_settings (l, field (&f, "settings")) == -1)
+    return -1;
+
+  if (!(v = require (l, &f, "volumes")) ||
+      get_items (l, v, "volumes", false, &items, &count) == -1)
+    return -1;
+  if (!(cfg->volumes = calloc (count, sizeof *cfg->volumes)))
+    return fail (l, v, "out of memory");
+  cfg->n_volumes = count;
+  for (i = 0; i < count; i++)
+    if (load_volume (l, node_at (l, items[i]), &cfg->volumes[i]) == -1)
+      return -1;
+
+  if (!(v = require (l, &f, "nodes")) ||
+      get_items (l, v, "nodes", false, &items, &count) == -1)
+    return -1;
+  if (!(cfg->nodes = calloc (count, sizeof *cfg->nodes)))
+    return fail (l, v, "out of memory");
+  cfg->n_nodes = count;
+  for (i = 0; i < count; i++)
+    if (load_node (l, node_at (l, items[i]), &cfg->nodes[i]) == -1)
+      return -1;
+
+  v = field (&f, "links");
+  if (get_items (l, v, "links", true, &items, &count) == -1)
+    return -1;
+  if (count > 0 && !(cfg->links = calloc (count, sizeof *cfg->links)))
+    return fail (l, v, "out of memory");
+  cfg->n_links = count;
+  for (i = 0; i < count; i++)
+    if (load_link (l, node_at (l, items[i]), &cfg->links[i]) == -1)
+      return -1;
+  return 0;
+}
+
+int
+br_config_load (const char *path, struct br_config **out,
+                char *err, size_t errlen)
+{
+  struct loader l = { .path = path, .err = err, .errlen = errlen };
+  char *buf = NULL;
+  size_t len;
+  int r = -1;
+
+  *out = NULL;
+  if (errlen > 0)
+    err[0] = '\0';
+  if (!(l.cfg = calloc (1, sizeof *l.cfg)) ||
+      !(l.cfg->path = strdup (path)) || !(l.dir = config_dir (path)))
+    report (&l, NULL, "cannot resolve the file's directory: %s",
+            strerror (errno));
+  else if (read_file (&l, &buf, &len) == 0 && compose (&l, buf, len) == 0) {
+    l.cfg->granularity = BR_DEFAULT_GRANULARITY;
+    l.cfg->queue_size = BR_DEFAULT_QUEUE_SIZE;
+    r = load_top (&l, yaml_document_get_root_node (&l.doc));
+    yaml_document_delete (&l.doc);
+  }
+  free (buf);
+  free (l.dir);
+  if (r == -1)
+    br_config_free (l.cfg);
+  else
+    *out = l.cfg;
+  return r;
+}
+
+void
+br_config_free (struct br_config *cfg)
+{
+  size_t i, j;
+
+  if (!cfg)
+    return;
+  for (i = 0; i < cfg->n_volumes; i++) {
+    free (cfg->volumes[i].name);
+    free (cfg->volumes[i].group);
+  }
+  for (i = 0; i < cfg->n_nodes; i++) {
+    struct br_node_cfg *n = &cfg->nodes[i];
+    free (n->name);
+    free (n->host);
+    free (n->port);
+    free (n->data_dir);
+    free (n->control);
+    for (j = 0; j < n->n_disks; j++) {
+      free (n->disks[j].volume);
+      free (n->disks[j].path);
+    }
+    free (n->disks);
+  }
+  for (i = 0; i < cfg->n_links; i++) {
+    free (cfg->links[i].a);
+    free (cfg->links[i].b);
+  }
+  free (cfg->volumes);
+  free (cfg->nodes);
+  free (cfg->links);
+  free (cfg->secret_file);
+  free (cfg->path);
+  free (cfg);
+}
+
+/* Lookups.  Entries with a NULL name are still being loaded. */
+
+const struct br_node_cfg *
+br_config_node (const struct br_config *cfg, const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < cfg->n_nodes; i++)
+    if (cfg->nodes[i].name && strcmp (cfg->nodes[i].name, name) == 0)
+      return &cfg->nodes[i];
+  return NULL;
+}
+
+const struct br_volume_cfg *
+br_config_volume (const struct br_config *cfg, const char *name)
+{
+  size_t i;
+
+  for (i = 0; i < cfg->n_volumes; i++)
+    if (cfg->volumes[i].name && strcmp (cfg->volumes[i].name, name) == 0)
+      return &cfg->volumes[i];
+  return NULL;
+}
+
+const struct br_link_cfg *
+br_config_link (const struct br_config *cfg, const char *a, const char *b)
+{
+  size_t i;
+
+  for (i = 0; i < cfg->n_links; i++) {
+    const struct br_link_cfg *k = &cfg->links[i];
+    if ((strcmp (k->a, a) == 0 && strcmp (k->b, b) == 0) ||
+        (strcmp (k->a, b) == 0 && strcmp (k->b, a) == 0))
+      return k;
+  }
+  return NULL;
+}
+
+int
+br_config_disk_path (const struct br_config *cfg,
+                     const struct br_node_cfg *node, const char *volume,
+                     char *buf, size_t len)
+{
+  size_t i;
+  int n;
+
+  for (i = 0; i < node->n_disks; i++)
+    if (strcmp (node->disks[i].volume, volume) == 0)
+      break;
+  if (i < node->n_disks)
+    n = snprintf (buf, len, "%s", node->disks[i].path);
+  else
+    n = snprintf (buf, len, "%s/%s.img", node->data_dir, volume);
+  return n < 0 || (size_t) n >= len ? -1 : 0;
+}

@@ -1,0 +1,931 @@
+/* blockrelay — unit tests for the topology loader (src/config.c).
+ *
+ * Each test writes its YAML into a fresh temporary directory (the checked
+ * fixture runs in the forked child) and loads it.  Error tests assert that
+ * the message starts with "PATH:LINE:COL: " at the offending key or value
+ * and contains a phrase that says what is wrong.  The error classes that
+ * come in several variants (bad sizes, bad names, bad addresses, ...) are
+ * table-driven loop tests, one table row per behaviour.
+ *
+ * The last test loads every example, each .yaml file in $SRCDIR/config.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1           /* nftw */
+#endif
+
+#include <check.h>
+#include <ftw.h>
+#include <glob.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char dir[64];            /* the temporary directory */
+static char path[128];          /* dir/t.yaml, the file under test */
+
+static void
+setup (void)
+{
+  strcpy (dir, "/tmp/br-test-config-XXXXXX");
+  ck_assert_ptr_nonnull (mkdtemp (dir));
+  snprintf (path, sizeof path, "%s/t.yaml", dir);
+}
+
+static int
+remove_entry (const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+  return remove (p);
+}
+
+static void
+teardown (void)
+{
+  nftw (dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+write_file (const char *p, const char *text)
+{
+  FILE *fp = fopen (p, "w");
+
+  ck_assert_ptr_nonnull (fp);
+  ck_assert_int_eq (fputs (text, fp) >= 0, 1);
+  ck_assert_int_eq (fclose (fp), 0);
+}
+
+/* Load TEXT from PATH; NULL and the message in ERR on failure. */
+static struct br_config *
+load (const char *text, char *err, size_t len)
+{
+  struct br_config *cfg = (void *) 1;
+
+  write_file (path, text);
+  if (br_config_load (path, &cfg, err, len) == -1) {
+    ck_assert_ptr_null (cfg);
+    return NULL;
+  }
+  ck_assert_ptr_nonnull (cfg);
+  return cfg;
+}
+
+static struct br_config *
+load_ok (const char *text)
+{
+  char err[1024];
+  struct br_config *cfg = load (text, err, sizeof err);
+
+  ck_assert_msg (cfg != NULL, "load failed: %s", err);
+  return cfg;
+}
+
+/* Loading TEXT must fail at POS ("line:col") with PHRASE in the message. */
+#define ck_assert_load_error(text, pos, phrase)                         \
+  do {                                                                  \
+    char err_[1024], want_[PATH_MAX + 32];                              \
+    struct br_config *cfg_ = load ((text), err_, sizeof err_);          \
+    ck_assert_msg (cfg_ == NULL, "loaded, expected '%s'", (phrase));    \
+    snprintf (want_, sizeof want_, "%s:%s: ", path, (pos));             \
+    ck_assert_msg (strncmp (err_, want_, strlen (want_)) == 0,          \
+                   "error '%s' is not at %s", err_, (pos));             \
+    ck_assert_msg (strstr (err_, (phrase)) != NULL,                     \
+                   "error '%s' lacks '%s'", err_, (phrase));            \
+  } while (0)
+
+struct bad {
+  const char *text, *pos, *phrase;
+};
+
+/* The base topology: lines 1-2 volumes, 3-5 nodes, links from line 6. */
+#define VOLUMES                                         \
+  "volumes:\n"                                          \
+  "  - {name: vol0, size: 1G}\n"
+#define NODES                                           \
+  "nodes:\n"                                            \
+  "  - {name: a, address: 127.0.0.1:10901, data-dir: a}\n"  \
+  "  - {name: b, address: 127.0.0.1:10902, data-dir: b}\n"
+#define BASE VOLUMES NODES
+
+/* Good files. */
+
+START_TEST (test_good_file)
+{
+  char want[PATH_MAX + 64];
+  struct br_config *cfg = load_ok (
+    "settings:\n"
+    "  granularity: 128K\n"
+    "  queue-size: 32M\n"
+    "  secret-file: keys/br.key\n"
+    "volumes:\n"
+    "  - {name: vol0, size: 1G, group: db, granularity: 4K}\n"
+    "  - name: wal0\n"
+    "    size: 256MiB\n"
+    "    group: db\n"
+    "nodes:\n"
+    "  - name: site-a\n"
+    "    address: 127.0.0.1:10901\n"
+    "    data-dir: data/site-a\n"
+    "    control: run/a.sock\n"
+    "    disks: {vol0: /dev/loop3, wal0: disks/wal0.img}\n"
+    "  - {name: site-b, address: '[::1]:10902', data-dir: /srv/b}\n"
+    "  - {name: site-c, address: 'c.example:10903', data-dir: ./c/}\n"
+    "links:\n"
+    "  - {between: [site-a, site-b], mode: sync}\n"
+    "  - {between: [site-b, site-c], mode: async, rate: 50M,"
+    " queue-size: 1G}\n");
+  const struct br_volume_cfg *v;
+  const struct br_node_cfg *n;
+  const struct br_link_cfg *k;
+
+  ck_assert_str_eq (cfg->path, path);
+  ck_assert_uint_eq (cfg->granularity, 128 * 1024);
+  ck_assert_uint_eq (cfg->queue_size, 32 << 20);
+  snprintf (want, sizeof want, "%s/keys/br.key", dir);
+  ck_assert_str_eq (cfg->secret_file, want);
+
+  ck_assert_uint_eq (cfg->n_volumes, 2);
+  v = &cfg->volumes[0];
+  ck_assert_str_eq (v->name, "vol0");
+  ck_assert_uint_eq (v->size, UINT64_C (1) << 30);
+  ck_assert_str_eq (v->group, "db");
+  ck_assert_uint_eq (v->granularity, 4096);
+  ck_assert_int_eq (v->line, 6);
+  ck_assert_int_eq (v->column, 5);
+  v = &cfg->volumes[1];
+  ck_assert_str_eq (v->name, "wal0");
+  ck_assert_uint_eq (v->size, 256 << 20);
+  ck_assert_str_eq (v->group, "db");
+  ck_assert_uint_eq (v->granularity, 128 * 1024);     /* settings */
+  ck_assert_int_eq (v->line, 7);
+  ck_assert_int_eq (v->column, 5);
+
+  ck_assert_uint_eq (cfg->n_nodes, 3);
+  n = &cfg->nodes[0];
+  ck_assert_str_eq (n->name, "site-a");
+  ck_assert_str_eq (n->host, "127.0.0.1");
+  ck_assert_str_eq (n->port, "10901");
+  snprintf (want, sizeof want, "%s/data/site-a", dir);
+  ck_assert_str_eq (n->data_dir, want);
+  snprintf (want, sizeof want, "%s/run/a.sock", dir);
+  ck_assert_str_eq (n->control, want);
+  ck_assert_uint_eq (n->n_disks, 2);
+  ck_assert_str_eq (n->disks[0].volume, "vol0");
+  ck_assert_str_eq (n->disks[0].path, "/dev/loop3");
+  ck_assert_str_eq (n->disks[1].volume, "wal0");
+  snprintf (want, sizeof want, "%s/disks/wal0.img", dir);
+  ck_assert_str_eq (n->disks[1].path, want);
+  ck_assert_int_eq (n->line, 11);
+  ck_assert_int_eq (n->column, 5);
+  n = &cfg->nodes[1];
+  ck_assert_str_eq (n->host, "::1");
+  ck_assert_str_eq (n->port, "10902");
+  ck_assert_str_eq (n->data_dir, "/srv/b");
+  ck_assert_str_eq (n->control, "/srv/b/control.sock");
+  ck_assert_uint_eq (n->n_disks, 0);
+  n = &cfg->nodes[2];
+  ck_assert_str_eq (n->host, "c.example");
+  snprintf (want, sizeof want, "%s/c", dir);               /* tidied */
+  ck_assert_str_eq (n->data_dir, want);
+
+  ck_assert_uint_eq (cfg->n_links, 2);
+  k = &cfg->links[0];
+  ck_assert_str_eq (k->a, "site-a");
+  ck_assert_str_eq (k->b, "site-b");
+  ck_assert_int_eq (k->mode, BR_MODE_SYNC);
+  ck_assert_uint_eq (k->rate, 0);
+  ck_assert_uint_eq (k->queue_size, 32 << 20);             /* settings */
+  ck_assert_int_eq (k->line, 19);
+  ck_assert_int_eq (k->column, 5);
+  k = &cfg->links[1];
+  ck_assert_int_eq (k->mode, BR_MODE_ASYNC);
+  ck_assert_uint_eq (k->rate, 50 << 20);
+  ck_assert_uint_eq (k->queue_size, UINT64_C (1) << 30);
+  br_config_free (cfg);
+}
+END_TEST
+
+START_TEST (test_defaults)
+{
+  struct br_config *cfg = load_ok (BASE "links:\n"
+                                   "  - {between: [a, b], mode: async}\n");
+  char want[PATH_MAX + 64];
+
+  ck_assert_uint_eq (cfg->granularity, BR_DEFAULT_GRANULARITY);
+  ck_assert_uint_eq (cfg->queue_size, BR_DEFAULT_QUEUE_SIZE);
+  ck_assert_ptr_null (cfg->secret_file);
+  ck_assert_str_eq (cfg->volumes[0].group, "vol0");
+  ck_assert_uint_eq (cfg->volumes[0].granularity, BR_DEFAULT_GRANULARITY);
+  snprintf (want, sizeof want, "%s/a/control.sock", dir);
+  ck_assert_str_eq (cfg->nodes[0].control, want);
+  ck_assert_uint_eq (cfg->links[0].rate, 0);
+  ck_assert_uint_eq (cfg->links[0].queue_size, BR_DEFAULT_QUEUE_SIZE);
+  br_config_free (cfg);
+}
+END_TEST
+
+/* Relative paths follow the file, not the working directory. */
+START_TEST (test_relative_to_file)
+{
+  char sub[128], real[PATH_MAX], want[PATH_MAX + 64], err[1024];
+  char cwd[PATH_MAX];
+  struct br_config *cfg;
+
+  snprintf (sub, sizeof sub, "%s/etc", dir);
+  ck_assert_int_eq (mkdir (sub, 0700), 0);
+  snprintf (sub, sizeof sub, "%s/etc/t.yaml", dir);
+  write_file (sub, BASE);
+  ck_assert_ptr_nonnull (getcwd (cwd, sizeof cwd));
+  ck_assert_int_eq (chdir (dir), 0);
+  ck_assert_ptr_nonnull (realpath (dir, real));
+  ck_assert_int_eq (br_config_load ("etc/t.yaml", &cfg, err, sizeof err), 0);
+  ck_assert_str_eq (cfg->path, "etc/t.yaml");
+  snprintf (want, sizeof want, "%s/etc/a", real);
+  ck_assert_str_eq (cfg->nodes[0].data_dir, want);
+  br_config_free (cfg);
+  ck_assert_int_eq (br_config_load ("./etc/./t.yaml", &cfg, err, sizeof err),
+                    0);
+  ck_assert_str_eq (cfg->nodes[0].data_dir, want);
+  br_config_free (cfg);
+  ck_assert_int_eq (chdir (cwd), 0);    /* for CK_FORK=no runs */
+}
+END_TEST
+
+START_TEST (test_single_node_no_links)
+{
+  struct br_config *cfg = load_ok (
+    VOLUMES "nodes:\n  - {name: a, address: 'localhost:1', data-dir: a}\n");
+
+  ck_assert_uint_eq (cfg->n_nodes, 1);
+  ck_assert_uint_eq (cfg->n_links, 0);
+  br_config_free (cfg);
+}
+END_TEST
+
+START_TEST (test_empty_links)
+{
+  struct br_config *cfg = load_ok (BASE "links:\n");
+
+  ck_assert_uint_eq (cfg->n_links, 0);
+  br_config_free (cfg);
+  cfg = load_ok (BASE "links: []\n");
+  ck_assert_uint_eq (cfg->n_links, 0);
+  br_config_free (cfg);
+}
+END_TEST
+
+START_TEST (test_lookups)
+{
+  struct br_config *cfg = load_ok (BASE "links:\n"
+                                   "  - {between: [a, b], mode: sync}\n");
+
+  ck_assert_ptr_eq (br_config_node (cfg, "b"), &cfg->nodes[1]);
+  ck_assert_ptr_null (br_config_node (cfg, "c"));
+  ck_assert_ptr_eq (br_config_volume (cfg, "vol0"), &cfg->volumes[0]);
+  ck_assert_ptr_null (br_config_volume (cfg, "vol1"));
+  ck_assert_ptr_eq (br_config_link (cfg, "a", "b"), &cfg->links[0]);
+  ck_assert_ptr_eq (br_config_link (cfg, "b", "a"), &cfg->links[0]);
+  ck_assert_ptr_null (br_config_link (cfg, "a", "a"));
+  br_config_free (cfg);
+}
+END_TEST
+
+START_TEST (test_disk_path)
+{
+  struct br_config *cfg = load_ok (
+    "volumes:\n  - {name: vol0, size: 1G}\n  - {name: vol1, size: 1G}\n"
+    "nodes:\n  - {name: a, address: 'h:1', data-dir: /d, disks: {vol1: x}}\n");
+  char buf[PATH_MAX + 64], want[PATH_MAX + 64];
+
+  ck_assert_int_eq (br_config_disk_path (cfg, &cfg->nodes[0], "vol0",
+                                         buf, sizeof buf), 0);
+  ck_assert_str_eq (buf, "/d/vol0.img");
+  ck_assert_int_eq (br_config_disk_path (cfg, &cfg->nodes[0], "vol1",
+                                         buf, sizeof buf), 0);
+  snprintf (want, sizeof want, "%s/x", dir);
+  ck_assert_str_eq (buf, want);
+  ck_assert_int_eq (br_config_disk_path (cfg, &cfg->nodes[0], "vol0",
+                                         buf, 11), -1);
+  ck_assert_int_eq (br_config_disk_path (cfg, &cfg->nodes[0], "vol0",
+                                         buf, 12), 0);
+  br_config_free (cfg);
+}
+END_TEST
+
+START_TEST (test_ipv6_and_port_forms)
+{
+  struct br_config *cfg = load_ok (
+    VOLUMES "nodes:\n"
+    "  - {name: a, address: '[fe80::1:2]:010901', data-dir: a}\n"
+    "  - {name: b, address: 'b_host.example:65535', data-dir: b}\n");
+
+  ck_assert_str_eq (cfg->nodes[0].host, "fe80::1:2");
+  ck_assert_str_eq (cfg->nodes[0].port, "10901");
+  ck_assert_str_eq (cfg->nodes[1].host, "b_host.example");
+  ck_assert_str_eq (cfg->nodes[1].port, "65535");
+  br_config_free (cfg);
+}
+END_TEST
+
+START_TEST (test_name_of_max_length)
+{
+  char text[512], name[BR_NAME_MAX + 1];
+  struct br_config *cfg;
+
+  memset (name, 'v', BR_NAME_MAX);
+  name[BR_NAME_MAX] = '\0';
+  snprintf (text, sizeof text, "volumes:\n  - {name: %s, size: 512}\n"
+            NODES, name);
+  cfg = load_ok (text);
+  ck_assert_str_eq (cfg->volumes[0].name, name);
+  ck_assert_uint_eq (cfg->volumes[0].size, 512);
+  br_config_free (cfg);
+}
+END_TEST
+
+/* Sizes. */
+
+static const struct {
+  const char *text;
+  uint64_t value;
+} good_sizes[] = {
+  { "0", 0 }, { "123", 123 }, { "512B", 512 },
+  { "64K", 64 << 10 }, { "64k", 64 << 10 }, { "64KiB", 64 << 10 },
+  { "512M", 512 << 20 }, { "1G", 1 << 30 }, { "1GiB", 1 << 30 },
+  { "1GB", 1 << 30 }, { "1gib", 1 << 30 }, { "2T", UINT64_C (2) << 40 },
+  { "18446744073709551615", UINT64_MAX },
+  { "16777215T", UINT64_C (16777215) << 40 },
+};
+
+START_TEST (test_parse_size_good)
+{
+  uint64_t v = 42;
+
+  ck_assert_msg (br_parse_size (good_sizes[_i].text, &v) == 0,
+                 "'%s' rejected", good_sizes[_i].text);
+  ck_assert_uint_eq (v, good_sizes[_i].value);
+}
+END_TEST
+
+static const char *const bad_sizes[] = {
+  "", "-1", "+1", " 1", "1 ", "G", "1X", "1.5G", "0x10", "1i", "1iB",
+  "1KK", "1GiBB", "18446744073709551616", "99999999999999999999999",
+  "16777216T",
+};
+
+START_TEST (test_parse_size_bad)
+{
+  uint64_t v = 42;
+
+  ck_assert_msg (br_parse_size (bad_sizes[_i], &v) == -1,
+                 "'%s' accepted", bad_sizes[_i]);
+  ck_assert_uint_eq (v, 42);
+}
+END_TEST
+
+/* Files that cannot be read, or are not YAML. */
+
+START_TEST (test_missing_file)
+{
+  char err[1024], want[PATH_MAX + 64];
+  struct br_config *cfg = (void *) 1;
+
+  snprintf (path, sizeof path, "%s/nonexistent.yaml", dir);
+  ck_assert_int_eq (br_config_load (path, &cfg, err, sizeof err), -1);
+  ck_assert_ptr_null (cfg);
+  snprintf (want, sizeof want, "%s: cannot open: ", path);
+  ck_assert_msg (strncmp (err, want, strlen (want)) == 0, "error '%s'", err);
+}
+END_TEST
+
+START_TEST (test_empty_file)
+{
+  ck_assert_load_error ("", "1:1", "empty");
+  ck_assert_load_error ("# only a comment\n", "1:1", "empty");
+}
+END_TEST
+
+START_TEST (test_syntax_error)
+{
+  ck_assert_load_error ("volumes:\n  - name: vol0\n    size: 1G: 2\n",
+                        "3:13", "syntax error: mapping values are not "
+                        "allowed");
+  ck_assert_load_error ("volumes: [vol0\nnodes: x\n", "2:6",
+                        "syntax error: did not find expected ',' or ']' "
+                        "(while parsing a flow sequence at 1:10)");
+}
+END_TEST
+
+START_TEST (test_invalid_utf8)
+{
+  ck_assert_load_error ("volumes:\n  - {name: v\xff, size: 1G}\n", "2:13",
+                        "invalid leading UTF-8 octet");
+}
+END_TEST
+
+START_TEST (test_undefined_alias)
+{
+  ck_assert_load_error ("volumes: *x\n", "1:10", "undefined alias");
+}
+END_TEST
+
+START_TEST (test_second_document)
+{
+  ck_assert_load_error (BASE "---\n" BASE, "7:1", "second YAML document");
+}
+END_TEST
+
+START_TEST (test_nul_byte)
+{
+  ck_assert_load_error ("volumes:\n  - {name: \"v\\0\", size: 1G}\n" NODES,
+                        "2:12", "volume name contains a NUL byte");
+}
+END_TEST
+
+/* Wrong kinds of value. */
+
+static const struct bad bad_kinds[] = {
+  { "- a\n- b\n", "1:1", "the file must hold a mapping" },
+  { "settings: [1]\n" BASE, "1:11", "settings must be a mapping, not a "
+    "sequence" },
+  { "volumes:\n  - vol0\n" NODES, "2:5", "volume must be a mapping, not a "
+    "scalar" },
+  { VOLUMES "nodes:\n  - [a]\n", "4:5", "node must be a mapping, not a "
+    "sequence" },
+  { BASE "links:\n  - sync\n", "7:5", "link must be a mapping" },
+  { "volumes: {name: vol0}\n" NODES, "1:10", "volumes must be a sequence, "
+    "not a mapping" },
+  { VOLUMES "nodes: a\n", "3:8", "nodes must be a sequence, not a scalar" },
+  { BASE "links: sync\n", "6:8", "links must be a sequence" },
+  { "volumes:\n  - name: [vol0]\n    size: 1G\n" NODES, "2:11",
+    "volume name must be a scalar, not a sequence" },
+  { "volumes:\n  - {name: vol0, size: {g: 1}}\n" NODES, "2:24",
+    "volume size must be a scalar, not a mapping" },
+  { VOLUMES "nodes:\n  - {name: a, address: [h, 1], data-dir: a}\n",
+    "4:24", "node address must be a scalar, not a sequence" },
+  { BASE "links:\n  - {between: [a, b], mode: [sync]}\n", "7:29",
+    "link mode must be a scalar" },
+  { "volumes:\n  - {[a]: 1}\n", "2:6", "a key in volume must be a scalar" },
+  { VOLUMES "nodes:\n  - {name: a, address: 'h:1', data-dir: a, "
+    "disks: [vol0]}\n", "4:51", "node disks must be a mapping" },
+};
+
+START_TEST (test_wrong_kind)
+{
+  ck_assert_load_error (bad_kinds[_i].text, bad_kinds[_i].pos,
+                        bad_kinds[_i].phrase);
+}
+END_TEST
+
+/* Keys. */
+
+START_TEST (test_unknown_key)
+{
+  ck_assert_load_error (BASE "links:\n  - between: [a, b]\n    modee: sync\n",
+                        "8:5", "unknown key 'modee' in link (expected: "
+                        "between, mode, rate, queue-size)");
+}
+END_TEST
+
+START_TEST (test_unknown_key_top_level)
+{
+  ck_assert_load_error (BASE "link:\n", "6:1", "unknown key 'link' in the "
+                        "top-level mapping (expected: settings, volumes, "
+                        "nodes, links)");
+}
+END_TEST
+
+START_TEST (test_unknown_key_settings)
+{
+  ck_assert_load_error ("settings:\n  queue_size: 1M\n" BASE, "2:3",
+                        "unknown key 'queue_size' in settings");
+}
+END_TEST
+
+START_TEST (test_duplicate_key)
+{
+  ck_assert_load_error ("volumes:\n  - name: vol0\n    size: 1G\n"
+                        "    size: 2G\n" NODES, "4:5",
+                        "duplicate key 'size' in volume (first at 3:5)");
+}
+END_TEST
+
+START_TEST (test_duplicate_key_top_level)
+{
+  ck_assert_load_error (BASE "volumes: []\n", "6:1",
+                        "duplicate key 'volumes' in the top-level mapping "
+                        "(first at 1:1)");
+}
+END_TEST
+
+static const struct bad missing[] = {
+  { NODES, "1:1", "the top-level mapping is missing required key 'volumes'" },
+  { VOLUMES, "1:1", "the top-level mapping is missing required key 'nodes'" },
+  { "volumes:\n  - {size: 1G}\n" NODES, "2:5",
+    "volume is missing required key 'name'" },
+  { "volumes:\n  - {name: vol0}\n" NODES, "2:5",
+    "volume is missing required key 'size'" },
+  { VOLUMES "nodes:\n  - {address: 'h:1', data-dir: a}\n", "4:5",
+    "node is missing required key 'name'" },
+  { VOLUMES "nodes:\n  - name: a\n    data-dir: a\n", "4:5",
+    "node is missing required key 'address'" },
+  { VOLUMES "nodes:\n  - {name: a, address: 'h:1'}\n", "4:5",
+    "node is missing required key 'data-dir'" },
+  { BASE "links:\n  - {mode: sync}\n", "7:5",
+    "link is missing required key 'between'" },
+  { BASE "links:\n  - {between: [a, b]}\n", "7:5",
+    "link is missing required key 'mode'" },
+};
+
+START_TEST (test_missing_field)
+{
+  ck_assert_load_error (missing[_i].text, missing[_i].pos,
+                        missing[_i].phrase);
+}
+END_TEST
+
+static const struct bad empty_sections[] = {
+  { "volumes: []\n" NODES, "1:10", "volumes must not be empty" },
+  { "volumes:\n" NODES, "1:9", "volumes must not be empty" },
+  { VOLUMES "nodes: []\n", "3:8", "nodes must not be empty" },
+  { VOLUMES "nodes: ~\n", "3:8", "nodes must not be empty" },
+};
+
+START_TEST (test_empty_section)
+{
+  ck_assert_load_error (empty_sections[_i].text, empty_sections[_i].pos,
+                        empty_sections[_i].phrase);
+}
+END_TEST
+
+/* Values.  A volume written in block style puts its size at 3:11. */
+#define VOLUME_SIZE(s) "volumes:\n  - name: vol0\n    size: " s "\n" NODES
+
+static const struct bad bad_volume_sizes[] = {
+  { VOLUME_SIZE ("''"), "3:11", "volume size is empty" },
+  { VOLUME_SIZE ("-1G"), "3:11", "volume size '-1G' is negative" },
+  { VOLUME_SIZE ("12Q"), "3:11", "volume size '12Q' is not a size" },
+  { VOLUME_SIZE ("1.5G"), "3:11", "volume size '1.5G' is not a size" },
+  { VOLUME_SIZE ("99999999999999999999"), "3:11", "is too large" },
+  { VOLUME_SIZE ("16777216T"), "3:11", "'16777216T' is too large" },
+  { VOLUME_SIZE ("8388608T"), "3:11", "'8388608T' is too large" },
+  { VOLUME_SIZE ("0"), "3:11", "volume size must not be zero" },
+  { VOLUME_SIZE ("1000"), "3:11", "'1000' is not a multiple of 512" },
+};
+
+START_TEST (test_bad_volume_size)
+{
+  ck_assert_load_error (bad_volume_sizes[_i].text, bad_volume_sizes[_i].pos,
+                        bad_volume_sizes[_i].phrase);
+}
+END_TEST
+
+#define GRANULARITY(g)                                                  \
+  "volumes:\n  - name: vol0\n    size: 1G\n    granularity: " g "\n" NODES
+#define SETTINGS_GRANULARITY(g) "settings:\n  granularity: " g "\n" BASE
+
+static const struct bad bad_granularities[] = {
+  { GRANULARITY ("12K"), "4:18", "volume granularity '12K' is not a power "
+    "of two" },
+  { GRANULARITY ("2K"), "4:18", "volume granularity '2K' is outside 4K..64M" },
+  { GRANULARITY ("128M"), "4:18", "'128M' is outside 4K..64M" },
+  { GRANULARITY ("8G"), "4:18", "'8G' is outside 4K..64M" },
+  { GRANULARITY ("big"), "4:18", "volume granularity 'big' is not a size" },
+  { SETTINGS_GRANULARITY ("96K"), "2:16", "settings granularity '96K' is "
+    "not a power of two" },
+  { SETTINGS_GRANULARITY ("0"), "2:16", "outside 4K..64M" },
+};
+
+START_TEST (test_bad_granularity)
+{
+  ck_assert_load_error (bad_granularities[_i].text,
+                        bad_granularities[_i].pos,
+                        bad_granularities[_i].phrase);
+}
+END_TEST
+
+START_TEST (test_granularity_limits)
+{
+  struct br_config *cfg = load_ok (
+    "volumes:\n  - {name: v0, size: 1G, granularity: 4K}\n"
+    "  - {name: v1, size: 1G, granularity: 64M}\n" NODES);
+
+  ck_assert_uint_eq (cfg->volumes[0].granularity, 4096);
+  ck_assert_uint_eq (cfg->volumes[1].granularity, 64 << 20);
+  br_config_free (cfg);
+}
+END_TEST
+
+#define LINK(s) BASE "links:\n  - between: [a, b]\n    " s "\n"
+
+static const struct bad bad_link_values[] = {
+  { LINK ("mode: sink"), "8:11", "link mode 'sink' is not sync or async" },
+  { LINK ("mode: SYNC"), "8:11", "link mode 'SYNC' is not sync or async" },
+  { LINK ("mode: sync\n    rate: fast"), "9:11", "link rate 'fast' is not "
+    "a size" },
+  { LINK ("mode: async\n    queue-size: 0"), "9:17", "link queue-size must "
+    "not be zero" },
+  { LINK ("mode: async\n    queue-size: -64M"), "9:17", "link queue-size "
+    "'-64M' is negative" },
+  { "settings: {queue-size: 0}\n" BASE, "1:24", "settings queue-size must "
+    "not be zero" },
+};
+
+START_TEST (test_bad_link_value)
+{
+  ck_assert_load_error (bad_link_values[_i].text, bad_link_values[_i].pos,
+                        bad_link_values[_i].phrase);
+}
+END_TEST
+
+/* "  - between: X": X starts at column 14. */
+#define BETWEEN(x) BASE "links:\n  - between: " x "\n    mode: sync\n"
+
+static const struct bad bad_betweens[] = {
+  { BETWEEN ("a"), "7:14", "link between must be a sequence, not a scalar" },
+  { BETWEEN ("{a: b}"), "7:14", "link between must be a sequence" },
+  { BETWEEN ("[]"), "7:14", "link between must not be empty" },
+  { BETWEEN ("[a]"), "7:14", "link between must name exactly two nodes, "
+    "not 1" },
+  { BETWEEN ("[a, b, a]"), "7:14", "exactly two nodes, not 3" },
+  { BETWEEN ("[a, {b: 1}]"), "7:18", "a node in link between must be a "
+    "scalar, not a mapping" },
+};
+
+START_TEST (test_bad_between)
+{
+  ck_assert_load_error (bad_betweens[_i].text, bad_betweens[_i].pos,
+                        bad_betweens[_i].phrase);
+}
+END_TEST
+
+START_TEST (test_link_unknown_node)
+{
+  ck_assert_load_error (BETWEEN ("[a, c]"), "7:18",
+                        "link names unknown node 'c'");
+  ck_assert_load_error (BETWEEN ("[site-z, a]"), "7:15",
+                        "link names unknown node 'site-z'");
+}
+END_TEST
+
+START_TEST (test_link_to_itself)
+{
+  ck_assert_load_error (BETWEEN ("[b, b]"), "7:14",
+                        "link from node 'b' to itself");
+}
+END_TEST
+
+START_TEST (test_duplicate_link)
+{
+  ck_assert_load_error (BASE "links:\n"
+                        "  - {between: [a, b], mode: sync}\n"
+                        "  - {between: [a, b], mode: async}\n",
+                        "8:15", "duplicate link between 'a' and 'b' "
+                        "(first at 7:5)");
+  ck_assert_load_error (BASE "links:\n"
+                        "  - {between: [a, b], mode: sync}\n"
+                        "  - {between: [b, a], mode: sync}\n",
+                        "8:15", "duplicate link between 'b' and 'a' "
+                        "(first at 7:5)");
+}
+END_TEST
+
+START_TEST (test_duplicate_volume)
+{
+  ck_assert_load_error ("volumes:\n  - {name: vol0, size: 1G}\n"
+                        "  - {name: vol0, size: 2G}\n" NODES, "3:12",
+                        "duplicate volume name 'vol0' (first at 2:5)");
+}
+END_TEST
+
+START_TEST (test_duplicate_node)
+{
+  ck_assert_load_error (VOLUMES "nodes:\n"
+                        "  - {name: a, address: 'h:1', data-dir: a}\n"
+                        "  - {name: a, address: 'h:2', data-dir: b}\n",
+                        "5:12", "duplicate node name 'a' (first at 4:5)");
+}
+END_TEST
+
+START_TEST (test_duplicate_address)
+{
+  ck_assert_load_error (VOLUMES "nodes:\n"
+                        "  - {name: a, address: 'h:1', data-dir: a}\n"
+                        "  - {name: b, address: 'h:01', data-dir: b}\n",
+                        "5:24", "node address 'h:01' is already used by "
+                        "node 'a'");
+}
+END_TEST
+
+/* Names: "  - name: X" puts X at column 11. */
+#define VOLUME_NAME(n) "volumes:\n  - name: " n "\n    size: 1G\n" NODES
+#define NODE_NAME(n) \
+  VOLUMES "nodes:\n  - name: " n "\n    address: 'h:1'\n    data-dir: a\n"
+#define GROUP(n) "volumes:\n  - {name: v, size: 1G, group: " n "}\n" NODES
+#define LONG_NAME "a123456789b123456789c123456789d123456789e123456789" \
+  "f123456789g123"              /* 64 characters */
+
+static const struct bad bad_names[] = {
+  { VOLUME_NAME ("''"), "2:11", "volume name is empty" },
+  { VOLUME_NAME ("~"), "2:11", "volume name is empty" },
+  { VOLUME_NAME (LONG_NAME), "2:11", "volume name '" LONG_NAME "' is longer "
+    "than 63 characters" },
+  { VOLUME_NAME ("vol 0"), "2:11", "volume name 'vol 0' contains a "
+    "character other than A-Z a-z 0-9 . _ -" },
+  { VOLUME_NAME ("vol/0"), "2:11", "'vol/0' contains a character other" },
+  { VOLUME_NAME ("\"v\\u00f6l\""), "2:11", "contains a character other" },
+  { NODE_NAME ("''"), "4:11", "node name is empty" },
+  { NODE_NAME ("site:a"), "4:11", "node name 'site:a' contains a character" },
+  { NODE_NAME (LONG_NAME), "4:11", "node name '" LONG_NAME "' is longer" },
+  { GROUP ("''"), "2:32", "volume group is empty" },
+  { GROUP ("d*b"), "2:32", "volume group 'd*b' contains a character" },
+};
+
+START_TEST (test_bad_name)
+{
+  ck_assert_load_error (bad_names[_i].text, bad_names[_i].pos,
+                        bad_names[_i].phrase);
+}
+END_TEST
+
+/* "    address: X" puts X at column 14. */
+#define ADDRESS(a) \
+  VOLUMES "nodes:\n  - name: a\n    address: " a "\n    data-dir: a\n"
+
+static const struct bad bad_addresses[] = {
+  { ADDRESS ("127.0.0.1"), "5:14", "'127.0.0.1' has no port (expected "
+    "host:port)" },
+  { ADDRESS ("''"), "5:14", "has no port" },
+  { ADDRESS ("':10901'"), "5:14", "':10901' has no host" },
+  { ADDRESS ("'host:'"), "5:14", "'host:' has no port" },
+  { ADDRESS ("host:0"), "5:14", "port '0' is not a number in 1..65535" },
+  { ADDRESS ("host:65536"), "5:14", "port '65536' is not a number in "
+    "1..65535" },
+  { ADDRESS ("host:99999999999999999999"), "5:14", "is not a number" },
+  { ADDRESS ("host:80x"), "5:14", "port '80x' is not a number" },
+  { ADDRESS ("host:-1"), "5:14", "port '-1' is not a number" },
+  { ADDRESS ("host:http"), "5:14", "port 'http' is not a number" },
+  { ADDRESS ("::1:10901"), "5:14", "write an IPv6 address in brackets, as "
+    "[::1]:port" },
+  { ADDRESS ("'[::1]10901'"), "5:14", "is not [IPv6]:port" },
+  { ADDRESS ("'[::1'"), "5:14", "is not [IPv6]:port" },
+  { ADDRESS ("'[]:10901'"), "5:14", "'' is not an IPv6 address" },
+  { ADDRESS ("'[not-v6]:10901'"), "5:14", "'not-v6' is not an IPv6 "
+    "address" },
+  { ADDRESS ("'[::1]:'"), "5:14", "has no port" },
+  { ADDRESS ("'ho st:1'"), "5:14", "host 'ho st' is not a valid host name" },
+};
+
+START_TEST (test_bad_address)
+{
+  ck_assert_load_error (bad_addresses[_i].text, bad_addresses[_i].pos,
+                        bad_addresses[_i].phrase);
+}
+END_TEST
+
+/* Paths and disks. */
+
+#define DISKS(d) \
+  VOLUMES "nodes:\n  - name: a\n    address: 'h:1'\n    data-dir: a\n" \
+  "    disks:\n" d
+
+static const struct bad bad_disks[] = {
+  { DISKS ("      vol1: /dev/loop0\n"), "8:7",
+    "disks names unknown volume 'vol1'" },
+  { DISKS ("      vol0: ''\n"), "8:13", "disk of volume 'vol0' is empty" },
+  { DISKS ("      vol0: /dev/loop0\n      vol0: /dev/loop1\n"), "9:7",
+    "duplicate key 'vol0' in disks (first at 8:7)" },
+  { DISKS ("      vol0: [a]\n"), "8:13", "disk of volume 'vol0' must be a "
+    "scalar" },
+  { VOLUMES "nodes:\n  - {name: a, address: 'h:1', data-dir: ''}\n", "4:41",
+    "node data-dir is empty" },
+  { VOLUMES "nodes:\n  - {name: a, address: 'h:1', data-dir: a, "
+    "control: ''}\n", "4:53", "node control is empty" },
+  { "settings: {secret-file: ''}\n" BASE, "1:25", "settings secret-file is "
+    "empty" },
+};
+
+START_TEST (test_bad_path)
+{
+  ck_assert_load_error (bad_disks[_i].text, bad_disks[_i].pos,
+                        bad_disks[_i].phrase);
+}
+END_TEST
+
+START_TEST (test_control_path_too_long)
+{
+  char text[1024], long_dir[256];
+
+  memset (long_dir, 'd', 120);
+  long_dir[120] = '\0';
+  snprintf (text, sizeof text, VOLUMES "nodes:\n"
+            "  - {name: a, address: 'h:1', data-dir: /%s}\n", long_dir);
+  ck_assert_load_error (text, "4:41", "control socket path");
+}
+END_TEST
+
+/* Every shipped example loads. */
+START_TEST (test_examples_load)
+{
+  const char *srcdir = getenv ("SRCDIR");
+  char pattern[PATH_MAX], err[1024];
+  struct br_config *cfg;
+  glob_t g;
+  size_t i;
+
+  snprintf (pattern, sizeof pattern, "%s/config/*.yaml",
+            srcdir ? srcdir : ".");
+  ck_assert_msg (glob (pattern, 0, NULL, &g) == 0,
+                 "no file matches %s (is SRCDIR set?)", pattern);
+  ck_assert_uint_ge (g.gl_pathc, 3);
+  for (i = 0; i < g.gl_pathc; i++) {
+    ck_assert_msg (br_config_load (g.gl_pathv[i], &cfg, err, sizeof err) == 0,
+                   "%s", err);
+    ck_assert_uint_ge (cfg->n_nodes, 1);
+    br_config_free (cfg);
+  }
+  globfree (&g);
+}
+END_TEST
+
+#define LOOP(tc, fn, table) \
+  tcase_add_loop_test ((tc), (fn), 0, sizeof (table) / sizeof (table)[0])
+
+static Suite *
+config_suite (void)
+{
+  Suite *s = suite_create ("config");
+  TCase *good = tcase_create ("good");
+  TCase *size = tcase_create ("size");
+  TCase *file = tcase_create ("file");
+  TCase *bad = tcase_create ("bad");
+
+  tcase_add_checked_fixture (good, setup, teardown);
+  tcase_add_test (good, test_good_file);
+  tcase_add_test (good, test_defaults);
+  tcase_add_test (good, test_relative_to_file);
+  tcase_add_test (good, test_single_node_no_links);
+  tcase_add_test (good, test_empty_links);
+  tcase_add_test (good, test_lookups);
+  tcase_add_test (good, test_disk_path);
+  tcase_add_test (good, test_ipv6_and_port_forms);
+  tcase_add_test (good, test_name_of_max_length);
+  tcase_add_test (good, test_granularity_limits);
+  tcase_add_test (good, test_examples_load);
+  suite_add_tcase (s, good);
+
+  LOOP (size, test_parse_size_good, good_sizes);
+  LOOP (size, test_parse_size_bad, bad_sizes);
+  suite_add_tcase (s, size);
+
+  tcase_add_checked_fixture (file, setup, teardown);
+  tcase_add_test (file, test_missing_file);
+  tcase_add_test (file, test_empty_file);
+  tcase_add_test (file, test_syntax_error);
+  tcase_add_test (file, test_invalid_utf8);
+  tcase_add_test (file, test_undefined_alias);
+  tcase_add_test (file, test_second_document);
+  tcase_add_test (file, test_nul_byte);
+  suite_add_tcase (s, file);
+
+  tcase_add_checked_fixture (bad, setup, teardown);
+  LOOP (bad, test_wrong_kind, bad_kinds);
+  tcase_add_test (bad, test_unknown_key);
+  tcase_add_test (bad, test_unknown_key_top_level);
+  tcase_add_test (bad, test_unknown_key_settings);
+  tcase_add_test (bad, test_duplicate_key);
+  tcase_add_test (bad, test_duplicate_key_top_level);
+  LOOP (bad, test_missing_field, missing);
+  LOOP (bad, test_empty_section, empty_sections);
+  LOOP (bad, test_bad_volume_size, bad_volume_sizes);
+  LOOP (bad, test_bad_granularity, bad_granularities);
+  LOOP (bad, test_bad_link_value, bad_link_values);
+  LOOP (bad, test_bad_between, bad_betweens);
+  tcase_add_test (bad, test_link_unknown_node);
+  tcase_add_test (bad, test_link_to_itself);
+  tcase_add_test (bad, test_duplicate_link);
+  tcase_add_test (bad, test_duplicate_volume);
+  tcase_add_test (bad, test_duplicate_node);
+  tcase_add_test (bad, test_duplicate_address);
+  LOOP (bad, test_bad_name, bad_names);
+  LOOP (bad, test_bad_address, bad_addresses);
+  LOOP (bad, test_bad_path, bad_disks);
+  tcase_add_test (bad, test_control_path_too_long);
+  suite_add_tcase (s, bad);
+  return s;
+}
+
+int
+main (void)
+{
+  SRunner *sr = srunner_create (config_suite ());
+  int failed;
+
+  srunner_run_all (sr, CK_NORMAL);
+  failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
