@@ -34,6 +34,21 @@ int br_disk_zero (br_disk *d, size_t count, uint64_t offset, bool may_trim);
 /* Fault injection for tests (issue 3 extends it): when the environment
  * variable BLOCKRELAY_FAULTS is set at open time, e.g.
  *   BLOCKRELAY_FAULTS="write:EIO:after=100,sync:ENOSPC"
- * matching operations fail with that errno.  Documented in docs/operations.md. */
+ * matching operations fail with that errno.  Documented in docs/operations.md.
+ *
+ * Format: a comma-separated list of rules, each
+ *   OP:ERRNO[:after=N][:path=SUBSTR]
+ *   OP      read | write | sync | zero   (sync = br_disk_flush)
+ *   ERRNO   EIO | ENOSPC                 (the op returns -EIO / -ENOSPC)
+ *   after=N the first N matching operations on this disk succeed, every
+ *           later one fails (default 0: all fail)
+ *   path=S  the rule applies only to disks whose path contains S (S cannot
+ *           contain ':' or ',')
+ * The options may come in either order.  A failing operation does nothing
+ * (no byte is transferred).  Each open disk keeps its own counters (atomic,
+ * so concurrent operations are counted exactly once).  When several rules
+ * match one operation, the first one that fires decides the errno.  A
+ * malformed value makes br_disk_open() fail with -EINVAL and a message, so
+ * a typo in a test never silently disables the fault. */
 
 #endif

@@ -81,4 +81,13 @@ uint64_t br_sb_peer_gen (const br_scoreboard *sb, int slot);
 int br_sb_set_peer_gen (br_scoreboard *sb, int slot, uint64_t gen);
 const char *br_sb_peer_name (const br_scoreboard *sb, int slot); /* "" if free */
 
+/* Group-commit statistics (for status output and tests).  Added to the
+ * original interface. */
+struct br_sb_stats {
+  uint64_t msync_rounds;        /* msyncs issued by br_sb_mark() */
+  uint64_t slow_marks;          /* marks that took the lock (the others
+                                   found their bits set and durable) */
+};
+void br_sb_get_stats (const br_scoreboard *sb, struct br_sb_stats *out);
+
 #endif

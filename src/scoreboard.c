@@ -1,0 +1,867 @@
+/* blockrelay — the persistent scoreboard of one volume.
+ *
+ * On-disk layout (format version 1).  All header integers are little-endian
+ * fixed width; the file is BR_SB_HDR_SIZE + nslots * bitmap_bytes long.
+ *
+ *   offset  size  field
+ *        0     8  magic           "BRSCORE1"
+ *        8     4  version         1
+ *       12     4  header_size     4096 (offset of the first bitmap)
+ *       16     8  volume_size     bytes
+ *       24     4  granularity     bytes per region, a power of two
+ *       28     4  nslots          peer slots = BR_SB_MAX_PEERS (8)
+ *       32     8  nregions        ceil(volume_size / granularity)
+ *       40     4  flags           BR_SB_CLEAN 0x1, BR_SB_CONSISTENT 0x2
+ *       44     4  reserved        0
+ *       48    16  uuid            volume UUID, random at creation
+ *       64     8  gen             current generation, random nonzero at
+ *                                 creation
+ *       72    64  node            this node's name, NUL-padded
+ *      136   512  peers[8]        64 bytes each:
+ *                   +0  48  name  peer node name, NUL-padded; "" = free
+ *                   +48  8  gen   generation last known in sync
+ *                   +56  4  flags BR_SB_PEER_USED 0x1
+ *                   +60  4  reserved
+ *      648  3448  padding         0
+ *     4096        bitmap of slot i at 4096 + i * bitmap_bytes, where
+ *                 bitmap_bytes = ceil(nregions / 8) rounded up to 4096.
+ *                 Little-endian u64 words: region r is bit r % 64 of word
+ *                 r / 64.  Bits at and after nregions are 0.
+ *
+ * Design
+ * ------
+ * The file is mapped MAP_SHARED in one piece.  Bitmap words are only ever
+ * changed with atomic read-modify-write builtins.  Endianness: a bitmap
+ * mask is converted with htole64() before it is applied to a raw word;
+ * byte swapping is a permutation of bits, so AND, OR and popcount on the
+ * raw word are correct on either host and cost nothing on little-endian.
+ *
+ * Invariants:
+ *  S1 (= I1) When br_sb_mark() returns 0, every bit it was asked to set is
+ *     set in the file on stable storage (msync(MS_SYNC) has returned after
+ *     the bit was set in memory).
+ *  S2 set_ticket is incremented, under `lock`, before the bits of a mark
+ *     that found any bit clear are OR-ed in (in the same critical section).
+ *     Hence a thread that sees a bit set (acquire load) also sees a
+ *     set_ticket at least as new as the one of the mark that set it.  (With
+ *     a lock-free "OR, then increment", a second marker could find the bit
+ *     set before its ticket exists and return on a stale durable: a hole
+ *     in S1.  Marks that set new bits must msync anyway, so the lock costs
+ *     them nothing; marks of already-set bits never take it.)
+ *  S3 durable <= set_ticket.  durable = T means every mark holding a ticket
+ *     <= T has its bits on stable storage: the syncer reads its target
+ *     under `lock` (so every mark with a ticket <= target has finished its
+ *     OR), and only then calls msync.
+ *  S4 Bits found set at open are made durable (msync of the whole file)
+ *     before br_sb_open() returns, so durable = set_ticket = 0 is true.
+ *  S5 count[s] equals the number of set bits of slot s (adjusted with the
+ *     exact number of bits each atomic OR/AND changed).
+ *  S6 After an msync failure the file's state is unknown (the kernel may
+ *     have dropped the dirty pages), so sync_err is sticky: every later
+ *     mark that needs a sync fails with it, and close does not set CLEAN.
+ *  S7 The file has no holes (it is written in full at creation), so msync
+ *     never allocates: a full file system cannot turn a store into SIGBUS.
+ *
+ * Group commit (state under `lock`: syncing, cv; set_ticket and durable
+ * are atomics written under `lock` and read lock-free; sync_err is an
+ * atomic set once by the first failing msync, header msyncs included):
+ *   fast path   all requested bits already set (acquire loads) and
+ *               durable >= set_ticket: return, no lock, no syscall.
+ *   slow path   lock; if some bit was clear: T = ++set_ticket, OR the bits
+ *               in, need = T; else need = set_ticket.  While durable < need:
+ *               if a sync is in flight, wait on cv; else become the syncer:
+ *               target = set_ticket, syncing = 1, unlock, msync, lock,
+ *               durable = max(durable, target) or sync_err = -errno,
+ *               syncing = 0, broadcast.  Every caller that arrived during a
+ *               round joins the next one, so N concurrent marks cost about
+ *               two msyncs, not N.
+ * Clears are lazy (atomic AND, no msync): a crash may resurrect a cleared
+ * bit, which only costs a needless resync.
+ *
+ * Lock rules: `lock` (group commit) and `hlock` (header fields) are never
+ * held together.  msync of the bitmaps runs without any lock; header
+ * setters hold hlock across the msync of the header page (they are rare and
+ * must be ordered).  The file is also flock()ed so a second process cannot
+ * open the same scoreboard.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "scoreboard.h"
+#include "log.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BR_SB_MAGIC "BRSCORE1"
+#define BR_SB_VERSION 1u
+#define BR_SB_HDR_SIZE 4096u
+#define BR_SB_NODE_MAX 64
+#define BR_SB_PEER_USED 0x1u
+
+struct br_sb_peer_disk {
+  char name[BR_SB_PEER_NAME_MAX];       /* 0 */
+  uint64_t gen;                         /* 48 */
+  uint32_t flags;                       /* 56 */
+  uint32_t reserved;                    /* 60 */
+} __attribute__ ((packed));
+
+struct br_sb_header_disk {
+  char magic[8];                        /* 0 */
+  uint32_t version;                     /* 8 */
+  uint32_t header_size;                 /* 12 */
+  uint64_t volume_size;                 /* 16 */
+  uint32_t granularity;                 /* 24 */
+  uint32_t nslots;                      /* 28 */
+  uint64_t nregions;                    /* 32 */
+  uint32_t flags;                       /* 40 */
+  uint32_t reserved0;                   /* 44 */
+  uint8_t uuid[16];                     /* 48 */
+  uint64_t gen;                         /* 64 */
+  char node[BR_SB_NODE_MAX];            /* 72 */
+  struct br_sb_peer_disk peers[BR_SB_MAX_PEERS]; /* 136 */
+  uint8_t padding[BR_SB_HDR_SIZE - 648];         /* 648 */
+} __attribute__ ((packed));
+
+_Static_assert (sizeof (struct br_sb_peer_disk) == 64, "peer record size");
+_Static_assert (BR_SB_PEER_NAME_MAX == 48, "peer name field is 48 bytes");
+_Static_assert (BR_SB_MAX_PEERS == 8, "header holds 8 peer records");
+_Static_assert (sizeof (struct br_sb_header_disk) == BR_SB_HDR_SIZE,
+                "header size");
+#define OFF(f, o) _Static_assert (offsetof (struct br_sb_header_disk, f) \
+                                  == (o), "offset of " #f)
+OFF (version, 8); OFF (header_size, 12); OFF (volume_size, 16);
+OFF (granularity, 24); OFF (nslots, 28); OFF (nregions, 32); OFF (flags, 40);
+OFF (uuid, 48); OFF (gen, 64); OFF (node, 72); OFF (peers, 136);
+OFF (padding, 648);
+_Static_assert (offsetof (struct br_sb_peer_disk, gen) == 48, "peer gen");
+_Static_assert (offsetof (struct br_sb_peer_disk, flags) == 56, "peer flags");
+
+struct br_scoreboard {
+  char *path;
+  int fd;
+  uint8_t *map;
+  size_t map_len;
+  struct br_sb_header_disk *hdr;        /* = map */
+  uint64_t *bits[BR_SB_MAX_PEERS];      /* raw little-endian words */
+  uint64_t volume_size, nregions, nwords;
+  uint32_t granularity;
+  unsigned shift;                       /* log2 (granularity) */
+  bool was_clean;
+
+  uint64_t count[BR_SB_MAX_PEERS];      /* atomic, S5 */
+  uint64_t set_ticket;                  /* atomic, S2 */
+  uint64_t durable;                     /* atomic, S3 */
+  uint64_t msync_rounds, slow_marks;    /* atomic, statistics */
+
+  pthread_mutex_t lock;                 /* group commit */
+  pthread_cond_t cv;
+  bool syncing;
+  int sync_err;                         /* atomic, sticky, S6 */
+
+  pthread_mutex_t hlock;                /* header fields */
+};
+
+static void __attribute__ ((format (printf, 3, 4)))
+seterr (char *err, size_t errlen, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (!err || errlen == 0)
+    return;
+  va_start (ap, fmt);
+  vsnprintf (err, errlen, fmt, ap);
+  va_end (ap);
+}
+
+/* ---- bitmap words ---------------------------------------------------- */
+
+static bool
+slot_ok (int slot)
+{
+  return slot >= 0 && slot < BR_SB_MAX_PEERS;
+}
+
+static bool
+valid (const br_scoreboard *sb, int slot, uint64_t region)
+{
+  return slot_ok (slot) && region < sb->nregions;
+}
+
+/* Native mask of the bits of word W that fall in regions [R0, R1]. */
+static uint64_t
+word_mask (uint64_t w, uint64_t r0, uint64_t r1)
+{
+  uint64_t lo = w * 64 > r0 ? 0 : r0 % 64;
+  uint64_t hi = w * 64 + 63 < r1 ? 63 : r1 % 64;
+
+  return (~0ull >> (63 - hi)) & (~0ull << lo);
+}
+
+static bool
+all_set (br_scoreboard *sb, uint32_t slots, uint64_t r0, uint64_t r1)
+{
+  for (int s = 0; s < BR_SB_MAX_PEERS; s++) {
+    if (!(slots & (1u << s)))
+      continue;
+    for (uint64_t w = r0 / 64; w <= r1 / 64; w++) {
+      uint64_t m = htole64 (word_mask (w, r0, r1));
+
+      if ((__atomic_load_n (&sb->bits[s][w], __ATOMIC_ACQUIRE) & m) != m)
+        return false;
+    }
+  }
+  return true;
+}
+
+static void
+set_bits (br_scoreboard *sb, uint32_t slots, uint64_t r0, uint64_t r1)
+{
+  for (int s = 0; s < BR_SB_MAX_PEERS; s++) {
+    uint64_t added = 0;
+
+    if (!(slots & (1u << s)))
+      continue;
+    for (uint64_t w = r0 / 64; w <= r1 / 64; w++) {
+      uint64_t m = htole64 (word_mask (w, r0, r1));
+      uint64_t old = __atomic_fetch_or (&sb->bits[s][w], m, __ATOMIC_ACQ_REL);
+
+      added += (uint64_t) __builtin_popcountll (m & ~old);
+    }
+    if (added)
+      __atomic_add_fetch (&sb->count[s], added, __ATOMIC_RELAXED);
+  }
+}
+
+/* ---- syncing ----------------------------------------------------------- */
+
+/* msync the first LEN bytes.  Any failure is recorded in sync_err (S6):
+ * write-back errors are reported per file, not per range, so a failed
+ * header msync may be the only report of a lost bitmap page. */
+static int
+msync_range (br_scoreboard *sb, size_t len)
+{
+  int e, none = 0;
+
+  if (msync (sb->map, len, MS_SYNC) == 0)
+    return 0;
+  e = errno;
+  br_error ("scoreboard %s: msync: %s", sb->path, strerror (e));
+  __atomic_compare_exchange_n (&sb->sync_err, &none, -e, false,
+                               __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  return -e;
+}
+
+/* Under sb->lock: wait until durable >= NEED, syncing if nobody is. */
+static int
+commit_locked (br_scoreboard *sb, uint64_t need)
+{
+  while (__atomic_load_n (&sb->durable, __ATOMIC_ACQUIRE) < need) {
+    uint64_t target;
+    int r;
+
+    if ((r = __atomic_load_n (&sb->sync_err, __ATOMIC_ACQUIRE)) < 0)
+      return r;
+    if (sb->syncing) {
+      pthread_cond_wait (&sb->cv, &sb->lock);
+      continue;
+    }
+    sb->syncing = true;
+    target = __atomic_load_n (&sb->set_ticket, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock (&sb->lock);
+    r = msync_range (sb, sb->map_len);
+    __atomic_add_fetch (&sb->msync_rounds, 1, __ATOMIC_RELAXED);
+    br_debug (BR_DEBUG_SB, "scoreboard %s: msync round to ticket %" PRIu64
+              ": %d", sb->path, target, r);
+    pthread_mutex_lock (&sb->lock);
+    sb->syncing = false;
+    if (r == 0 && target > __atomic_load_n (&sb->durable, __ATOMIC_RELAXED))
+      __atomic_store_n (&sb->durable, target, __ATOMIC_RELEASE);
+    pthread_cond_broadcast (&sb->cv);
+  }
+  return 0;
+}
+
+int
+br_sb_mark (br_scoreboard *sb, uint32_t slot_mask,
+            uint64_t offset, uint64_t len)
+{
+  uint64_t r0, r1, need;
+  int r;
+
+  if (slot_mask >> BR_SB_MAX_PEERS || offset > sb->volume_size
+      || len > sb->volume_size - offset)
+    return -EINVAL;
+  if (len == 0 || slot_mask == 0)
+    return 0;
+  r0 = offset >> sb->shift;
+  r1 = (offset + len - 1) >> sb->shift;
+
+  if (all_set (sb, slot_mask, r0, r1)) {
+    /* S2: the ticket of whoever set these bits is visible now. */
+    need = __atomic_load_n (&sb->set_ticket, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n (&sb->durable, __ATOMIC_ACQUIRE) >= need)
+      return 0;
+    pthread_mutex_lock (&sb->lock);
+    need = __atomic_load_n (&sb->set_ticket, __ATOMIC_RELAXED);
+  }
+  else {
+    pthread_mutex_lock (&sb->lock);
+    need = __atomic_add_fetch (&sb->set_ticket, 1, __ATOMIC_ACQ_REL);
+    set_bits (sb, slot_mask, r0, r1);
+  }
+  __atomic_add_fetch (&sb->slow_marks, 1, __ATOMIC_RELAXED);
+  r = commit_locked (sb, need);
+  pthread_mutex_unlock (&sb->lock);
+  return r;
+}
+
+int
+br_sb_mark_all (br_scoreboard *sb, int slot)
+{
+  return slot_ok (slot) ? br_sb_mark (sb, 1u << slot, 0, sb->volume_size)
+    : -EINVAL;
+}
+
+bool
+br_sb_clear (br_scoreboard *sb, int slot, uint64_t region)
+{
+  uint64_t m, old;
+
+  if (!valid (sb, slot, region))
+    return false;
+  m = htole64 (1ull << (region % 64));
+  old = __atomic_fetch_and (&sb->bits[slot][region / 64], ~m,
+                            __ATOMIC_ACQ_REL);
+  if (!(old & m))
+    return false;
+  __atomic_sub_fetch (&sb->count[slot], 1, __ATOMIC_RELAXED);
+  return true;
+}
+
+bool
+br_sb_test (const br_scoreboard *sb, int slot, uint64_t region)
+{
+  if (!valid (sb, slot, region))
+    return false;
+  return (__atomic_load_n (&sb->bits[slot][region / 64], __ATOMIC_ACQUIRE)
+          & htole64 (1ull << (region % 64))) != 0;
+}
+
+uint64_t
+br_sb_count (const br_scoreboard *sb, int slot)
+{
+  return slot_ok (slot) ? __atomic_load_n (&sb->count[slot], __ATOMIC_RELAXED)
+    : 0;
+}
+
+int64_t
+br_sb_next_set (const br_scoreboard *sb, int slot, uint64_t from)
+{
+  if (!valid (sb, slot, from))
+    return -1;
+  for (uint64_t w = from / 64; w < sb->nwords; w++) {
+    uint64_t v = le64toh (__atomic_load_n (&sb->bits[slot][w],
+                                           __ATOMIC_ACQUIRE));
+
+    if (w == from / 64)
+      v &= ~0ull << (from % 64);
+    if (v) {
+      uint64_t r = w * 64 + (uint64_t) __builtin_ctzll (v);
+
+      return r < sb->nregions ? (int64_t) r : -1;
+    }
+  }
+  return -1;
+}
+
+int
+br_sb_sync (br_scoreboard *sb)
+{
+  uint64_t target;
+  int r;
+
+  pthread_mutex_lock (&sb->lock);
+  target = __atomic_load_n (&sb->set_ticket, __ATOMIC_ACQUIRE);
+  pthread_mutex_unlock (&sb->lock);
+  r = msync_range (sb, sb->map_len);
+  pthread_mutex_lock (&sb->lock);
+  if (r == 0 && target > __atomic_load_n (&sb->durable, __ATOMIC_RELAXED))
+    __atomic_store_n (&sb->durable, target, __ATOMIC_RELEASE);
+  pthread_mutex_unlock (&sb->lock);
+  return r;
+}
+
+/* ---- header ------------------------------------------------------------ */
+
+/* hlock guards the header fields; getters take it too (cast: the mutex is
+ * not part of the logical state of a const scoreboard). */
+#define HLOCK(sb) pthread_mutex_lock ((pthread_mutex_t *) &(sb)->hlock)
+#define HUNLOCK(sb) pthread_mutex_unlock ((pthread_mutex_t *) &(sb)->hlock)
+
+/* The header fields with setters; SLOT only for H_PEER_GEN. */
+enum hfield { H_GEN, H_FLAGS, H_PEER_GEN };
+
+static uint64_t
+hdr_get (const br_scoreboard *sb, enum hfield f, int slot)
+{
+  uint64_t v;
+
+  HLOCK (sb);
+  v = f == H_GEN ? le64toh (sb->hdr->gen)
+    : f == H_FLAGS ? le32toh (sb->hdr->flags)
+    : le64toh (sb->hdr->peers[slot].gen);
+  HUNLOCK (sb);
+  return v;
+}
+
+/* Set field F to V (for H_FLAGS: OR in V after clearing CLEAR), durably:
+ * the header page is msynced before hlock is released. */
+static int
+hdr_set (br_scoreboard *sb, enum hfield f, int slot, uint64_t v,
+         uint32_t clear)
+{
+  int r;
+
+  HLOCK (sb);
+  if (f == H_GEN)
+    sb->hdr->gen = htole64 (v);
+  else if (f == H_FLAGS)
+    sb->hdr->flags = htole32 ((le32toh (sb->hdr->flags) & ~clear)
+                              | (uint32_t) v);
+  else
+    sb->hdr->peers[slot].gen = htole64 (v);
+  r = msync_range (sb, BR_SB_HDR_SIZE);
+  HUNLOCK (sb);
+  return r;
+}
+
+void
+br_sb_uuid (const br_scoreboard *sb, uint8_t out[16])
+{
+  memcpy (out, sb->hdr->uuid, 16);      /* written only at creation */
+}
+
+uint64_t
+br_sb_gen (const br_scoreboard *sb)
+{
+  return hdr_get (sb, H_GEN, 0);
+}
+
+int
+br_sb_set_gen (br_scoreboard *sb, uint64_t gen)
+{
+  return hdr_set (sb, H_GEN, 0, gen, 0);
+}
+
+uint32_t
+br_sb_flags (const br_scoreboard *sb)
+{
+  return (uint32_t) hdr_get (sb, H_FLAGS, 0);
+}
+
+int
+br_sb_set_flags (br_scoreboard *sb, uint32_t set, uint32_t clear)
+{
+  return hdr_set (sb, H_FLAGS, 0, set, clear);
+}
+
+uint64_t
+br_sb_peer_gen (const br_scoreboard *sb, int slot)
+{
+  return slot_ok (slot) ? hdr_get (sb, H_PEER_GEN, slot) : 0;
+}
+
+int
+br_sb_set_peer_gen (br_scoreboard *sb, int slot, uint64_t gen)
+{
+  return slot_ok (slot) ? hdr_set (sb, H_PEER_GEN, slot, gen, 0) : -EINVAL;
+}
+
+/* The name is written once, when the slot is allocated (under hlock). */
+const char *
+br_sb_peer_name (const br_scoreboard *sb, int slot)
+{
+  return slot_ok (slot) ? sb->hdr->peers[slot].name : "";
+}
+
+int
+br_sb_peer_slot (br_scoreboard *sb, const char *peer)
+{
+  struct br_sb_peer_disk *p = sb->hdr->peers;
+  int i, free_slot = -1, r;
+
+  if (!peer || !*peer || strlen (peer) >= BR_SB_PEER_NAME_MAX)
+    return -EINVAL;
+  HLOCK (sb);
+  for (i = 0; i < BR_SB_MAX_PEERS; i++) {
+    if (p[i].name[0] == '\0') {
+      if (free_slot < 0)
+        free_slot = i;
+    }
+    else if (strncmp (p[i].name, peer, BR_SB_PEER_NAME_MAX) == 0) {
+      HUNLOCK (sb);
+      return i;
+    }
+  }
+  if (free_slot < 0) {
+    HUNLOCK (sb);
+    return -ENOSPC;
+  }
+  memset (&p[free_slot], 0, sizeof p[free_slot]);
+  memcpy (p[free_slot].name, peer, strlen (peer));
+  p[free_slot].flags = htole32 (BR_SB_PEER_USED);
+  r = msync_range (sb, BR_SB_HDR_SIZE);
+  HUNLOCK (sb);
+  if (r < 0)
+    return r;
+  br_debug (BR_DEBUG_SB, "scoreboard %s: peer %s in slot %d", sb->path, peer,
+            free_slot);
+  return free_slot;
+}
+
+uint64_t
+br_sb_nregions (const br_scoreboard *sb)
+{
+  return sb->nregions;
+}
+
+uint32_t
+br_sb_granularity (const br_scoreboard *sb)
+{
+  return sb->granularity;
+}
+
+bool
+br_sb_was_clean (const br_scoreboard *sb)
+{
+  return sb->was_clean;
+}
+
+void
+br_sb_get_stats (const br_scoreboard *sb, struct br_sb_stats *out)
+{
+  out->msync_rounds = __atomic_load_n (&sb->msync_rounds, __ATOMIC_RELAXED);
+  out->slow_marks = __atomic_load_n (&sb->slow_marks, __ATOMIC_RELAXED);
+}
+
+/* ---- open, create, close ----------------------------------------------- */
+
+#define FAIL(e, ...) do {                                               \
+    r = (e);                                                            \
+    seterr (err, errlen, __VA_ARGS__);                                  \
+    goto fail;                                                          \
+  } while (0)
+
+static int
+fsync_parent_dir (const char *path)
+{
+  char *copy = strdup (path);
+  int fd, r = 0;
+
+  if (!copy)
+    return -ENOMEM;
+  fd = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fsync (fd) < 0)
+    r = -errno;
+  if (fd >= 0)
+    close (fd);
+  free (copy);
+  return r;
+}
+
+/* Write LEN bytes of BUF (or zeros if BUF is NULL) at OFF. */
+static int
+write_full (int fd, const void *buf, uint64_t len, uint64_t off)
+{
+  static const uint8_t zeros[65536];
+
+  while (len > 0) {
+    size_t n = buf || len < sizeof zeros ? (size_t) len : sizeof zeros;
+    ssize_t w = pwrite (fd, buf ? buf : zeros, n, (off_t) off);
+
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return w < 0 ? -errno : -EIO;
+    buf = buf ? (const uint8_t *) buf + w : NULL;
+    len -= (uint64_t) w;
+    off += (uint64_t) w;
+  }
+  return 0;
+}
+
+/* Build the file complete as PATH.tmp (header H, zeroed bitmaps: S7),
+ * then rename it into place, so a crash never leaves a half-made
+ * scoreboard.  Returns a locked fd, -EEXIST if PATH appeared meanwhile,
+ * or -errno with a message. */
+static int
+create_file (const char *path, uint64_t file_size,
+             const struct br_sb_header_disk *h, char *err, size_t errlen)
+{
+  char tmp[4096];
+  int fd = -1, r;
+
+  if (snprintf (tmp, sizeof tmp, "%s.tmp", path) >= (int) sizeof tmp)
+    FAIL (-ENAMETOOLONG, "scoreboard %s: path too long", path);
+  if ((fd = open (tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+    FAIL (-errno, "scoreboard %s: cannot create %s: %s", path, tmp,
+          strerror (-r));
+  if (flock (fd, LOCK_EX | LOCK_NB) < 0) {
+    close (fd);                 /* another process is creating it */
+    fd = -1;
+    FAIL (-EBUSY, "scoreboard %s: being created by another process", path);
+  }
+  if (ftruncate (fd, 0) < 0 || ftruncate (fd, (off_t) file_size) < 0)
+    r = -errno;
+  else if ((r = write_full (fd, h, sizeof *h, 0)) == 0
+           && (r = write_full (fd, NULL, file_size - sizeof *h,
+                               sizeof *h)) == 0
+           && fdatasync (fd) < 0)
+    r = -errno;
+  if (r < 0)
+    FAIL (r, "scoreboard %s: cannot write %s: %s", path, tmp, strerror (-r));
+  if (renameat2 (AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+    r = -errno;
+    if (r == -EINVAL || r == -ENOSYS)   /* no RENAME_NOREPLACE here */
+      r = rename (tmp, path) < 0 ? -errno : 0;
+    if (r == -EEXIST)
+      goto fail;
+    if (r < 0)
+      FAIL (r, "scoreboard %s: rename from %s: %s", path, tmp,
+            strerror (-r));
+  }
+  if ((r = fsync_parent_dir (path)) < 0)
+    FAIL (r, "scoreboard %s: fsync of its directory: %s", path,
+          strerror (-r));
+  br_info ("scoreboard %s: created (%" PRIu64 " bytes)", path, file_size);
+  return fd;
+
+ fail:
+  if (fd >= 0) {
+    unlink (tmp);
+    close (fd);
+  }
+  return r;
+}
+
+/* Check the header H read from PATH against the expected geometry. */
+static int
+validate (const char *path, const struct br_sb_header_disk *h,
+          uint64_t volume_size, uint32_t granularity, uint64_t nregions,
+          uint64_t file_size, uint64_t actual_size, char *err, size_t errlen)
+{
+  int r;
+#define CHECK(what, got, want) do {                                     \
+    if ((uint64_t) (got) != (uint64_t) (want))                          \
+      FAIL (-EINVAL, "scoreboard %s: %s is %" PRIu64 " in the file but " \
+            "%" PRIu64 " was expected", path, what, (uint64_t) (got),   \
+            (uint64_t) (want));                                         \
+  } while (0)
+
+  if (memcmp (h->magic, BR_SB_MAGIC, 8) != 0)
+    FAIL (-EINVAL, "scoreboard %s: bad magic (not a blockrelay scoreboard, "
+          "or corrupt)", path);
+  CHECK ("format version", le32toh (h->version), BR_SB_VERSION);
+  CHECK ("header size", le32toh (h->header_size), BR_SB_HDR_SIZE);
+  CHECK ("number of peer slots", le32toh (h->nslots), BR_SB_MAX_PEERS);
+  CHECK ("volume size", le64toh (h->volume_size), volume_size);
+  CHECK ("granularity", le32toh (h->granularity), granularity);
+  CHECK ("number of regions", le64toh (h->nregions), nregions);
+  CHECK ("file size", actual_size, file_size);
+  for (int i = 0; i < BR_SB_MAX_PEERS; i++)
+    if (!memchr (h->peers[i].name, '\0', BR_SB_PEER_NAME_MAX))
+      FAIL (-EINVAL, "scoreboard %s: peer slot %d is corrupt", path, i);
+  return 0;
+#undef CHECK
+ fail:
+  return r;
+}
+
+/* Open PATH locked, creating it from H if absent.  Returns fd or -errno. */
+static int
+open_file (const char *path, uint64_t file_size, struct br_sb_header_disk *h,
+           char *err, size_t errlen)
+{
+  uint64_t gen = 0;
+  int fd, r;
+
+  for (int tries = 0; tries < 3; tries++) {
+    if ((fd = open (path, O_RDWR | O_CLOEXEC)) >= 0) {
+      if (flock (fd, LOCK_EX | LOCK_NB) == 0)
+        return fd;
+      r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+      close (fd);
+      FAIL (r, "scoreboard %s: %s", path, r == -EBUSY
+            ? "in use by another process" : strerror (-r));
+    }
+    if (errno != ENOENT)
+      break;
+    if (getrandom (h->uuid, sizeof h->uuid, 0) != (ssize_t) sizeof h->uuid)
+      break;
+    while (gen == 0)
+      if (getrandom (&gen, sizeof gen, 0) != (ssize_t) sizeof gen)
+        goto out;
+    h->gen = htole64 (gen);
+    if ((fd = create_file (path, file_size, h, err, errlen)) != -EEXIST)
+      return fd;
+  }
+ out:
+  FAIL (-errno, "scoreboard %s: %s", path, strerror (-r));
+ fail:
+  return r;
+}
+
+static void
+sb_free (br_scoreboard *sb)
+{
+  if (sb->map) {
+    munmap (sb->map, sb->map_len);
+    pthread_mutex_destroy (&sb->lock);
+    pthread_mutex_destroy (&sb->hlock);
+    pthread_cond_destroy (&sb->cv);
+  }
+  if (sb->fd >= 0)
+    close (sb->fd);
+  free (sb->path);
+  free (sb);
+}
+
+int
+br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
+            const char *node, br_scoreboard **out, char *err, size_t errlen)
+{
+  struct br_sb_header_disk h;
+  br_scoreboard *sb;
+  uint64_t nregions, bitmap_bytes, file_size;
+  struct stat st;
+  int r;
+
+  *out = NULL;
+  node = node ? node : "";
+  if (volume_size == 0 || granularity == 0
+      || (granularity & (granularity - 1)) || strlen (node) >= BR_SB_NODE_MAX) {
+    seterr (err, errlen, "scoreboard %s: invalid volume size %" PRIu64
+            ", granularity %" PRIu32 " or node name '%s'", path, volume_size,
+            granularity, node);
+    return -EINVAL;
+  }
+  nregions = volume_size / granularity + (volume_size % granularity != 0);
+  if (nregions > (1ull << 40)) {
+    seterr (err, errlen, "scoreboard %s: %" PRIu64 " regions of %" PRIu32
+            " bytes is too many; use a larger granularity", path, nregions,
+            granularity);
+    return -EINVAL;
+  }
+  bitmap_bytes = ((nregions + 7) / 8 + BR_SB_HDR_SIZE - 1)
+    / BR_SB_HDR_SIZE * BR_SB_HDR_SIZE;
+  file_size = BR_SB_HDR_SIZE + BR_SB_MAX_PEERS * bitmap_bytes;
+  if (!(sb = calloc (1, sizeof *sb)) || !(sb->path = strdup (path))) {
+    free (sb);
+    return -ENOMEM;
+  }
+
+  /* The header of a new file (open_file adds uuid and generation). */
+  memset (&h, 0, sizeof h);
+  memcpy (h.magic, BR_SB_MAGIC, 8);
+  h.version = htole32 (BR_SB_VERSION);
+  h.header_size = htole32 (BR_SB_HDR_SIZE);
+  h.volume_size = htole64 (volume_size);
+  h.granularity = htole32 (granularity);
+  h.nslots = htole32 (BR_SB_MAX_PEERS);
+  h.nregions = htole64 (nregions);
+  h.flags = htole32 (BR_SB_CLEAN | BR_SB_CONSISTENT);
+  memcpy (h.node, node, strlen (node));
+  if ((sb->fd = open_file (path, file_size, &h, err, errlen)) < 0) {
+    r = sb->fd;
+    goto fail;
+  }
+
+  if (fstat (sb->fd, &st) < 0)
+    FAIL (-errno, "scoreboard %s: fstat: %s", path, strerror (-r));
+  if (!S_ISREG (st.st_mode) || (uint64_t) st.st_size < sizeof h)
+    FAIL (-EINVAL, "scoreboard %s: not a scoreboard (%s of %" PRIu64
+          " bytes)", path, S_ISREG (st.st_mode) ? "a file" : "not a file",
+          (uint64_t) st.st_size);
+  if (pread (sb->fd, &h, sizeof h, 0) != (ssize_t) sizeof h)
+    FAIL (-EIO, "scoreboard %s: cannot read the header", path);
+  if ((r = validate (path, &h, volume_size, granularity, nregions, file_size,
+                     (uint64_t) st.st_size, err, errlen)) < 0)
+    goto fail;
+
+  sb->map = mmap (NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                  sb->fd, 0);
+  if (sb->map == MAP_FAILED) {
+    sb->map = NULL;
+    FAIL (-errno, "scoreboard %s: mmap: %s", path, strerror (-r));
+  }
+  sb->map_len = file_size;
+  sb->hdr = (struct br_sb_header_disk *) sb->map;
+  sb->volume_size = volume_size;
+  sb->granularity = granularity;
+  sb->shift = (unsigned) __builtin_ctz (granularity);
+  sb->nregions = nregions;
+  sb->nwords = (nregions + 63) / 64;
+  pthread_mutex_init (&sb->lock, NULL);
+  pthread_mutex_init (&sb->hlock, NULL);
+  pthread_cond_init (&sb->cv, NULL);
+  for (int s = 0; s < BR_SB_MAX_PEERS; s++) {
+    sb->bits[s] = (uint64_t *) (sb->map + BR_SB_HDR_SIZE + s * bitmap_bytes);
+    for (uint64_t w = 0; w < sb->nwords; w++) {
+      uint64_t v = le64toh (sb->bits[s][w]);
+
+      if (w == sb->nwords - 1 && nregions % 64)
+        v &= ~0ull >> (64 - nregions % 64);   /* ignore padding bits */
+      sb->count[s] += (uint64_t) __builtin_popcountll (v);
+    }
+  }
+
+  /* Record and clear CLEAN, and make everything durable (S4). */
+  sb->was_clean = (le32toh (sb->hdr->flags) & BR_SB_CLEAN) != 0;
+  sb->hdr->flags = htole32 (le32toh (sb->hdr->flags) & ~BR_SB_CLEAN);
+  if (strncmp (sb->hdr->node, node, BR_SB_NODE_MAX) != 0) {
+    br_warn ("scoreboard %s: was written by node '%.*s', now opened by '%s'",
+             path, BR_SB_NODE_MAX, sb->hdr->node, node);
+    memset (sb->hdr->node, 0, BR_SB_NODE_MAX);
+    memcpy (sb->hdr->node, node, strlen (node));
+  }
+  if ((r = msync_range (sb, sb->map_len)) < 0)
+    FAIL (r, "scoreboard %s: msync: %s", path, strerror (-r));
+  br_debug (BR_DEBUG_SB, "scoreboard %s: opened, %" PRIu64 " regions of %"
+            PRIu32 " bytes, %s", path, nregions, granularity,
+            sb->was_clean ? "clean" : "not closed cleanly");
+  *out = sb;
+  return 0;
+
+ fail:
+  sb_free (sb);
+  return r;
+}
+
+void
+br_sb_close (br_scoreboard *sb, bool clean)
+{
+  if (!sb)
+    return;
+  if (br_sb_sync (sb) == 0 && clean
+      && !__atomic_load_n (&sb->sync_err, __ATOMIC_ACQUIRE)
+      && br_sb_set_flags (sb, BR_SB_CLEAN, 0) < 0)
+    br_error ("scoreboard %s: could not record the clean shutdown",
+              sb->path);
+  sb_free (sb);
+}
