@@ -88,6 +88,16 @@ asan_env() {
   fi
 }
 
+# nbdkit itself is not instrumented: under ASan every nbdkit that loads the
+# plugin needs the runtime preloaded.
+nbdkit() {
+  if [ "$BR_SANITIZE" = address ]; then
+    env $(asan_env) nbdkit "$@"
+  else
+    command nbdkit "$@"
+  fi
+}
+
 # write_pair_config FILE MODE [SIZE] [extra volume keys]
 # Two nodes a and b on 127.0.0.1, one volume vol0, one link of MODE.
 write_pair_config() {
