@@ -1,76 +1,101 @@
-/* blockrelay — striped region locks.  See rangelock.h for the rules. */
+/* blockrelay — striped region locks.  See rangelock.h for the rules.
+ *
+ * The held stripes are a bitmap under one mutex; a locker takes all the
+ * stripes of its range at once or waits on the condition variable, so no
+ * thread ever holds some stripes while waiting for others.
+ */
 #include "rangelock.h"
 
 #include <assert.h>
+#include <string.h>
+
+#define WORDS (BR_RANGELOCK_STRIPES / 64)
 
 void
 br_rangelock_init (struct br_rangelock *l)
 {
-  for (unsigned i = 0; i < BR_RANGELOCK_STRIPES; i++)
-    pthread_mutex_init (&l->stripe[i], NULL);
+  pthread_mutex_init (&l->lock, NULL);
+  pthread_cond_init (&l->freed, NULL);
+  l->waiters = 0;
+  memset (l->held, 0, sizeof l->held);
 }
 
 void
 br_rangelock_destroy (struct br_rangelock *l)
 {
-  for (unsigned i = 0; i < BR_RANGELOCK_STRIPES; i++)
-    pthread_mutex_destroy (&l->stripe[i]);
+  pthread_mutex_destroy (&l->lock);
+  pthread_cond_destroy (&l->freed);
 }
 
-/* The stripes of FIRST..LAST as up to two ascending runs [a0,a1] [b0,b1];
- * returns the number of runs. */
-static int
-stripe_runs (uint64_t first, uint64_t last, unsigned run[2][2])
+/* The stripes of regions FIRST..LAST as a bitmap. */
+static void
+stripe_mask (uint64_t first, uint64_t last, uint64_t mask[WORDS])
 {
-  const unsigned n = BR_RANGELOCK_STRIPES;
-  unsigned s0, s1;
-
   assert (first <= last);
-  if (last - first + 1 >= n) {
-    run[0][0] = 0;
-    run[0][1] = n - 1;
-    return 1;
+  memset (mask, 0, WORDS * sizeof *mask);
+  if (last - first + 1 >= BR_RANGELOCK_STRIPES) {
+    memset (mask, 0xff, WORDS * sizeof *mask);
+    return;
   }
-  s0 = first % n;
-  s1 = last % n;
-  if (s0 <= s1) {
-    run[0][0] = s0;
-    run[0][1] = s1;
-    return 1;
+  for (uint64_t r = first; r <= last; r++) {
+    unsigned s = r % BR_RANGELOCK_STRIPES;
+    mask[s / 64] |= UINT64_C (1) << (s % 64);
   }
-  /* Wraps: [0, s1] comes before [s0, n-1] in stripe order. */
-  run[0][0] = 0;
-  run[0][1] = s1;
-  run[1][0] = s0;
-  run[1][1] = n - 1;
-  return 2;
+}
+
+static bool
+any_held (const struct br_rangelock *l, const uint64_t mask[WORDS])
+{
+  for (unsigned i = 0; i < WORDS; i++)
+    if (l->held[i] & mask[i])
+      return true;
+  return false;
 }
 
 void
 br_rangelock_lock (struct br_rangelock *l, uint64_t first, uint64_t last)
 {
-  unsigned run[2][2];
-  int n = stripe_runs (first, last, run);
+  uint64_t mask[WORDS];
 
-  for (int r = 0; r < n; r++)
-    for (unsigned i = run[r][0]; i <= run[r][1]; i++)
-      pthread_mutex_lock (&l->stripe[i]);
+  stripe_mask (first, last, mask);
+  pthread_mutex_lock (&l->lock);
+  while (any_held (l, mask)) {
+    l->waiters++;
+    pthread_cond_wait (&l->freed, &l->lock);
+    l->waiters--;
+  }
+  for (unsigned i = 0; i < WORDS; i++)
+    l->held[i] |= mask[i];
+  pthread_mutex_unlock (&l->lock);
 }
 
 void
 br_rangelock_unlock (struct br_rangelock *l, uint64_t first, uint64_t last)
 {
-  unsigned run[2][2];
-  int n = stripe_runs (first, last, run);
+  uint64_t mask[WORDS];
 
-  for (int r = n - 1; r >= 0; r--)
-    for (unsigned i = run[r][1] + 1; i-- > run[r][0];)
-      pthread_mutex_unlock (&l->stripe[i]);
+  stripe_mask (first, last, mask);
+  pthread_mutex_lock (&l->lock);
+  for (unsigned i = 0; i < WORDS; i++) {
+    assert ((l->held[i] & mask[i]) == mask[i]);
+    l->held[i] &= ~mask[i];
+  }
+  if (l->waiters)
+    pthread_cond_broadcast (&l->freed);
+  pthread_mutex_unlock (&l->lock);
 }
 
 bool
 br_rangelock_trylock (struct br_rangelock *l, uint64_t region)
 {
-  return pthread_mutex_trylock (&l->stripe[region % BR_RANGELOCK_STRIPES])
-    == 0;
+  unsigned s = region % BR_RANGELOCK_STRIPES;
+  uint64_t bit = UINT64_C (1) << (s % 64);
+  bool got;
+
+  pthread_mutex_lock (&l->lock);
+  got = !(l->held[s / 64] & bit);
+  if (got)
+    l->held[s / 64] |= bit;
+  pthread_mutex_unlock (&l->lock);
+  return got;
 }

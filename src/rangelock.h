@@ -3,11 +3,13 @@
  * I3 needs a region's "read for resync + enqueue" and a live write to the
  * same region to exclude each other.  A lock per region would cost memory
  * proportional to the volume, so regions hash onto BR_RANGELOCK_STRIPES
- * mutexes (region % STRIPES).  A range of regions maps onto a run of
- * consecutive stripes (wrapping at most once), which br_rangelock_lock()
- * takes in ascending stripe order, so two lockers can never deadlock.
+ * stripes (region % STRIPES), kept as a bitmap of held stripes under one
+ * mutex.  br_rangelock_lock() waits until every stripe of its range is free
+ * and takes them all at once, so lockers can never deadlock on each other
+ * however their ranges overlap.
  *
- * Lock order: stripes before the group lock.  The loop thread only ever
+ * Lock order: stripes before the group lock (the internal mutex is held
+ * only inside these functions).  The loop thread only ever
  * uses br_rangelock_trylock(), so it never waits for a writer.
  */
 #ifndef BR_RANGELOCK_H
@@ -20,7 +22,10 @@
 #define BR_RANGELOCK_STRIPES 256
 
 struct br_rangelock {
-  pthread_mutex_t stripe[BR_RANGELOCK_STRIPES];
+  pthread_mutex_t lock;
+  pthread_cond_t freed;
+  unsigned waiters;
+  uint64_t held[BR_RANGELOCK_STRIPES / 64];
 };
 
 void br_rangelock_init (struct br_rangelock *l);
