@@ -575,6 +575,7 @@ on_auth (struct br_replica_session *s, const uint8_t *mac)
     return;
   }
   s->st = S_RUNNING;
+  s->rd.max_payload = 0;            /* authenticated: full-size frames */
   err = pthread_create (&s->thread, NULL, apply_thread, s);
   if (err) {
     session_close (s, "cannot start the apply thread: %s", strerror (err));
@@ -607,7 +608,7 @@ queue_op (struct br_replica_session *s, const struct br_frame_hdr *h,
                    reason);
     goto bad;
   }
-  if (s->last_seq && h->seq <= s->last_seq) {
+  if (h->seq <= s->last_seq) {       /* also refuses seq 0 */
     session_close (s, "sequence went from %llu to %llu",
                    (unsigned long long) s->last_seq,
                    (unsigned long long) h->seq);
@@ -744,6 +745,7 @@ on_connection (uv_stream_t *server, int status)
   pthread_mutex_init (&s->lock, NULL);
   pthread_cond_init (&s->cond, NULL);
   br_wire_reader_init (&s->rd);
+  s->rd.max_payload = BR_WIRE_HANDSHAKE_MAX;  /* until authenticated */
   uv_tcp_init (&rep->e->loop, &s->tcp);
   uv_async_init (&rep->e->loop, &s->notify, on_notify);
   s->tcp.data = s->notify.data = s;

@@ -703,6 +703,10 @@ br_wire_reader_feed (struct br_wire_reader *r, const uint8_t *data,
     err = br_wire_decode_hdr (r->hdrbuf, &r->hdr, reason);
     if (err)
       return reader_fail (r, err);
+    if (r->max_payload && r->hdr.length > r->max_payload) {
+      *reason = "frame too large before the handshake completed";
+      return reader_fail (r, -EBADMSG);
+    }
   }
 
   if (r->payload_have < r->hdr.length) {

@@ -173,6 +173,9 @@ struct br_wire_reader {
   struct br_frame_hdr hdr;         /* valid once hdr_have == HDR_SIZE */
   uint8_t *payload;                /* malloc'd, hdr.length bytes */
   size_t payload_have;
+  uint32_t max_payload;            /* if nonzero, a lower payload bound set
+                                      by the owner (e.g. until the peer has
+                                      authenticated) */
 };
 
 void br_wire_reader_init (struct br_wire_reader *r);
