@@ -9,6 +9,10 @@
  *     granularity: 64K             # default region size for volumes
  *     queue-size: 64M              # default async queue bound per link
  *     secret-file: /etc/br.key     # optional shared secret (HMAC auth)
+ *     heartbeat: 1s                # idle link probe interval
+ *     heartbeat-timeout: 5s        # no frame for this long: peer lost
+ *     reconnect-min: 100ms         # reconnect backoff, doubling up to
+ *     reconnect-max: 5s            #   this bound
  *   volumes:
  *     - {name: vol0, size: 1G, group: db, granularity: 64K}
  *   nodes:
@@ -19,7 +23,14 @@
  *       disks: {vol0: /dev/loop3}  # optional per-volume backing override;
  *                                  # default <data-dir>/<volume>.img
  *   links:
- *     - {between: [site-a, site-b], mode: sync, rate: 50M, queue-size: 64M}
+ *     - between: [site-a, site-b]
+ *       mode: sync                 # sync | async
+ *       rate: 50M                  # bytes/s cap for all traffic, 0 = none
+ *       queue-size: 64M            # async queue bound
+ *       on-peer-loss: log          # sync links: log | block | fail
+ *       block-timeout: 30s         # with block: then continue as log
+ *       resync-rate: 100M          # bytes/s cap for resync, 0 = none
+ *       on-congestion: block       # async links: block | pull-ahead
  *
  * Sizes accept a plain byte count or a suffix K, M, G, T (powers of 1024,
  * optionally followed by "i" or "iB" / "B").
@@ -35,6 +46,21 @@
 #define BR_DEFAULT_QUEUE_SIZE (64 * 1024 * 1024)
 
 enum br_mode { BR_MODE_SYNC, BR_MODE_ASYNC };
+
+/* What a sync link does to writes while its peer is lost. */
+enum br_loss_policy {
+  BR_LOSS_LOG,      /* default: writes complete locally, tracked in bits */
+  BR_LOSS_BLOCK,    /* writes wait for the peer (up to block-timeout),
+                       then complete as with log */
+  BR_LOSS_FAIL,     /* writes fail with EIO */
+};
+
+/* What an async link does when its queue is full. */
+enum br_congestion {
+  BR_CONGESTION_BLOCK,      /* default: writers wait for room */
+  BR_CONGESTION_PULL_AHEAD, /* drop the peer's queue, keep the bits, resync
+                               once the link has drained */
+};
 
 struct br_volume_cfg {
   char *name;
@@ -65,6 +91,10 @@ struct br_link_cfg {
   enum br_mode mode;
   uint64_t rate;                /* bytes per second, 0 = unlimited */
   uint64_t queue_size;          /* async queue bound in bytes */
+  enum br_loss_policy on_peer_loss;   /* on-peer-loss: log|block|fail */
+  uint64_t block_timeout_ms;    /* block-timeout, default 30s */
+  uint64_t resync_rate;         /* resync-rate, bytes/s, 0 = unlimited */
+  enum br_congestion on_congestion;   /* on-congestion: block|pull-ahead */
   int line, column;
 };
 
@@ -73,6 +103,10 @@ struct br_config {
   uint32_t granularity;         /* settings.granularity */
   uint64_t queue_size;          /* settings.queue-size */
   char *secret_file;            /* settings.secret-file or NULL */
+  uint64_t heartbeat_ms;        /* settings.heartbeat, default 1s */
+  uint64_t heartbeat_timeout_ms;/* settings.heartbeat-timeout, default 5s */
+  uint64_t reconnect_min_ms;    /* settings.reconnect-min, default 100ms */
+  uint64_t reconnect_max_ms;    /* settings.reconnect-max, default 5s */
   struct br_volume_cfg *volumes;
   size_t n_volumes;
   struct br_node_cfg *nodes;
@@ -109,5 +143,8 @@ int br_config_disk_path (const struct br_config *cfg,
 /* Parse a size with optional suffix; returns 0 or -1.  Exposed for tests
  * and for command-line options. */
 int br_parse_size (const char *s, uint64_t *out);
+/* Parse a duration: an integer with a unit ms, s, m or h (a plain number
+ * means seconds) into milliseconds; returns 0 or -1. */
+int br_parse_duration (const char *s, uint64_t *out_ms);
 
 #endif
