@@ -38,6 +38,7 @@ NBDKIT_DLL_PUBLIC int blockrelay_debug_io;
 static char *config_path;
 static char *node_name;
 static char *control_path;
+static bool assume_clean;
 static br_engine *engine;
 
 static void
@@ -69,6 +70,13 @@ br_config (const char *key, const char *value)
     slot = &node_name;
   else if (strcmp (key, "control") == 0)
     slot = &control_path;
+  else if (strcmp (key, "assume-clean") == 0) {
+    int r = nbdkit_parse_bool (value);
+    if (r < 0)
+      return -1;
+    assume_clean = r;
+    return 0;
+  }
   else {
     nbdkit_error ("unknown parameter '%s' (see --help)", key);
     return -1;
@@ -97,6 +105,9 @@ br_config_complete (void)
   "config=FILE      (required) The topology file (YAML), same on every node.\n" \
   "node=NAME        (required) This node's name in the topology.\n" \
   "control=PATH                Control socket (default: from the topology).\n" \
+  "assume-clean=BOOL           A new (never synced) replica is taken as\n" \
+  "                            identical: no full sync.  Only for a pair\n" \
+  "                            created empty together.\n" \
   "Exports: one per volume, named after it; the default is the first.\n" \
   "Debug flags: -D blockrelay.wire=1 -D blockrelay.peer=1 " \
   "-D blockrelay.sb=1 -D blockrelay.io=1"
@@ -107,6 +118,7 @@ br_get_ready (void)
   struct br_engine_opts opts = {
     .config_path = config_path, .node = node_name,
     .role = BR_ROLE_PRIMARY, .control_path = control_path,
+    .assume_clean = assume_clean,
   };
   char err[1024] = "";
 

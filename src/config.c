@@ -5,10 +5,12 @@
  * mark) and walks that graph against a fixed schema:
  *
  *   top level  settings (optional), volumes, nodes, links (optional)
- *   settings   granularity, queue-size, secret-file
+ *   settings   granularity, queue-size, secret-file, heartbeat,
+ *              heartbeat-timeout, reconnect-min, reconnect-max
  *   volume     name, size (required); group, granularity
  *   node       name, address, data-dir (required); control, disks
- *   link       between, mode (required); rate, queue-size
+ *   link       between, mode (required); rate, queue-size, on-peer-loss,
+ *              block-timeout, resync-rate, on-congestion
  *
  * Every mapping is checked for unknown keys and for duplicate keys (libyaml
  * accepts duplicates silently) and every value for its kind (mapping,
@@ -18,10 +20,21 @@
  *     [A-Za-z0-9._-], and volume and node names are unique;
  *   - sizes go through br_parse_size(); a volume size is a nonzero multiple
  *     of 512, a granularity a power of two in 4K..64M, a queue-size nonzero;
+ *     rate and resync-rate may be 0 (unlimited);
+ *   - durations go through br_parse_duration() and must be nonzero;
+ *     heartbeat < heartbeat-timeout and reconnect-min <= reconnect-max,
+ *     counting defaults;
+ *   - enumerations (mode, on-peer-loss, on-congestion) are exact lower-case
+ *     words; on-congestion: pull-ahead is for async links only, whereas
+ *     on-peer-loss on an async link is accepted and has no effect;
  *   - an address is host:port or [IPv6]:port with a port in 1..65535, and no
  *     two nodes share one;
  *   - disks: keys name declared volumes and values are non-empty paths;
  *   - a link joins two distinct declared nodes, at most one link per pair.
+ *
+ * The parsers of single values (sizes, durations, names, addresses,
+ * enumerations, paths) live in config-parse.c; this file does the YAML,
+ * the structure and the checks that involve more than one value.
  *
  * Relative paths (data-dir, control, disks, secret-file) are resolved
  * against the directory of the file, lexically and without following
@@ -38,8 +51,8 @@
 #endif
 
 #include "config.h"
+#include "config-parse.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -48,16 +61,19 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/un.h>
-#include <unistd.h>
 #include <yaml.h>
 
 #define MAX_FILE_SIZE (16 * 1024 * 1024)
 #define MIN_GRANULARITY 4096
 #define MAX_GRANULARITY (64 * 1024 * 1024)
-#define MAX_KEYS 8
-#define NAME_CHARS \
-  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+#define MAX_KEYS 12
 #define SOCKET_PATH_MAX (sizeof ((struct sockaddr_un *) 0)->sun_path - 1)
+
+#define DEFAULT_HEARTBEAT_MS 1000
+#define DEFAULT_HEARTBEAT_TIMEOUT_MS 5000
+#define DEFAULT_RECONNECT_MIN_MS 100
+#define DEFAULT_RECONNECT_MAX_MS 5000
+#define DEFAULT_BLOCK_TIMEOUT_MS 30000
 
 #define TEXT(node) ((const char *) (node)->data.scalar.value)
 #define LINE(node) ((node)->start_mark.line + 1)
@@ -90,7 +106,8 @@ static const struct schema top_schema = {
   "the top-level mapping", { "settings", "volumes", "nodes", "links" }
 };
 static const struct schema settings_schema = {
-  "settings", { "granularity", "queue-size", "secret-file" }
+  "settings", { "granularity", "queue-size", "secret-file", "heartbeat",
+                "heartbeat-timeout", "reconnect-min", "reconnect-max" }
 };
 static const struct schema volume_schema = {
   "volume", { "name", "size", "group", "granularity" }
@@ -99,8 +116,21 @@ static const struct schema node_schema = {
   "node", { "name", "address", "data-dir", "control", "disks" }
 };
 static const struct schema link_schema = {
-  "link", { "between", "mode", "rate", "queue-size" }
+  "link", { "between", "mode", "rate", "queue-size", "on-peer-loss",
+            "block-timeout", "resync-rate", "on-congestion" }
 };
+
+/* The words of each enumeration, indexed by its value. */
+static const char *const mode_names[] = { "sync", "async", NULL };
+static const char *const loss_names[] = { "log", "block", "fail", NULL };
+static const char *const congestion_names[] = {
+  "block", "pull-ahead", NULL
+};
+_Static_assert (BR_MODE_SYNC == 0 && BR_MODE_ASYNC == 1, "mode_names");
+_Static_assert (BR_LOSS_LOG == 0 && BR_LOSS_BLOCK == 1 && BR_LOSS_FAIL == 2,
+                "loss_names");
+_Static_assert (BR_CONGESTION_BLOCK == 0 && BR_CONGESTION_PULL_AHEAD == 1,
+                "congestion_names");
 
 /* Errors. */
 
@@ -262,14 +292,12 @@ node_at (struct loader *l, int id)
 static int
 unknown_key (struct loader *l, yaml_node_t *key, const struct schema *s)
 {
-  char expected[128] = "";
-  size_t i;
+  char expected[MAX_KEYS * 24] = "";
+  size_t i, n = 0;
 
-  for (i = 0; s->keys[i]; i++) {
-    if (i > 0)
-      strcat (expected, ", ");
-    strcat (expected, s->keys[i]);
-  }
+  for (i = 0; s->keys[i] && n < sizeof expected; i++)
+    n += snprintf (expected + n, sizeof expected - n, "%s%s",
+                   i > 0 ? ", " : "", s->keys[i]);
   return fail (l, key, "unknown key '%s' in %s (expected: %s)",
                TEXT (key), s->what, expected);
 }
@@ -307,16 +335,29 @@ get_fields (struct loader *l, yaml_node_t *map, const struct schema *s,
   return 0;
 }
 
-/* The value of KEY in F, or NULL if the key is absent. */
-static yaml_node_t *
-field (const struct fields *f, const char *key)
+static size_t
+key_index (const struct fields *f, const char *key)
 {
   size_t i;
 
   for (i = 0; f->schema->keys[i]; i++)
     if (strcmp (f->schema->keys[i], key) == 0)
-      return f->val[i];
+      return i;
   abort ();                     /* a key missing from the schema is a bug */
+}
+
+/* The value of KEY in F, or NULL if the key is absent. */
+static yaml_node_t *
+field (const struct fields *f, const char *key)
+{
+  return f->val[key_index (f, key)];
+}
+
+/* The key node of KEY in F, or NULL if the key is absent. */
+static yaml_node_t *
+field_key (const struct fields *f, const char *key)
+{
+  return f->key[key_index (f, key)];
 }
 
 static yaml_node_t *
@@ -376,78 +417,26 @@ scalar (struct loader *l, yaml_node_t *n, const char *label)
 
 /* Values. */
 
+/* Report PROBLEM (a phrase from config-parse.h) with value S of node N. */
+static int
+bad_value (struct loader *l, yaml_node_t *n, const char *label,
+           const char *s, const char *problem)
+{
+  return *s ? fail (l, n, "%s '%s' %s", label, s, problem)
+    : fail (l, n, "%s %s", label, problem);
+}
+
 static int
 get_name (struct loader *l, yaml_node_t *n, const char *label, char **out)
 {
-  const char *s = scalar (l, n, label);
-  size_t len;
+  const char *s = scalar (l, n, label), *problem;
 
   if (!s)
     return -1;
-  len = strlen (s);
-  if (len == 0)
-    return fail (l, n, "%s is empty", label);
-  if (len > BR_NAME_MAX)
-    return fail (l, n, "%s '%s' is longer than %d characters",
-                 label, s, BR_NAME_MAX);
-  if (strspn (s, NAME_CHARS) != len)
-    return fail (l, n, "%s '%s' contains a character other than "
-                 "A-Z a-z 0-9 . _ -", label, s);
-  *out = copy (l, n, s, len);
+  if ((problem = br__name_problem (s)) != NULL)
+    return bad_value (l, n, label, s, problem);
+  *out = copy (l, n, s, strlen (s));
   return *out ? 0 : -1;
-}
-
-/* Why S is not a size, or NULL with the size in *OUT. */
-static const char *
-size_problem (const char *s, uint64_t *out)
-{
-  uint64_t v = 0, mult = 1;
-  const char *p = s;
-
-  if (*s == '\0')
-    return "is empty";
-  if (*s == '-')
-    return "is negative";
-  if (*s < '0' || *s > '9')
-    goto garbage;
-  for (; *p >= '0' && *p <= '9'; p++) {
-    unsigned d = *p - '0';
-    if (v > (UINT64_MAX - d) / 10)
-      return "is too large";
-    v = v * 10 + d;
-  }
-  switch (*p) {
-  case 'K': case 'k': mult = UINT64_C (1) << 10; break;
-  case 'M': case 'm': mult = UINT64_C (1) << 20; break;
-  case 'G': case 'g': mult = UINT64_C (1) << 30; break;
-  case 'T': case 't': mult = UINT64_C (1) << 40; break;
-  }
-  if (mult > 1) {
-    p++;
-    if (*p == 'i' || *p == 'I')
-      p++;
-  }
-  if (*p == 'B' || *p == 'b')
-    p++;
-  if (*p != '\0')
-    goto garbage;
-  if (v > UINT64_MAX / mult)
-    return "is too large";
-  *out = v * mult;
-  return NULL;
- garbage:
-  return "is not a size (expected bytes with an optional K, M, G or T suffix)";
-}
-
-int
-br_parse_size (const char *s, uint64_t *out)
-{
-  uint64_t v;
-
-  if (!s || size_problem (s, &v))
-    return -1;
-  *out = v;
-  return 0;
 }
 
 static int
@@ -457,9 +446,41 @@ get_size (struct loader *l, yaml_node_t *n, const char *label, uint64_t *out)
 
   if (!s)
     return -1;
-  if ((problem = size_problem (s, out)) != NULL)
-    return *s ? fail (l, n, "%s '%s' %s", label, s, problem)
-      : fail (l, n, "%s %s", label, problem);
+  if ((problem = br__size_problem (s, out)) != NULL)
+    return bad_value (l, n, label, s, problem);
+  return 0;
+}
+
+/* A nonzero duration in milliseconds. */
+static int
+get_duration (struct loader *l, yaml_node_t *n, const char *label,
+              uint64_t *out_ms)
+{
+  const char *s = scalar (l, n, label), *problem;
+
+  if (!s)
+    return -1;
+  if ((problem = br__duration_problem (s, out_ms)) != NULL)
+    return bad_value (l, n, label, s, problem);
+  if (*out_ms == 0)
+    return fail (l, n, "%s must not be zero", label);
+  return 0;
+}
+
+/* One of the words of NAMES, stored as its index. */
+static int
+get_enum (struct loader *l, yaml_node_t *n, const char *label,
+          const char *const names[], int *out)
+{
+  const char *s = scalar (l, n, label);
+  char list[128];
+
+  if (!s)
+    return -1;
+  if ((*out = br__enum_value (s, names)) == -1) {
+    br__enum_list (names, list, sizeof list);
+    return fail (l, n, "%s '%s' is not %s", label, s, list);
+  }
   return 0;
 }
 
@@ -490,66 +511,6 @@ get_queue_size (struct loader *l, yaml_node_t *n, const char *label,
   return 0;
 }
 
-/* Drop empty and "." components of absolute path P: "/a//./b/" -> "/a/b". */
-static void
-tidy_path (char *p)
-{
-  char *r = p, *w = p;
-  size_t len;
-
-  while (*r) {
-    while (*r == '/')
-      r++;
-    len = strcspn (r, "/");
-    if (len == 1 && r[0] == '.') {
-      r++;
-      continue;
-    }
-    if (len == 0)
-      break;
-    *w++ = '/';
-    memmove (w, r, len);
-    w += len;
-    r += len;
-  }
-  if (w == p)
-    *w++ = '/';
-  *w = '\0';
-}
-
-/* REL made absolute against DIR (ignored when REL is absolute). */
-static char *
-absolute (const char *dir, const char *rel)
-{
-  char *p;
-
-  if (rel[0] == '/')
-    p = strdup (rel);
-  else if (asprintf (&p, "%s/%s", dir, rel) == -1)
-    p = NULL;
-  if (p)
-    tidy_path (p);
-  return p;
-}
-
-static char *
-config_dir (const char *path)
-{
-  char *cwd = NULL, *p;
-
-  if (path[0] == '/')
-    p = strdup (path);
-  else if (!(cwd = getcwd (NULL, 0)) ||
-           asprintf (&p, "%s/%s", cwd, path) == -1)
-    p = NULL;
-  free (cwd);
-  if (p) {
-    *strrchr (p, '/') = '\0';
-    tidy_path (p);
-  }
-  return p;
-}
-
 static int
 get_path (struct loader *l, yaml_node_t *n, const char *label, char **out)
 {
@@ -559,29 +520,8 @@ get_path (struct loader *l, yaml_node_t *n, const char *label, char **out)
     return -1;
   if (*s == '\0')
     return fail (l, n, "%s is empty", label);
-  if (!(*out = absolute (l->dir, s)))
+  if (!(*out = br__absolute_path (l->dir, s)))
     return fail (l, n, "out of memory");
-  return 0;
-}
-
-static int
-get_port (struct loader *l, yaml_node_t *n, const char *port, char **out)
-{
-  unsigned long v = 0;
-  const char *p;
-
-  if (*port == '\0')
-    return fail (l, n, "node address '%s' has no port (expected host:port)",
-                 TEXT (n));
-  for (p = port; *p >= '0' && *p <= '9' && v <= 65535; p++)
-    v = v * 10 + (*p - '0');
-  if (*p != '\0' || v < 1 || v > 65535)
-    return fail (l, n, "node address '%s': port '%s' is not a number in "
-                 "1..65535", TEXT (n), port);
-  if (asprintf (out, "%lu", v) == -1) {
-    *out = NULL;
-    return fail (l, n, "out of memory");
-  }
   return 0;
 }
 
@@ -589,51 +529,57 @@ get_port (struct loader *l, yaml_node_t *n, const char *port, char **out)
 static int
 get_address (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
 {
-  const char *s = scalar (l, n, "node address"), *host, *end;
-  char v6[INET6_ADDRSTRLEN];
-  struct in6_addr addr;
-  size_t len;
+  const char *s = scalar (l, n, "node address");
+  struct br__address addr;
+  char why[256];
 
   if (!s)
     return -1;
-  if (s[0] == '[') {
-    host = s + 1;
-    end = strchr (host, ']');
-    if (!end || end[1] != ':')
-      return fail (l, n, "node address '%s' is not [IPv6]:port", s);
-    len = end - host;
-    if (len < sizeof v6) {
-      memcpy (v6, host, len);
-      v6[len] = '\0';
-    }
-    if (len == 0 || len >= sizeof v6 || inet_pton (AF_INET6, v6, &addr) != 1)
-      return fail (l, n, "node address '%s': '%.*s' is not an IPv6 address",
-                   s, (int) len, host);
-    end++;
+  if (br__address_problem (s, &addr, why, sizeof why))
+    return fail (l, n, "node address '%s'%s", s, why);
+  if (asprintf (&node->port, "%u", addr.port) == -1) {
+    node->port = NULL;
+    return fail (l, n, "out of memory");
   }
-  else {
-    host = s;
-    end = strrchr (s, ':');
-    if (!end)
-      return fail (l, n, "node address '%s' has no port (expected host:port)",
-                   s);
-    len = end - host;
-    if (memchr (host, ':', len))
-      return fail (l, n, "node address '%s': write an IPv6 address in "
-                   "brackets, as [::1]:port", s);
-    if (len == 0)
-      return fail (l, n, "node address '%s' has no host", s);
-    if (strspn (host, NAME_CHARS) < len)
-      return fail (l, n, "node address '%s': host '%.*s' is not a valid "
-                   "host name or IPv4 address", s, (int) len, host);
-  }
-  if (get_port (l, n, end + 1, &node->port) == -1)
-    return -1;
-  node->host = copy (l, n, host, len);
+  node->host = copy (l, n, addr.host, addr.host_len);
   return node->host ? 0 : -1;
 }
 
 /* Sections. */
+
+/* The text of settings key KEY for a message: "'5s'" as written, or
+ * "5s (the default)". */
+static const char *
+setting_text (const struct fields *f, const char *key, uint64_t ms,
+              char *buf, size_t len)
+{
+  yaml_node_t *v = field (f, key);
+  char d[32];
+
+  if (v)
+    snprintf (buf, len, "'%s'", TEXT (v));
+  else {
+    br__format_duration (ms, d, sizeof d);
+    snprintf (buf, len, "%s (the default)", d);
+  }
+  return buf;
+}
+
+/* Settings LOW and HIGH break "HIGH must be RELATION LOW".  Blame HIGH
+ * where it is written, else LOW (HIGH is then its default). */
+static int
+misordered (struct loader *l, const struct fields *f,
+            const char *low, uint64_t low_ms,
+            const char *high, uint64_t high_ms, const char *relation)
+{
+  char low_text[96], high_text[96];
+  yaml_node_t *v = field (f, high) ? field (f, high) : field (f, low);
+
+  return fail (l, v, "settings %s %s must be %s %s %s", high,
+               setting_text (f, high, high_ms, high_text, sizeof high_text),
+               relation, low,
+               setting_text (f, low, low_ms, low_text, sizeof low_text));
+}
 
 static int
 load_settings (struct loader *l, yaml_node_t *n)
@@ -655,6 +601,26 @@ load_settings (struct loader *l, yaml_node_t *n)
   if ((v = field (&f, "secret-file")) &&
       get_path (l, v, "settings secret-file", &cfg->secret_file) == -1)
     return -1;
+  if (((v = field (&f, "heartbeat")) &&
+       get_duration (l, v, "settings heartbeat", &cfg->heartbeat_ms) == -1) ||
+      ((v = field (&f, "heartbeat-timeout")) &&
+       get_duration (l, v, "settings heartbeat-timeout",
+                     &cfg->heartbeat_timeout_ms) == -1) ||
+      ((v = field (&f, "reconnect-min")) &&
+       get_duration (l, v, "settings reconnect-min",
+                     &cfg->reconnect_min_ms) == -1) ||
+      ((v = field (&f, "reconnect-max")) &&
+       get_duration (l, v, "settings reconnect-max",
+                     &cfg->reconnect_max_ms) == -1))
+    return -1;
+  if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_ms)
+    return misordered (l, &f, "heartbeat", cfg->heartbeat_ms,
+                       "heartbeat-timeout", cfg->heartbeat_timeout_ms,
+                       "greater than");
+  if (cfg->reconnect_max_ms < cfg->reconnect_min_ms)
+    return misordered (l, &f, "reconnect-min", cfg->reconnect_min_ms,
+                       "reconnect-max", cfg->reconnect_max_ms,
+                       "at least");
   return 0;
 }
 
@@ -799,8 +765,8 @@ load_link (struct loader *l, yaml_node_t *n, struct br_link_cfg *link)
   yaml_node_item_t *ends;
   struct fields f;
   yaml_node_t *v;
-  const char *mode;
   size_t count;
+  int e;
 
   if (get_fields (l, n, &link_schema, &f) == -1)
     return -1;
@@ -823,14 +789,10 @@ load_link (struct loader *l, yaml_node_t *n, struct br_link_cfg *link)
       return fail (l, v, "duplicate link between '%s' and '%s' "
                    "(first at %d:%d)", link->a, link->b,
                    other->line, other->column);
-  if (!(v = require (l, &f, "mode")) || !(mode = scalar (l, v, "link mode")))
+  if (!(v = require (l, &f, "mode")) ||
+      get_enum (l, v, "link mode", mode_names, &e) == -1)
     return -1;
-  if (strcmp (mode, "sync") == 0)
-    link->mode = BR_MODE_SYNC;
-  else if (strcmp (mode, "async") == 0)
-    link->mode = BR_MODE_ASYNC;
-  else
-    return fail (l, v, "link mode '%s' is not sync or async", mode);
+  link->mode = e;
   if ((v = field (&f, "rate")) &&
       get_size (l, v, "link rate", &link->rate) == -1)
     return -1;
@@ -838,6 +800,31 @@ load_link (struct loader *l, yaml_node_t *n, struct br_link_cfg *link)
   if ((v = field (&f, "queue-size")) &&
       get_queue_size (l, v, "link queue-size", &link->queue_size) == -1)
     return -1;
+  link->on_peer_loss = BR_LOSS_LOG;
+  if ((v = field (&f, "on-peer-loss"))) {
+    if (get_enum (l, v, "link on-peer-loss", loss_names, &e) == -1)
+      return -1;
+    link->on_peer_loss = e;
+  }
+  link->block_timeout_ms = DEFAULT_BLOCK_TIMEOUT_MS;
+  if ((v = field (&f, "block-timeout")) &&
+      get_duration (l, v, "link block-timeout",
+                    &link->block_timeout_ms) == -1)
+    return -1;
+  if ((v = field (&f, "resync-rate")) &&
+      get_size (l, v, "link resync-rate", &link->resync_rate) == -1)
+    return -1;
+  link->on_congestion = BR_CONGESTION_BLOCK;
+  if ((v = field (&f, "on-congestion"))) {
+    if (get_enum (l, v, "link on-congestion", congestion_names, &e) == -1)
+      return -1;
+    link->on_congestion = e;
+    if (link->on_congestion == BR_CONGESTION_PULL_AHEAD &&
+        link->mode != BR_MODE_ASYNC)
+      return fail (l, field_key (&f, "on-congestion"), "link on-congestion "
+                   "'pull-ahead' is for async links only, and this link "
+                   "is sync");
+  }
   return 0;
 }
 
@@ -902,12 +889,16 @@ br_config_load (const char *path, struct br_config **out,
   if (errlen > 0)
     err[0] = '\0';
   if (!(l.cfg = calloc (1, sizeof *l.cfg)) ||
-      !(l.cfg->path = strdup (path)) || !(l.dir = config_dir (path)))
+      !(l.cfg->path = strdup (path)) || !(l.dir = br__config_dir (path)))
     report (&l, NULL, "cannot resolve the file's directory: %s",
             strerror (errno));
   else if (read_file (&l, &buf, &len) == 0 && compose (&l, buf, len) == 0) {
     l.cfg->granularity = BR_DEFAULT_GRANULARITY;
     l.cfg->queue_size = BR_DEFAULT_QUEUE_SIZE;
+    l.cfg->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    l.cfg->heartbeat_timeout_ms = DEFAULT_HEARTBEAT_TIMEOUT_MS;
+    l.cfg->reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
+    l.cfg->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
     r = load_top (&l, yaml_document_get_root_node (&l.doc));
     yaml_document_delete (&l.doc);
   }

@@ -51,18 +51,26 @@ peer_json (struct br_peer *p, struct br_volume *v)
 {
   struct br_group *g = p->g;
   uint64_t gran = (uint64_t) 1 << v->gran_shift;
-  uint64_t dirty, oos = 0;
+  uint64_t dirty, oos = 0, done, rate = 0, eta = 0, now;
   json_t *o;
   char addr[300];
 
   snprintf (addr, sizeof addr, "%s:%s", p->node->host, p->node->port);
   pthread_mutex_lock (&g->lock);
   dirty = br_sb_count (v->sb, v->slot[p->idx]) * gran;
-  if (p->state == BR_PEER_SYNCING && p->oos)
+  if (p->state == BR_PEER_SYNCING && p->oos) {
     for (uint64_t w = 0; w < (v->nregions + 63) / 64; w++)
       oos += __builtin_popcountll (p->oos[v->id][w]);
+    /* Progress of the whole group's resync: average rate since it began. */
+    now = uv_now (&g->e->loop);
+    done = (p->resync_total - p->oos_count) * gran;
+    if (now > p->resync_start_ms)
+      rate = done * 1000 / (now - p->resync_start_ms);
+    if (rate)
+      eta = p->oos_count * gran / rate;
+  }
   o = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                 "s:s}",
+                 "s:I, s:I, s:s}",
                  "node", p->node->name,
                  "address", addr,
                  "mode", p->mode == BR_MODE_SYNC ? "sync" : "async",
@@ -74,6 +82,8 @@ peer_json (struct br_peer *p, struct br_volume *v)
                  "durable_seq", (json_int_t) p->durable,
                  "sent_bytes", (json_int_t) p->sent_bytes,
                  "resync_left_bytes", (json_int_t) (oos * gran),
+                 "resync_rate", (json_int_t) rate,
+                 "resync_eta", (json_int_t) eta,
                  "last_error", p->last_error);
   pthread_mutex_unlock (&g->lock);
   return o;

@@ -78,6 +78,7 @@ struct br_disk {
   bool discard_zeroes;          /* BLKDISCARDZEROES */
   struct fault *faults;
   size_t nfaults;
+  bool created;                 /* this open created the file */
 };
 
 #define ZERO_CHUNK (256 * 1024)
@@ -330,6 +331,7 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
   br_debug (BR_DEBUG_IO, "%s: opened %s of %" PRIu64 " bytes%s", path,
             d->blockdev ? "block device" : "file", size,
             created ? " (created)" : "");
+  d->created = created;
   *out = d;
   return 0;
 
@@ -343,6 +345,12 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
   free (d->path);
   free (d);
   return e;
+}
+
+bool
+br_disk_created (const br_disk *d)
+{
+  return d->created;
 }
 
 void

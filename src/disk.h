@@ -18,6 +18,8 @@ void br_disk_close (br_disk *d);
 
 uint64_t br_disk_size (const br_disk *d);
 bool br_disk_is_blockdev (const br_disk *d);
+/* True if br_disk_open() created the file (it did not exist). */
+bool br_disk_created (const br_disk *d);
 const char *br_disk_path (const br_disk *d);
 
 /* All return 0 or -errno; partial transfers are retried internally.

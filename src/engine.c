@@ -92,6 +92,41 @@ group_for (struct br_engine *e, const char *name)
   return NULL;
 }
 
+/* Generation identifiers at open (I6).
+ *  - A backing file that had to be created although the scoreboard knew
+ *    it (the disk was lost or wiped) holds nothing: the copy becomes FRESH
+ *    with a new generation and no peer base, so it is fully resynced if it
+ *    is a replica, and recognised as diverged (not silently trusted) if it
+ *    is a primary whose peers still hold data.
+ *  - A primary takes a new generation every time it starts: whatever it
+ *    writes from now on is a history its peers can only have by syncing
+ *    from it, while they still match the old one (its base for them). */
+static int
+check_generation (struct br_engine *e, struct br_volume *v)
+{
+  uint64_t gen;
+  int r = 0;
+
+  if (br_disk_created (v->disk) && !(br_sb_flags (v->sb) & BR_SB_FRESH)) {
+    br_warn ("%s: the backing store %s was missing and has been created "
+             "empty; this copy is treated as new", v->cfg->name,
+             br_disk_path (v->disk));
+    r = br_sb_set_flags (v->sb, BR_SB_FRESH, BR_SB_CONSISTENT);
+    for (int i = 0; r == 0 && i < BR_SB_MAX_PEERS; i++)
+      if (br_sb_peer_name (v->sb, i)[0])
+        r = br_sb_set_peer_gen (v->sb, i, 0);
+    if (r == 0) {
+      br_wire_random (&gen, sizeof gen);
+      r = br_sb_set_gen (v->sb, gen | 1);
+    }
+  }
+  if (r == 0 && e->role == BR_ROLE_PRIMARY) {
+    br_wire_random (&gen, sizeof gen);
+    r = br_sb_set_gen (v->sb, gen | 1);
+  }
+  return r;
+}
+
 static int
 open_volume (struct br_engine *e, struct br_volume *v,
              const struct br_volume_cfg *vc, char *err, size_t errlen)
@@ -123,7 +158,7 @@ open_volume (struct br_engine *e, struct br_volume *v,
   if (!br_sb_was_clean (v->sb))
     br_warn ("%s: not shut down cleanly; regions marked in its scoreboard "
              "will be resynced", vc->name);
-  return 0;
+  return check_generation (e, v);
 }
 
 static int
@@ -209,6 +244,7 @@ br_engine_open (const struct br_engine_opts *opts, br_engine **out,
   if (e == NULL)
     return -ENOMEM;
   e->role = opts->role;
+  e->assume_clean = opts->assume_clean;
   if (br_config_load (opts->config_path, &e->cfg, err, errlen) < 0) {
     free (e);
     return -EINVAL;

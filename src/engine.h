@@ -33,6 +33,8 @@ struct br_engine_opts {
   const char *node;
   enum br_role role;
   const char *control_path;     /* overrides the node's control socket */
+  bool assume_clean;            /* primary: treat a new (never synced)
+                                   replica as identical: no full sync */
 };
 
 int br_engine_open (const struct br_engine_opts *opts, br_engine **out,

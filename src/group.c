@@ -132,6 +132,16 @@ br__fifo_pop (struct br_fifo *f)
   return r;
 }
 
+/* Drop (and release) the entries from index N to the end. */
+void
+br__fifo_truncate (struct br_fifo *f, size_t n)
+{
+  while (f->len > n) {
+    f->len--;
+    br__rec_put (f->slot[(f->head + f->len) % f->cap]);
+  }
+}
+
 void
 br__fifo_free (struct br_fifo *f)
 {
@@ -176,9 +186,29 @@ br__wake (struct br_engine *e)
     uv_async_send (&e->wakeup);
 }
 
+/* on-congestion: pull-ahead (group lock held): instead of making writers
+ * wait, drop what P has not sent yet and stop queueing live writes to it.
+ * Every dropped record's bits are still set (last_seq keeps them from
+ * being cleared); the loop thread resyncs them once the link drains. */
+static void
+pull_ahead (struct br_peer *p)
+{
+  for (size_t i = p->n_sent; i < p->q.len; i++) {
+    struct br_rec *r = br__fifo_at (&p->q, i);
+    if (r->h.type == BR_T_WRITE)
+      p->queued_bytes -= r->bytes;
+  }
+  br__fifo_truncate (&p->q, p->n_sent);
+  br_info ("peer %s (group %s): queue full, pulling ahead (writes are "
+           "tracked and resynced when the link drains)", p->node->name,
+           p->g->name);
+  br__peer_set_state (p, BR_PEER_AHEAD);
+}
+
 /* Wait (group lock held) until no connected async peer's queue would go
  * over its bound with BYTES more.  A queue that is empty always accepts, so
- * one write larger than the bound cannot wait forever. */
+ * one write larger than the bound cannot wait forever.  A pull-ahead peer
+ * never makes writers wait. */
 static void
 wait_for_queue_space (struct br_group *g, uint64_t bytes)
 {
@@ -189,8 +219,12 @@ wait_for_queue_space (struct br_group *g, uint64_t bytes)
       struct br_peer *p = g->peers[i];
 
       if (peer_connected (p) && p->mode == BR_MODE_ASYNC &&
-          p->queued_bytes > 0 && p->queued_bytes + bytes > p->queue_limit)
-        full = true;
+          p->queued_bytes > 0 && p->queued_bytes + bytes > p->queue_limit) {
+        if (p->link->on_congestion == BR_CONGESTION_PULL_AHEAD)
+          pull_ahead (p);
+        else
+          full = true;
+      }
     }
     if (!full)
       return;
@@ -198,7 +232,10 @@ wait_for_queue_space (struct br_group *g, uint64_t bytes)
   }
 }
 
-/* Under the group lock: append R to every connected peer's queue.  Returns
+#define LOST_EPOCH UINT64_MAX   /* "not connected when queued" */
+
+/* Under the group lock: append R (which may be NULL when no peer is
+ * connected) to every connected peer's queue.  Returns
  * the mask of sync peers that must acknowledge it, with their epochs. */
 static uint32_t
 enqueue (struct br_group *g, struct br_rec *r, uint64_t data_bytes,
@@ -209,15 +246,26 @@ enqueue (struct br_group *g, struct br_rec *r, uint64_t data_bytes,
   for (size_t i = 0; i < g->n_peers; i++) {
     struct br_peer *p = g->peers[i];
 
-    if (!peer_connected (p))
+    if (!peer_connected (p)) {
+      /* A sync peer that must not be silently skipped: the writer waits
+       * for it (block) or fails (fail) in wait_for_peers(). */
+      if (p->mode == BR_MODE_SYNC && p->link->on_peer_loss != BR_LOSS_LOG) {
+        wait_mask |= 1u << i;
+        epochs[i] = LOST_EPOCH;
+      }
+      continue;
+    }
+    if (r == NULL)              /* only when no peer is connected */
       continue;
     if (br__fifo_push (&p->q, r) < 0) {
-      /* Cannot queue it: the bits are set, so dropping the connection
-       * loses nothing (I5); the peer will be resynced. */
+      /* Cannot queue it: its bits are set and last_seq keeps them set, so
+       * dropping the connection loses nothing (I5); the loop thread closes
+       * it and the peer is resynced. */
       snprintf (p->last_error, sizeof p->last_error,
                 "out of memory queueing seq %llu",
                 (unsigned long long) r->h.seq);
-      p->epoch++;
+      p->must_drop = true;
+      br__peer_set_state (p, BR_PEER_LOGGING);
       continue;
     }
     atomic_fetch_add (&r->refs, 1);
@@ -231,33 +279,93 @@ enqueue (struct br_group *g, struct br_rec *r, uint64_t data_bytes,
 }
 
 /* Wait until every peer in MASK has applied (or made durable) SEQ, or lost
- * the connection it had when the record was queued. */
-static void
+ * the connection it had when the record was queued.  What a loss means
+ * depends on the link's on-peer-loss policy (I5):
+ *   log    the write completes; it stays tracked in the peer's bitmap;
+ *   block  wait until the peer is back and replicating (its resync then
+ *          covered this write) or block-timeout passes, then as log;
+ *   fail   the write fails with EIO (it is on the local disk and tracked).
+ * Returns 0 or -EIO. */
+static int
 wait_for_peers (struct br_group *g, uint32_t mask, const uint64_t *epochs,
                 uint64_t seq, bool durable)
 {
+  struct timespec deadline = { 0, 0 };
+  int ret = 0;
+
   if (mask == 0)
-    return;
+    return 0;
   pthread_mutex_lock (&g->lock);
   for (;;) {
-    bool waiting = false;
+    bool waiting = false, blocked = false;
 
     for (size_t i = 0; i < g->n_peers; i++) {
       struct br_peer *p = g->peers[i];
 
       if (!(mask & (1u << i)))
         continue;
-      if (p->epoch != epochs[i] || !peer_connected (p) ||
-          (durable ? p->durable : p->applied) >= seq)
+      if (p->epoch != epochs[i] || !peer_connected (p)) {
+        switch (p->link->on_peer_loss) {
+        case BR_LOSS_LOG:
+          mask &= ~(1u << i);
+          break;
+        case BR_LOSS_FAIL:
+          ret = -EIO;
+          mask &= ~(1u << i);
+          break;
+        case BR_LOSS_BLOCK:
+          if (p->state == BR_PEER_REPLICATING)
+            mask &= ~(1u << i);
+          else if (deadline.tv_sec == 0) {
+            clock_gettime (CLOCK_REALTIME, &deadline);
+            deadline.tv_sec += p->link->block_timeout_ms / 1000;
+            deadline.tv_nsec += (p->link->block_timeout_ms % 1000) * 1000000;
+            if (deadline.tv_nsec >= 1000000000) {
+              deadline.tv_sec++;
+              deadline.tv_nsec -= 1000000000;
+            }
+          }
+          blocked = waiting = (mask & (1u << i)) != 0;
+          break;
+        }
+      }
+      else if ((durable ? p->durable : p->applied) >= seq)
         mask &= ~(1u << i);
       else
         waiting = true;
     }
     if (!waiting)
       break;
-    pthread_cond_wait (&g->cond, &g->lock);
+    if (blocked) {
+      if (pthread_cond_timedwait (&g->cond, &g->lock, &deadline) ==
+          ETIMEDOUT) {
+        br_warn ("group %s: a sync peer stayed away past block-timeout; "
+                 "completing writes in logging mode", g->name);
+        break;
+      }
+    }
+    else
+      pthread_cond_wait (&g->cond, &g->lock);
   }
   pthread_mutex_unlock (&g->lock);
+  if (ret < 0)
+    br_error ("group %s: a sync peer with on-peer-loss: fail is not "
+              "connected; failing the write with EIO", g->name);
+  return ret;
+}
+
+/* on-peer-loss: fail refuses writes up front while such a peer is away
+ * (racy read; a loss after it is caught by wait_for_peers). */
+static bool
+must_fail (const struct br_group *g)
+{
+  for (size_t i = 0; i < g->n_peers; i++) {
+    const struct br_peer *p = g->peers[i];
+    if (p->mode == BR_MODE_SYNC && p->link->on_peer_loss == BR_LOSS_FAIL &&
+        !peer_connected (p))
+      return true;
+  }
+  return false;
 }
 
 /* The common path of WRITE and ZERO. */
@@ -276,8 +384,17 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
     return 0;
   if (off > v->size || count > v->size - off)
     return -ERANGE;
+  if (must_fail (g)) {
+    br_error ("%s: a sync peer with on-peer-loss: fail is not connected; "
+              "refusing the write", v->cfg->name);
+    return -EIO;
+  }
   first = br__region (v, off);
   last = br__region (v, off + count - 1);
+  /* The first write makes this copy the origin of data: it is no longer
+   * "fresh" (a full sync into it would lose something). */
+  if (br_sb_flags (v->sb) & BR_SB_FRESH)
+    br_sb_set_flags (v->sb, 0, BR_SB_FRESH);
 
   br_rangelock_lock (&v->locks, first, last);
 
@@ -303,11 +420,9 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
     v->last_seq[rg] = seq;
   if (r == NULL && any_connected (g))
     r = br__rec_new (type, flags, v->id, 0, off, count, buf);
-  wait_mask = 0;
-  if (r) {
+  if (r)
     br__rec_seal (r, seq);
-    wait_mask = enqueue (g, r, type == BR_T_WRITE ? count : 0, epochs);
-  }
+  wait_mask = enqueue (g, r, type == BR_T_WRITE ? count : 0, epochs);
   pthread_mutex_unlock (&g->lock);
   if (r) {
     br__rec_put (r);            /* the queues hold their own references */
@@ -330,8 +445,7 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
               (unsigned long long) off, count, strerror (-err));
     return err;
   }
-  wait_for_peers (g, wait_mask, epochs, seq, fua);
-  return 0;
+  return wait_for_peers (g, wait_mask, epochs, seq, fua);
 }
 
 int
@@ -383,10 +497,9 @@ br_volume_flush (br_volume *v)
   seq = ++g->next_seq;
   if (any_connected (g))
     r = br__rec_new (BR_T_FLUSH, 0, v->id, 0, 0, 0, NULL);
-  if (r) {
+  if (r)
     br__rec_seal (r, seq);
-    wait_mask = enqueue (g, r, 0, epochs);
-  }
+  wait_mask = enqueue (g, r, 0, epochs);
   pthread_mutex_unlock (&g->lock);
   if (r) {
     br__rec_put (r);
@@ -398,8 +511,7 @@ br_volume_flush (br_volume *v)
     br_error ("%s: local flush failed: %s", v->cfg->name, strerror (-err));
     return err;
   }
-  wait_for_peers (g, wait_mask, epochs, seq, true);
-  return 0;
+  return wait_for_peers (g, wait_mask, epochs, seq, true);
 }
 
 /* ---- lazy clearing (loop thread) ---- */
@@ -471,6 +583,13 @@ br__group_clear_durable (struct br_group *g, struct br_peer *p)
     p->n_sent--;
     if (r->h.type == BR_T_WRITE)
       p->queued_bytes -= r->bytes;
+    if (r->h.type == BR_T_SYNCED) {
+      /* The peer is now at our generation: the base for the next time. */
+      struct br_volume *v = g->vols[r->h.volume];
+      if (br_sb_set_peer_gen (v->sb, v->slot[p->idx], r->h.count) < 0)
+        br_error ("%s: cannot record peer %s's generation", v->cfg->name,
+                  p->node->name);
+    }
     if (r->bytes && r->h.type != BR_T_FLUSH) {
       struct br_volume *v = g->vols[r->h.volume];
       uint64_t first = br__region (v, r->h.offset);

@@ -67,6 +67,7 @@ struct br_fifo {
 int br__fifo_push (struct br_fifo *f, struct br_rec *r);
 struct br_rec *br__fifo_at (const struct br_fifo *f, size_t i);
 struct br_rec *br__fifo_pop (struct br_fifo *f);
+void br__fifo_truncate (struct br_fifo *f, size_t n);
 void br__fifo_free (struct br_fifo *f);
 
 /* ---- peers (peer.c): the primary's side of a link ----
@@ -78,7 +79,11 @@ void br__fifo_free (struct br_fifo *f);
  *      |                                      dirty bits?   v
  *      +---- any error / EOF / refusal ---- SYNCING <--- yes-+-no--> REPLICATING
  *                                            |   bits reach 0 ---------^
- * A REFUSED handshake moves to FAILED and retries with the long backoff.
+ * A REFUSED handshake moves to FAILED and retries with the long backoff;
+ * a split brain moves to FAILED and stays there (halted).
+ *
+ *   REPLICATING/SYNCING --async queue full, pull-ahead--> AHEAD
+ *   AHEAD --queue drained--> SYNCING (bits taken as the out-of-sync set)
  */
 enum br_peer_state {
   BR_PEER_LOGGING,       /* not connected: writes only set bits */
@@ -87,6 +92,8 @@ enum br_peer_state {
   BR_PEER_SYNCING,       /* connected; resyncing dirty regions + live writes */
   BR_PEER_REPLICATING,   /* connected; bits only for unacknowledged writes */
   BR_PEER_FAILED,        /* refused or hard error; retried slowly */
+  BR_PEER_AHEAD,         /* connected, async queue overflowed (pull-ahead):
+                            live writes only set bits until it drains */
 };
 const char *br__peer_state_name (enum br_peer_state s);
 
@@ -119,7 +126,12 @@ struct br_peer {
   size_t resync_vol;                /* cursor: next volume and region */
   uint64_t resync_region;
   uint64_t resync_bytes_sent;
+  uint64_t resync_total;            /* regions in oos at the snapshot */
+  uint64_t resync_start_ms;         /* uv_now at the snapshot */
   uint64_t sent_bytes;
+  bool halted;                      /* split brain: no reconnecting */
+  bool must_drop;                   /* a writer could not queue: the loop
+                                       thread drops the connection */
 
   /* Loop thread only. */
   uv_tcp_t tcp;
@@ -127,10 +139,15 @@ struct br_peer {
   uv_connect_t creq;
   uv_getaddrinfo_t gai;
   uv_timer_t timer;                 /* reconnect backoff */
-  unsigned backoff_ms;
+  uint64_t backoff_ms;
   struct br_wire_reader rd;
   uint8_t nonce[BR_WIRE_NONCE_SIZE];
   unsigned writes_in_flight;
+  uint64_t last_rx_ms;              /* uv_now of the last frame received */
+  uint64_t last_tx_ms;              /* uv_now of the last frame sent */
+  uint64_t state_ms;                /* uv_now when CONNECTING/HANDSHAKE began */
+  double tokens, resync_tokens;     /* rate limits (bytes) */
+  uint64_t tokens_ms;               /* uv_now of the last refill */
   struct { uint32_t vol; uint64_t region; } *retry;  /* bits to clear later */
   size_t n_retry, cap_retry;
 };
@@ -192,6 +209,7 @@ struct br_engine {
   uv_async_t stop;
   uv_timer_t tick;                  /* housekeeping: retries, resync */
   atomic_bool wake_pending;
+  bool assume_clean;                /* a new replica starts in sync */
   struct br_replica *replica;       /* replica role */
   struct br_control *control;
   time_t started_at;
@@ -208,6 +226,7 @@ int br__peer_init (struct br_group *g, int idx, const struct br_node_cfg *n,
                    const struct br_link_cfg *l);
 void br__peer_start (struct br_peer *p);
 void br__peer_flush_queue (struct br_peer *p);
+void br__peer_set_state (struct br_peer *p, enum br_peer_state s);
 void br__peer_tick (struct br_peer *p);
 void br__peer_close (struct br_peer *p);
 void br__peer_free (struct br_peer *p);

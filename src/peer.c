@@ -38,8 +38,6 @@
 
 #include "log.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 #define BATCH_MAX_RECS 256
 #define BATCH_MAX_BYTES (16u * 1024 * 1024)
 #define WRITES_IN_FLIGHT_MAX 4
@@ -54,13 +52,14 @@ br__peer_state_name (enum br_peer_state s)
   case BR_PEER_SYNCING: return "syncing";
   case BR_PEER_REPLICATING: return "replicating";
   case BR_PEER_FAILED: return "failed";
+  case BR_PEER_AHEAD: return "ahead";
   }
   return "?";
 }
 
 /* Under the group lock. */
-static void
-set_state (struct br_peer *p, enum br_peer_state s)
+void
+br__peer_set_state (struct br_peer *p, enum br_peer_state s)
 {
   if (p->state != s)
     br_debug (BR_DEBUG_PEER, "peer %s group %s: %s -> %s", p->node->name,
@@ -83,12 +82,18 @@ on_reconnect_timer (uv_timer_t *t)
   start_connect (t->data);
 }
 
+/* Bounded exponential backoff: reconnect-min, doubling to reconnect-max.
+ * A halted peer (split brain) is not retried: an operator decides. */
 static void
 schedule_reconnect (struct br_peer *p)
 {
-  unsigned ms = p->backoff_ms ? p->backoff_ms : BACKOFF_MIN_MS;
+  const struct br_config *cfg = p->g->e->cfg;
+  uint64_t ms = p->backoff_ms ? p->backoff_ms : cfg->reconnect_min_ms;
 
-  p->backoff_ms = ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+  if (p->halted)
+    return;
+  p->backoff_ms = ms * 2 > cfg->reconnect_max_ms ? cfg->reconnect_max_ms
+                                                 : ms * 2;
   uv_timer_start (&p->timer, on_reconnect_timer, ms, 0);
 }
 
@@ -128,7 +133,7 @@ peer_lost (struct br_peer *p, bool failed, const char *fmt, ...)
   p->n_sent = 0;
   p->queued_bytes = 0;
   p->n_retry = 0;
-  set_state (p, failed ? BR_PEER_FAILED : BR_PEER_LOGGING);
+  br__peer_set_state (p, failed ? BR_PEER_FAILED : BR_PEER_LOGGING);
   pthread_mutex_unlock (&g->lock);
 
   br_wire_reader_reset (&p->rd);
@@ -202,6 +207,7 @@ send_frame (struct br_peer *p, uint8_t type, const void *payload,
   s->bufs[0] = uv_buf_init ((char *) r->hdr, BR_WIRE_HDR_SIZE);
   s->bufs[1] = uv_buf_init ((char *) r->data, len);
   p->writes_in_flight++;
+  p->last_tx_ms = uv_now (&p->g->e->loop);
   int err = uv_write (&s->req, (uv_stream_t *) &p->tcp, s->bufs, 2,
                       on_written);
   if (err < 0) {
@@ -211,25 +217,60 @@ send_frame (struct br_peer *p, uint8_t type, const void *payload,
   return err;
 }
 
+/* ---- rate limits (token buckets, loop thread) ----
+ *
+ * `rate` caps every byte sent on the link; `resync-rate` caps resync data
+ * on top of it.  Buckets refill continuously and may go negative by one
+ * batch, so the average rate is exact; a burst is at most 1/10 s worth. */
+
+static void
+refill (struct br_peer *p)
+{
+  uint64_t now = uv_now (&p->g->e->loop);
+  double dt = (now - p->tokens_ms) / 1000.0;
+  const struct br_link_cfg *l = p->link;
+
+  p->tokens_ms = now;
+  if (l->rate) {
+    p->tokens += dt * l->rate;
+    if (p->tokens > l->rate / 10.0 + 65536)
+      p->tokens = l->rate / 10.0 + 65536;
+  }
+  if (l->resync_rate) {
+    p->resync_tokens += dt * l->resync_rate;
+    if (p->resync_tokens > l->resync_rate / 10.0 + 65536)
+      p->resync_tokens = l->resync_rate / 10.0 + 65536;
+  }
+}
+
 /* P1: hand the next batch of queued records to uv_write. */
 static void
 flush_queue (struct br_peer *p)
 {
   struct br_group *g = p->g;
+  size_t max_bytes = BATCH_MAX_BYTES;
 
+  if (p->link->rate) {
+    refill (p);
+    if (p->tokens <= 0)
+      return;                   /* the tick tries again */
+    max_bytes = p->link->rate / 50 + 1;
+  }
   while (p->writes_in_flight < WRITES_IN_FLIGHT_MAX) {
     struct send_req *s;
     size_t n = 0, bytes = 0, nb = 0;
 
     pthread_mutex_lock (&g->lock);
-    if (!(p->state == BR_PEER_REPLICATING || p->state == BR_PEER_SYNCING) ||
+    if (!(p->state == BR_PEER_REPLICATING || p->state == BR_PEER_SYNCING ||
+          p->state == BR_PEER_AHEAD) ||
         p->n_sent == p->q.len) {
       pthread_mutex_unlock (&g->lock);
       return;
     }
     while (p->n_sent + n < p->q.len && n < BATCH_MAX_RECS &&
-           bytes < BATCH_MAX_BYTES)
-      bytes += br__fifo_at (&p->q, p->n_sent + n++)->h.length;
+           bytes < max_bytes)
+      bytes += br__fifo_at (&p->q, p->n_sent + n++)->h.length +
+        BR_WIRE_HDR_SIZE;
     s = calloc (1, sizeof *s);
     if (s) {
       s->recs = malloc (n * sizeof *s->recs);
@@ -262,6 +303,12 @@ flush_queue (struct br_peer *p)
     p->n_sent += n;
     p->sent_bytes += bytes;
     pthread_mutex_unlock (&g->lock);
+    p->last_tx_ms = uv_now (&g->e->loop);
+    if (p->link->rate) {
+      p->tokens -= bytes;
+      if (p->tokens <= 0)
+        max_bytes = 0;
+    }
 
     p->writes_in_flight++;
     int err = uv_write (&s->req, (uv_stream_t *) &p->tcp, s->bufs, nb,
@@ -272,6 +319,8 @@ flush_queue (struct br_peer *p)
       peer_lost (p, false, "send failed: %s", uv_strerror (err));
       return;
     }
+    if (max_bytes == 0)
+      return;                   /* out of tokens */
   }
 }
 
@@ -314,7 +363,36 @@ take_oos_snapshot (struct br_peer *p)
   }
   p->resync_vol = 0;
   p->resync_region = 0;
+  p->resync_total = p->oos_count;
+  p->resync_bytes_sent = 0;
+  p->resync_start_ms = uv_now (&g->e->loop);
   return 0;
+}
+
+/* Group lock held: the peer is in sync.  Queue one SYNCED per volume (the
+ * replica adopts our generation and marks itself consistent; when it is
+ * durable we record that generation as the peer's base) and replicate. */
+static void
+enter_replicating (struct br_peer *p)
+{
+  struct br_group *g = p->g;
+
+  for (size_t i = 0; i < g->n_vols; i++) {
+    struct br_rec *r = br__rec_new (BR_T_SYNCED, 0, i, 0, 0, 0, NULL);
+
+    if (r == NULL) {
+      p->must_drop = true;      /* retried after a reconnect */
+      break;
+    }
+    r->h.count = br_sb_gen (g->vols[i]->sb);
+    br__rec_seal (r, ++g->next_seq);
+    if (br__fifo_push (&p->q, r) < 0) {
+      br__rec_put (r);
+      p->must_drop = true;
+      break;
+    }
+  }
+  br__peer_set_state (p, BR_PEER_REPLICATING);
 }
 
 static bool
@@ -355,6 +433,12 @@ resync_region (struct br_peer *p, struct br_volume *v, uint64_t rg,
     return -ENOMEM;
   }
   pthread_mutex_lock (&g->lock);
+  if (p->state != BR_PEER_SYNCING) {   /* lost meanwhile */
+    pthread_mutex_unlock (&g->lock);
+    br_rangelock_unlock (&v->locks, rg, rg);
+    br__rec_put (r);
+    return 0;
+  }
   br__rec_seal (r, ++g->next_seq);
   if (br__fifo_push (&p->q, r) < 0) {
     pthread_mutex_unlock (&g->lock);
@@ -379,8 +463,9 @@ resync_step (struct br_peer *p)
   uint8_t *buf = NULL;
   bool queued = false;
 
+  refill (p);
   for (;;) {
-    struct br_volume *v;
+    struct br_volume *v = NULL;
     bool room;
     int64_t next = -1;
 
@@ -392,13 +477,15 @@ resync_step (struct br_peer *p)
     if (p->oos_count == 0) {
       /* Everything sent; done when it is durable too (the oos bits are
        * only cleared by durable RESYNC records). */
-      set_state (p, BR_PEER_REPLICATING);
+      enter_replicating (p);
       br_info ("peer %s (group %s): resync complete", p->node->name,
                g->name);
       pthread_mutex_unlock (&g->lock);
+      queued = true;
       break;
     }
-    room = p->queued_bytes < p->queue_limit / 2;
+    room = p->queued_bytes < p->queue_limit / 2 &&
+      (p->link->resync_rate == 0 || p->resync_tokens > 0);
     while (room && p->resync_vol < g->n_vols) {
       v = g->vols[p->resync_vol];
       for (uint64_t rg = p->resync_region; rg < v->nregions; rg++)
@@ -431,6 +518,8 @@ resync_step (struct br_peer *p)
     if (r == 0)
       break;                    /* stripe busy: retry on the next tick */
     queued = true;
+    if (p->link->resync_rate)
+      p->resync_tokens -= (double) ((uint64_t) 1 << v->gran_shift);
     pthread_mutex_lock (&g->lock);
     p->resync_region = next + 1;
     pthread_mutex_unlock (&g->lock);
@@ -441,6 +530,55 @@ resync_step (struct br_peer *p)
 }
 
 /* ---- receiving ---- */
+
+/* I6: compare generation identifiers and decide, per volume, whether the
+ * peer is in sync with us or behind us (resync the bits: our generation,
+ * or the one we last synced it at), new (full sync, unless assume-clean),
+ * or divergent (split brain: stop, overwrite nothing, never retry).
+ * Returns 0, or -1 after dropping the connection. */
+static int
+decide_direction (struct br_peer *p, const struct br_welcome *w)
+{
+  struct br_group *g = p->g;
+
+  for (size_t i = 0; i < g->n_vols; i++) {
+    struct br_volume *v = g->vols[i];
+    const struct br_wire_vol *wv = &w->vols[i];
+    int slot = v->slot[p->idx];
+    uint64_t ours = br_sb_gen (v->sb), base = br_sb_peer_gen (v->sb, slot);
+
+    if (wv->gen == ours || (base != 0 && wv->gen == base))
+      continue;
+    if (wv->flags & BR_SB_FRESH) {
+      if (g->e->assume_clean) {
+        br_info ("%s: peer %s is new; assume-clean: treating it as in sync",
+                 v->cfg->name, p->node->name);
+        continue;
+      }
+      br_info ("%s: peer %s is new: full sync of %llu bytes", v->cfg->name,
+               p->node->name, (unsigned long long) v->size);
+      if (br_sb_mark_all (v->sb, slot) < 0) {
+        peer_lost (p, true, "cannot mark %s for a full sync", v->cfg->name);
+        return -1;
+      }
+      continue;
+    }
+    p->halted = true;
+    br_error ("split brain on volume %s: node %s is at generation %016llx, "
+              "node %s at %016llx (they last synced at %016llx); both "
+              "were written independently, so replication stops and "
+              "neither copy is overwritten until an operator chooses a side",
+              v->cfg->name, g->e->self->name, (unsigned long long) ours,
+              p->node->name, (unsigned long long) wv->gen,
+              (unsigned long long) base);
+    peer_lost (p, true, "split brain on %s: %s (gen %016llx) and %s (gen "
+               "%016llx) diverged; replication stopped", v->cfg->name,
+               g->e->self->name, (unsigned long long) ours, p->node->name,
+               (unsigned long long) wv->gen);
+    return -1;
+  }
+  return 0;
+}
 
 static void
 on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
@@ -463,6 +601,8 @@ on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
   if (w->status != BR_WELCOME_OK) {
     br_error ("peer %s refused group %s: %s", p->node->name, g->name,
               w->message);
+    if (w->status == BR_WELCOME_SPLIT_BRAIN)
+      p->halted = true;
     peer_lost (p, true, "refused: %s", w->message);
     goto out;
   }
@@ -488,6 +628,14 @@ on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
     goto out;
   }
 
+  if (w->n_volumes != g->n_vols) {
+    peer_lost (p, true, "WELCOME lists %u volumes, expected %zu",
+               w->n_volumes, g->n_vols);
+    goto out;
+  }
+  if (decide_direction (p, w) < 0)
+    goto out;
+
   pthread_mutex_lock (&g->lock);
   p->start_seq = p->applied = p->durable = g->next_seq;
   p->n_sent = 0;
@@ -499,12 +647,17 @@ on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
     goto out;
   }
   dirty = p->oos_count > 0;
-  set_state (p, dirty ? BR_PEER_SYNCING : BR_PEER_REPLICATING);
+  if (dirty)
+    br__peer_set_state (p, BR_PEER_SYNCING);
+  else
+    enter_replicating (p);
   pthread_mutex_unlock (&g->lock);
   br_info ("peer %s (group %s): connected, %s", p->node->name, g->name,
            dirty ? "resyncing dirty regions" : "in sync");
   if (dirty)
     resync_step (p);
+  else
+    flush_queue (p);
  out:
   free (w);
 }
@@ -589,6 +742,8 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                : uv_strerror ((int) nread));
     return;
   }
+  if (nread > 0)
+    p->last_rx_ms = uv_now (&p->g->e->loop);
   while (off < (size_t) nread) {
     const char *reason = NULL;
     size_t used;
@@ -664,7 +819,7 @@ on_connect (uv_connect_t *req, int status)
   len = br_wire_encode_hello (hello, buf, BR_WIRE_HANDSHAKE_MAX);
   free (hello);
   pthread_mutex_lock (&g->lock);
-  set_state (p, BR_PEER_HANDSHAKE);
+  br__peer_set_state (p, BR_PEER_HANDSHAKE);
   pthread_mutex_unlock (&g->lock);
   br_wire_reader_reset (&p->rd);
   if (len < 0 ||
@@ -704,11 +859,12 @@ start_connect (struct br_peer *p)
   struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
   int err;
 
-  if (p->tcp_open)
+  if (p->tcp_open || p->halted)
     return;
   pthread_mutex_lock (&p->g->lock);
-  set_state (p, BR_PEER_CONNECTING);
+  br__peer_set_state (p, BR_PEER_CONNECTING);
   pthread_mutex_unlock (&p->g->lock);
+  p->state_ms = uv_now (&p->g->e->loop);
   p->gai.data = p;
   err = uv_getaddrinfo (&p->g->e->loop, &p->gai, on_resolved, p->node->host,
                         p->node->port, &hints);
@@ -748,18 +904,66 @@ br__peer_start (struct br_peer *p)
   start_connect (p);
 }
 
+/* Heartbeat: probe an idle connection, and give up on one that has been
+ * silent for heartbeat-timeout (a cut link sends no RST), or that has not
+ * finished connecting and the handshake in that time. */
+static void
+heartbeat (struct br_peer *p, enum br_peer_state st)
+{
+  const struct br_config *cfg = p->g->e->cfg;
+  uint64_t now = uv_now (&p->g->e->loop);
+
+  if (st == BR_PEER_CONNECTING || st == BR_PEER_HANDSHAKE) {
+    if (p->tcp_open && now - p->state_ms > cfg->heartbeat_timeout_ms)
+      peer_lost (p, false, "no answer from %s:%s within %llu ms",
+                 p->node->host, p->node->port,
+                 (unsigned long long) cfg->heartbeat_timeout_ms);
+    return;
+  }
+  if (now - p->last_rx_ms > cfg->heartbeat_timeout_ms) {
+    peer_lost (p, false, "heartbeat timeout: nothing received for %llu ms",
+               (unsigned long long) (now - p->last_rx_ms));
+    return;
+  }
+  if (now - p->last_tx_ms >= cfg->heartbeat_ms ||
+      now - p->last_rx_ms >= cfg->heartbeat_ms)
+    if (send_frame (p, BR_T_PING, NULL, 0) < 0)
+      peer_lost (p, false, "cannot send a heartbeat");
+}
+
 void
 br__peer_tick (struct br_peer *p)
 {
   struct br_group *g = p->g;
+  enum br_peer_state st;
+  bool drained;
 
-  if (p->n_retry) {
-    pthread_mutex_lock (&g->lock);
+  pthread_mutex_lock (&g->lock);
+  st = p->state;
+  if (p->n_retry)
     br__group_clear_durable (g, p);
-    pthread_mutex_unlock (&g->lock);
+  /* pull-ahead: once what was sent before the overflow is durable on the
+   * peer, everything still dirty becomes the out-of-sync set. */
+  drained = st == BR_PEER_AHEAD && p->q.len == 0;
+  if (drained && take_oos_snapshot (p) == 0)
+    br__peer_set_state (p, st = BR_PEER_SYNCING);
+  pthread_mutex_unlock (&g->lock);
+
+  if (p->must_drop) {
+    p->must_drop = false;
+    peer_lost (p, false, "%s", p->last_error[0] ? p->last_error
+               : "cannot queue records");
+    return;
   }
-  if (p->state == BR_PEER_SYNCING)
+  if (!p->tcp_open || st == BR_PEER_LOGGING || st == BR_PEER_FAILED)
+    return;
+  heartbeat (p, st);
+  if (!p->tcp_open || uv_is_closing ((uv_handle_t *) &p->tcp))
+    return;
+  if (st == BR_PEER_SYNCING)
     resync_step (p);
+  else if (p->link->rate)
+    flush_queue (p);
 }
 
 /* Loop thread, at shutdown: close the handles (the loop then runs until
@@ -773,7 +977,7 @@ br__peer_close (struct br_peer *p)
     uv_close ((uv_handle_t *) &p->tcp, on_tcp_closed);
   pthread_mutex_lock (&p->g->lock);
   p->epoch++;
-  set_state (p, BR_PEER_LOGGING);
+  br__peer_set_state (p, BR_PEER_LOGGING);
   snprintf (p->last_error, sizeof p->last_error, "shutting down");
   pthread_mutex_unlock (&p->g->lock);
 }

@@ -67,6 +67,7 @@ struct br_replica_session {
   uint8_t client_nonce[BR_WIRE_NONCE_SIZE];
   uint8_t server_nonce[BR_WIRE_NONCE_SIZE];
   uint64_t last_seq;                /* last seq received (R2) */
+  uint64_t last_rx_ms;              /* uv_now of the last bytes received */
   bool reading;
   uint64_t rx_bytes;
 
@@ -92,6 +93,8 @@ struct br_replica_session {
 struct br_replica {
   struct br_engine *e;
   uv_tcp_t listener;
+  uv_timer_t heartbeat;             /* drops silent upstreams */
+  int handles_open;                 /* freed when both are closed */
   struct br_replica_session *sessions;
 };
 
@@ -110,13 +113,47 @@ sync_group (struct br_group *g, bool *dirty)
   return 0;
 }
 
+/* SYNCED: everything before it is applied; make it durable, then adopt
+ * the upstream's generation and mark this copy consistent. */
+static int
+apply_synced (struct br_replica_session *s, const struct op *o, bool *dirty)
+{
+  struct br_volume *v = s->g->vols[o->h.volume];
+  int slot, err;
+
+  err = sync_group (s->g, dirty);
+  if (err < 0)
+    return err;
+  slot = br_sb_peer_slot (v->sb, s->peer);
+  if ((err = br_sb_set_gen (v->sb, o->h.count)) < 0 ||
+      (slot >= 0 && (err = br_sb_set_peer_gen (v->sb, slot, o->h.count)) < 0) ||
+      (err = br_sb_set_flags (v->sb, BR_SB_CONSISTENT, BR_SB_FRESH)) < 0)
+    return err;
+  br_info ("%s: in sync with %s at generation %016llx", v->cfg->name,
+           s->peer, (unsigned long long) o->h.count);
+  return 0;
+}
+
 static int
 apply_one (struct br_replica_session *s, const struct op *o, bool *dirty,
            uint64_t *unsynced)
 {
   struct br_volume *v = s->g->vols[o->h.volume];
+  int err;
 
+  /* The first resync record makes this copy inconsistent (a mix of old
+   * and new regions) until SYNCED; durably, before it is applied. */
+  if ((o->h.flags & BR_F_RESYNC) &&
+      (br_sb_flags (v->sb) & BR_SB_CONSISTENT)) {
+    err = br_sb_set_flags (v->sb, 0, BR_SB_CONSISTENT);
+    if (err < 0)
+      return err;
+    br_info ("%s: resync from %s started; inconsistent until it completes",
+             v->cfg->name, s->peer);
+  }
   switch (o->h.type) {
+  case BR_T_SYNCED:
+    return apply_synced (s, o, dirty);
   case BR_T_WRITE:
     dirty[o->h.volume] = true;
     *unsynced += o->h.length;
@@ -179,10 +216,10 @@ apply_thread (void *arg)
     pthread_mutex_unlock (&s->lock);
 
     err = dirty ? apply_one (s, o, dirty, &unsynced) : -ENOMEM;
-    if (err == 0 && o->h.type != BR_T_FLUSH)
+    if (err == 0 && o->h.type != BR_T_FLUSH && o->h.type != BR_T_SYNCED)
       any_dirty = true;
-    bool sync_now = o->h.type == BR_T_FLUSH || (o->h.flags & BR_F_FUA) ||
-      unsynced >= SYNC_BYTES;
+    bool sync_now = o->h.type == BR_T_FLUSH || o->h.type == BR_T_SYNCED ||
+      (o->h.flags & BR_F_FUA) || unsynced >= SYNC_BYTES;
     if (err == 0 && sync_now) {
       err = sync_group (s->g, dirty);
       if (err == 0) {
@@ -436,12 +473,14 @@ send_welcome (struct br_replica_session *s, const struct br_welcome *m)
 }
 
 static void
-refuse (struct br_replica_session *s, struct br_welcome *w, const char *fmt,
-        ...) __attribute__ ((format (printf, 3, 4)));
+refuse_as (struct br_replica_session *s, struct br_welcome *w,
+           uint16_t status, const char *fmt, ...)
+  __attribute__ ((format (printf, 4, 5)));
+#define refuse(s, w, ...) refuse_as (s, w, BR_WELCOME_REFUSED, __VA_ARGS__)
 
 static void
-refuse (struct br_replica_session *s, struct br_welcome *w, const char *fmt,
-        ...)
+refuse_as (struct br_replica_session *s, struct br_welcome *w,
+           uint16_t status, const char *fmt, ...)
 {
   va_list ap;
 
@@ -450,7 +489,7 @@ refuse (struct br_replica_session *s, struct br_welcome *w, const char *fmt,
   va_end (ap);
   br_error ("refusing %s (%s): %s", s->peer[0] ? s->peer : "?", s->addr,
             w->message);
-  w->status = BR_WELCOME_REFUSED;
+  w->status = status;
   w->n_volumes = 0;
   send_welcome (s, w);
 }
@@ -529,6 +568,20 @@ on_hello (struct br_replica_session *s, const uint8_t *payload, uint32_t len)
               v->cfg->name, 1u << v->gran_shift, mv->granularity, m->from);
       goto out;
     }
+    /* I6, this side's check: the upstream must be at our generation, or
+     * have last synced us at it, or we hold nothing (fresh). */
+    uint64_t mine = br_sb_gen (v->sb);
+    if (mine != mv->gen && (mv->peer_gen == 0 || mine != mv->peer_gen) &&
+        !(br_sb_flags (v->sb) & BR_SB_FRESH)) {
+      refuse_as (s, w, BR_WELCOME_SPLIT_BRAIN,
+                 "split brain on %s: this node %s is at generation %016llx, "
+                 "%s is at %016llx (synced us at %016llx); this copy is not "
+                 "overwritten until an operator chooses a side",
+                 v->cfg->name, e->self->name, (unsigned long long) mine,
+                 m->from, (unsigned long long) mv->gen,
+                 (unsigned long long) mv->peer_gen);
+      goto out;
+    }
     snprintf (w->vols[i].name, sizeof w->vols[i].name, "%s", v->cfg->name);
     w->vols[i].size = v->size;
     w->vols[i].granularity = 1u << v->gran_shift;
@@ -602,7 +655,7 @@ queue_op (struct br_replica_session *s, const struct br_frame_hdr *h,
                    s->g->n_vols);
     goto bad;
   }
-  if (h->type != BR_T_FLUSH &&
+  if (h->type != BR_T_FLUSH && h->type != BR_T_SYNCED &&
       br_wire_check_range (h, s->g->vols[h->volume]->size, &reason) < 0) {
     session_close (s, "bad frame seq %llu: %s", (unsigned long long) h->seq,
                    reason);
@@ -667,7 +720,7 @@ on_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
     break;
   case S_RUNNING:
     switch (h->type) {
-    case BR_T_WRITE: case BR_T_ZERO: case BR_T_FLUSH:
+    case BR_T_WRITE: case BR_T_ZERO: case BR_T_FLUSH: case BR_T_SYNCED:
       return queue_op (s, h, payload);
     case BR_T_PING: {
       /* Answered in order with ACKs: simply re-send the watermarks. */
@@ -707,6 +760,7 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     return;
   }
   s->rx_bytes += nread;
+  s->last_rx_ms = uv_now (&s->rep->e->loop);
   while (off < (size_t) nread && s->st != S_CLOSING) {
     const char *reason = NULL;
     size_t used;
@@ -766,11 +820,30 @@ on_connection (uv_stream_t *server, int status)
     snprintf (s->addr, sizeof s->addr, "%s", host);
   }
   uv_tcp_nodelay (&s->tcp, 1);
+  s->last_rx_ms = uv_now (&rep->e->loop);
   s->reading = true;
   uv_read_start ((uv_stream_t *) &s->tcp, on_alloc, on_read);
 }
 
 /* ---- life cycle ---- */
+
+/* An upstream sends at least a PING every heartbeat interval; one silent
+ * for heartbeat-timeout is gone (a cut link sends no RST). */
+static void
+on_heartbeat (uv_timer_t *t)
+{
+  struct br_replica *rep = t->data;
+  uint64_t now = uv_now (&rep->e->loop);
+  uint64_t limit = rep->e->cfg->heartbeat_timeout_ms;
+  struct br_replica_session *s, *next;
+
+  for (s = rep->sessions; s; s = next) {
+    next = s->next;
+    if (s->st != S_CLOSING && now - s->last_rx_ms > limit)
+      session_close (s, "heartbeat timeout: nothing received for %llu ms",
+                     (unsigned long long) (now - s->last_rx_ms));
+  }
+}
 
 int
 br__replica_start (struct br_engine *e)
@@ -804,6 +877,10 @@ br__replica_start (struct br_engine *e)
     free (rep);
     return err;
   }
+  uv_timer_init (&e->loop, &rep->heartbeat);
+  rep->heartbeat.data = rep;
+  uv_timer_start (&rep->heartbeat, on_heartbeat, e->cfg->heartbeat_ms,
+                  e->cfg->heartbeat_ms);
   e->replica = rep;
   return 0;
 }
@@ -811,7 +888,10 @@ br__replica_start (struct br_engine *e)
 static void
 on_listener_closed (uv_handle_t *h)
 {
-  free (h->data);
+  struct br_replica *rep = h->data;
+
+  if (--rep->handles_open == 0)
+    free (rep);
 }
 
 void
@@ -826,6 +906,9 @@ br__replica_stop (struct br_engine *e)
     next = s->next;
     session_close (s, "shutting down");
   }
+  uv_timer_stop (&rep->heartbeat);
+  rep->handles_open = 2;
+  uv_close ((uv_handle_t *) &rep->heartbeat, on_listener_closed);
   uv_close ((uv_handle_t *) &rep->listener, on_listener_closed);
   e->replica = NULL;
 }

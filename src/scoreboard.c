@@ -11,7 +11,8 @@
  *       24     4  granularity     bytes per region, a power of two
  *       28     4  nslots          peer slots = BR_SB_MAX_PEERS (8)
  *       32     8  nregions        ceil(volume_size / granularity)
- *       40     4  flags           BR_SB_CLEAN 0x1, BR_SB_CONSISTENT 0x2
+ *       40     4  flags           BR_SB_CLEAN 0x1, BR_SB_CONSISTENT 0x2,
+ *                                  BR_SB_FRESH 0x4
  *       44     4  reserved        0
  *       48    16  uuid            volume UUID, random at creation
  *       64     8  gen             current generation, random nonzero at
@@ -785,7 +786,7 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
   h.granularity = htole32 (granularity);
   h.nslots = htole32 (BR_SB_MAX_PEERS);
   h.nregions = htole64 (nregions);
-  h.flags = htole32 (BR_SB_CLEAN | BR_SB_CONSISTENT);
+  h.flags = htole32 (BR_SB_CLEAN | BR_SB_CONSISTENT | BR_SB_FRESH);
   memcpy (h.node, node, strlen (node));
   if ((sb->fd = open_file (path, file_size, &h, err, errlen)) < 0) {
     r = sb->fd;

@@ -23,6 +23,8 @@
 /* Header flags. */
 #define BR_SB_CLEAN       0x1u /* closed cleanly: no write was in flight */
 #define BR_SB_CONSISTENT  0x2u /* this copy is a consistent image */
+#define BR_SB_FRESH       0x4u /* never synced and never written: holds
+                                  nothing anyone could lose (full sync) */
 
 typedef struct br_scoreboard br_scoreboard;
 

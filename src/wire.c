@@ -64,7 +64,7 @@
  *
  * WELCOME payload, 1160 + 96 * n_volumes bytes:
  *    0   2  proto         chosen version, >= 1 when status is OK
- *    2   2  status        0 OK, 1 REFUSED
+ *    2   2  status        0 OK, 1 REFUSED, 2 SPLIT_BRAIN
  *    4   4  n_volumes     OK: 1 .. MAX; REFUSED: 0 .. MAX
  *    8  64  node          non-empty
  *   72  32  nonce         server nonce
@@ -196,9 +196,10 @@ type_rule (uint8_t type)
     [BR_T_ERROR] = { 0, 1, BR_WIRE_MSG_MAX },
     [BR_T_PING] = { 0, 0, 0 },
     [BR_T_PONG] = { 0, 0, 0 },
+    [BR_T_SYNCED] = { 0, 0, 0 },
   };
 
-  if (type < BR_T_HELLO || type > BR_T_PONG)
+  if (type < BR_T_HELLO || type > BR_T_SYNCED)
     return NULL;
   return &rules[type];
 }
@@ -414,6 +415,7 @@ welcome_problem (const struct br_welcome *m)
     min_vols = 1;
     break;
   case BR_WELCOME_REFUSED:
+  case BR_WELCOME_SPLIT_BRAIN:
     min_vols = 0;               /* the server may know no volume at all */
     break;
   default:

@@ -57,6 +57,9 @@ enum br_frame_type {
   BR_T_ERROR = 8,   /* either way: count = errno, payload = message text */
   BR_T_PING = 9,    /* heartbeat; answered by PONG with the same seq */
   BR_T_PONG = 10,
+  BR_T_SYNCED = 11, /* client -> server, in the stream: every region of
+                       `volume` is now in sync; count = the generation the
+                       replica adopts (it marks itself consistent) */
 };
 
 #define BR_F_FUA      0x0001u
@@ -120,6 +123,8 @@ struct br_hello {                  /* client (upstream) -> server */
 enum br_welcome_status {
   BR_WELCOME_OK = 0,
   BR_WELCOME_REFUSED = 1,          /* message says why */
+  BR_WELCOME_SPLIT_BRAIN = 2,      /* the histories diverged: no retrying
+                                      until an operator chooses a side */
 };
 
 struct br_welcome {                /* server -> client */

@@ -93,6 +93,16 @@ bad self-link 12 15 "link from node 'a' to itself"
 base | sed 's/mode: sync/mode: fast/' > "$T/bad-mode.yaml"
 bad bad-mode 12 29 "link mode 'fast' is not sync or async"
 
+# Outage policy: a bad on-peer-loss value (12:49, after "mode: sync, ")
+# lists the valid ones; on-congestion: pull-ahead on a sync link is blamed
+# on the key (12:35).
+base | sed 's/mode: sync}/mode: sync, on-peer-loss: retry}/' \
+  > "$T/bad-on-peer-loss.yaml"
+bad bad-on-peer-loss 12 49 "link on-peer-loss 'retry' is not log, block or fail"
+base | sed 's/mode: sync}/mode: sync, on-congestion: pull-ahead}/' \
+  > "$T/pull-ahead-on-sync.yaml"
+bad pull-ahead-on-sync 12 35 "link on-congestion 'pull-ahead' is for async links only"
+
 # Duplicate volume name: the second vol0 on line 5, its name at column 12;
 # the first volume's mapping starts at 2:5.
 base | sed '3a\  - {name: vol1, size: 1G}\n  - {name: vol0, size: 2G}' \

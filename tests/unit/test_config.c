@@ -7,6 +7,10 @@
  * come in several variants (bad sizes, bad names, bad addresses, ...) are
  * table-driven loop tests, one table row per behaviour.
  *
+ * The outage and congestion keys (heartbeat, reconnect-*, on-peer-loss,
+ * block-timeout, resync-rate, on-congestion) have their own good-file,
+ * default and error tests, and br_parse_duration() its own tables.
+ *
  * The last test loads every example, each .yaml file in $SRCDIR/config.
  */
 #ifndef _GNU_SOURCE
@@ -223,6 +227,112 @@ START_TEST (test_defaults)
   ck_assert_str_eq (cfg->nodes[0].control, want);
   ck_assert_uint_eq (cfg->links[0].rate, 0);
   ck_assert_uint_eq (cfg->links[0].queue_size, BR_DEFAULT_QUEUE_SIZE);
+  ck_assert_uint_eq (cfg->heartbeat_ms, 1000);
+  ck_assert_uint_eq (cfg->heartbeat_timeout_ms, 5000);
+  ck_assert_uint_eq (cfg->reconnect_min_ms, 100);
+  ck_assert_uint_eq (cfg->reconnect_max_ms, 5000);
+  ck_assert_int_eq (cfg->links[0].on_peer_loss, BR_LOSS_LOG);
+  ck_assert_uint_eq (cfg->links[0].block_timeout_ms, 30000);
+  ck_assert_uint_eq (cfg->links[0].resync_rate, 0);
+  ck_assert_int_eq (cfg->links[0].on_congestion, BR_CONGESTION_BLOCK);
+  br_config_free (cfg);
+}
+END_TEST
+
+/* The same defaults on a sync link and with an empty settings mapping. */
+START_TEST (test_defaults_sync)
+{
+  struct br_config *cfg = load_ok ("settings:\n" BASE "links:\n"
+                                   "  - {between: [a, b], mode: sync}\n");
+
+  ck_assert_uint_eq (cfg->heartbeat_ms, 1000);
+  ck_assert_uint_eq (cfg->heartbeat_timeout_ms, 5000);
+  ck_assert_uint_eq (cfg->reconnect_min_ms, 100);
+  ck_assert_uint_eq (cfg->reconnect_max_ms, 5000);
+  ck_assert_int_eq (cfg->links[0].on_peer_loss, BR_LOSS_LOG);
+  ck_assert_uint_eq (cfg->links[0].block_timeout_ms, 30000);
+  ck_assert_uint_eq (cfg->links[0].resync_rate, 0);
+  ck_assert_int_eq (cfg->links[0].on_congestion, BR_CONGESTION_BLOCK);
+  br_config_free (cfg);
+}
+END_TEST
+
+/* Every outage and congestion key, in block and flow style. */
+START_TEST (test_outage_keys)
+{
+  struct br_config *cfg = load_ok (
+    "settings:\n"
+    "  heartbeat: 250ms\n"
+    "  heartbeat-timeout: 3\n"
+    "  reconnect-min: 50ms\n"
+    "  reconnect-max: 2m\n"
+    VOLUMES
+    "nodes:\n"
+    "  - {name: a, address: 'h:1', data-dir: a}\n"
+    "  - {name: b, address: 'h:2', data-dir: b}\n"
+    "  - {name: c, address: 'h:3', data-dir: c}\n"
+    "  - {name: d, address: 'h:4', data-dir: d}\n"
+    "links:\n"
+    "  - between: [a, b]\n"
+    "    mode: sync\n"
+    "    on-peer-loss: block\n"
+    "    block-timeout: 1h\n"
+    "    resync-rate: 100M\n"
+    "    on-congestion: block\n"
+    "  - {between: [b, c], mode: async, on-congestion: pull-ahead,"
+    " resync-rate: 0, on-peer-loss: fail}\n"
+    "  - {between: [c, d], mode: sync, on-peer-loss: log,"
+    " block-timeout: 1}\n");
+  const struct br_link_cfg *k;
+
+  ck_assert_uint_eq (cfg->heartbeat_ms, 250);
+  ck_assert_uint_eq (cfg->heartbeat_timeout_ms, 3000);
+  ck_assert_uint_eq (cfg->reconnect_min_ms, 50);
+  ck_assert_uint_eq (cfg->reconnect_max_ms, 120000);
+  k = &cfg->links[0];
+  ck_assert_int_eq (k->on_peer_loss, BR_LOSS_BLOCK);
+  ck_assert_uint_eq (k->block_timeout_ms, 3600000);
+  ck_assert_uint_eq (k->resync_rate, 100 << 20);
+  ck_assert_int_eq (k->on_congestion, BR_CONGESTION_BLOCK);
+  ck_assert_uint_eq (k->rate, 0);
+  k = &cfg->links[1];
+  ck_assert_int_eq (k->mode, BR_MODE_ASYNC);
+  ck_assert_int_eq (k->on_congestion, BR_CONGESTION_PULL_AHEAD);
+  ck_assert_int_eq (k->on_peer_loss, BR_LOSS_FAIL);   /* no effect; valid */
+  ck_assert_uint_eq (k->resync_rate, 0);
+  ck_assert_uint_eq (k->block_timeout_ms, 30000);
+  k = &cfg->links[2];
+  ck_assert_int_eq (k->on_peer_loss, BR_LOSS_LOG);
+  ck_assert_uint_eq (k->block_timeout_ms, 1000);
+  ck_assert_int_eq (k->on_congestion, BR_CONGESTION_BLOCK);
+  br_config_free (cfg);
+}
+END_TEST
+
+/* The orderings at their limits: timeout one millisecond above the
+ * heartbeat, reconnect-min equal to reconnect-max, and either side of a
+ * pair against the other's default. */
+START_TEST (test_outage_limits)
+{
+  struct br_config *cfg = load_ok ("settings:\n"
+                                   "  heartbeat: 999ms\n"
+                                   "  heartbeat-timeout: 1s\n"
+                                   "  reconnect-min: 3s\n"
+                                   "  reconnect-max: 3000ms\n" BASE);
+
+  ck_assert_uint_eq (cfg->heartbeat_ms, 999);
+  ck_assert_uint_eq (cfg->heartbeat_timeout_ms, 1000);
+  ck_assert_uint_eq (cfg->reconnect_min_ms, 3000);
+  ck_assert_uint_eq (cfg->reconnect_max_ms, 3000);
+  br_config_free (cfg);
+  cfg = load_ok ("settings: {heartbeat: 4999ms, reconnect-min: 5s}\n" BASE);
+  ck_assert_uint_eq (cfg->heartbeat_timeout_ms, 5000);
+  ck_assert_uint_eq (cfg->reconnect_max_ms, 5000);
+  br_config_free (cfg);
+  cfg = load_ok ("settings: {heartbeat-timeout: 2s, reconnect-max: 100ms}\n"
+                 BASE);
+  ck_assert_uint_eq (cfg->heartbeat_ms, 1000);
+  ck_assert_uint_eq (cfg->reconnect_min_ms, 100);
   br_config_free (cfg);
 }
 END_TEST
@@ -386,6 +496,48 @@ START_TEST (test_parse_size_bad)
 }
 END_TEST
 
+/* Durations. */
+
+static const struct {
+  const char *text;
+  uint64_t ms;
+} good_durations[] = {
+  { "0", 0 }, { "0ms", 0 }, { "1", 1000 }, { "5s", 5000 },
+  { "250ms", 250 }, { "2m", 120000 }, { "1h", 3600000 },
+  { "007s", 7000 }, { "90m", 5400000 },
+  { "18446744073709551615ms", UINT64_MAX },
+  { "18446744073709551s", UINT64_C (18446744073709551000) },
+  { "5124095576030h", UINT64_C (5124095576030) * 3600000 },
+};
+
+START_TEST (test_parse_duration_good)
+{
+  uint64_t v = 42;
+
+  ck_assert_msg (br_parse_duration (good_durations[_i].text, &v) == 0,
+                 "'%s' rejected", good_durations[_i].text);
+  ck_assert_uint_eq (v, good_durations[_i].ms);
+}
+END_TEST
+
+static const char *const bad_durations[] = {
+  "", "-1", "-5s", "+1s", " 1s", "1s ", "1 s", "s", "ms", "1.5s", "0x10",
+  "5d", "5sec", "5S", "5MS", "5H", "1mss", "1sms", "5us", "5ns",
+  "18446744073709551616ms", "99999999999999999999999",
+  "18446744073709552s", "307445734561826m", "5124095576031h",
+};
+
+START_TEST (test_parse_duration_bad)
+{
+  uint64_t v = 42;
+
+  ck_assert_msg (br_parse_duration (bad_durations[_i], &v) == -1,
+                 "'%s' accepted", bad_durations[_i]);
+  ck_assert_uint_eq (v, 42);
+  ck_assert_int_eq (br_parse_duration (NULL, &v), -1);
+}
+END_TEST
+
 /* Files that cannot be read, or are not YAML. */
 
 START_TEST (test_missing_file)
@@ -486,7 +638,11 @@ START_TEST (test_unknown_key)
 {
   ck_assert_load_error (BASE "links:\n  - between: [a, b]\n    modee: sync\n",
                         "8:5", "unknown key 'modee' in link (expected: "
-                        "between, mode, rate, queue-size)");
+                        "between, mode, rate, queue-size, on-peer-loss, "
+                        "block-timeout, resync-rate, on-congestion)");
+  ck_assert_load_error (BASE "links:\n  - between: [a, b]\n    mode: sync\n"
+                        "    on_peer_loss: log\n", "9:5",
+                        "unknown key 'on_peer_loss' in link");
 }
 END_TEST
 
@@ -501,7 +657,11 @@ END_TEST
 START_TEST (test_unknown_key_settings)
 {
   ck_assert_load_error ("settings:\n  queue_size: 1M\n" BASE, "2:3",
-                        "unknown key 'queue_size' in settings");
+                        "unknown key 'queue_size' in settings (expected: "
+                        "granularity, queue-size, secret-file, heartbeat, "
+                        "heartbeat-timeout, reconnect-min, reconnect-max)");
+  ck_assert_load_error ("settings:\n  heartbeat-interval: 1s\n" BASE, "2:3",
+                        "unknown key 'heartbeat-interval' in settings");
 }
 END_TEST
 
@@ -510,6 +670,18 @@ START_TEST (test_duplicate_key)
   ck_assert_load_error ("volumes:\n  - name: vol0\n    size: 1G\n"
                         "    size: 2G\n" NODES, "4:5",
                         "duplicate key 'size' in volume (first at 3:5)");
+}
+END_TEST
+
+START_TEST (test_duplicate_key_new)
+{
+  ck_assert_load_error ("settings:\n  heartbeat: 1s\n  heartbeat: 2s\n" BASE,
+                        "3:3", "duplicate key 'heartbeat' in settings (first "
+                        "at 2:3)");
+  ck_assert_load_error (BASE "links:\n  - {between: [a, b], mode: sync, "
+                        "on-peer-loss: log, on-peer-loss: fail}\n", "7:54",
+                        "duplicate key 'on-peer-loss' in link (first at "
+                        "7:35)");
 }
 END_TEST
 
@@ -638,6 +810,145 @@ START_TEST (test_bad_link_value)
 {
   ck_assert_load_error (bad_link_values[_i].text, bad_link_values[_i].pos,
                         bad_link_values[_i].phrase);
+}
+END_TEST
+
+/* Durations in the file.  "  heartbeat: X" puts X at 2:14,
+ * "  heartbeat-timeout: X" at 2:22, "  reconnect-min: X" and
+ * "  reconnect-max: X" at 2:18; in a link, "    block-timeout: X" at 9:20. */
+#define SETTING(kv) "settings:\n  " kv "\n" BASE
+#define SYNC_LINK(kv) LINK ("mode: sync\n    " kv)
+#define NOT_A_DURATION \
+  "is not a duration (expected an integer with a unit ms, s, m or h)"
+
+static const struct bad bad_durations_in_file[] = {
+  { SETTING ("heartbeat: ''"), "2:14", "settings heartbeat is empty" },
+  { SETTING ("heartbeat: ~"), "2:14", "settings heartbeat is empty" },
+  { SETTING ("heartbeat: -1s"), "2:14", "settings heartbeat '-1s' is "
+    "negative" },
+  { SETTING ("heartbeat: fast"), "2:14", "settings heartbeat 'fast' "
+    NOT_A_DURATION },
+  { SETTING ("heartbeat: 1.5s"), "2:14", "'1.5s' " NOT_A_DURATION },
+  { SETTING ("heartbeat: 5d"), "2:14", "settings heartbeat '5d' has an "
+    "unknown unit (expected ms, s, m or h)" },
+  { SETTING ("heartbeat: 5S"), "2:14", "'5S' has an unknown unit" },
+  { SETTING ("heartbeat: 99999999999999999999ms"), "2:14",
+    "'99999999999999999999ms' is too large" },
+  { SETTING ("heartbeat: 5124095576031h"), "2:14", "'5124095576031h' is "
+    "too large" },
+  { SETTING ("heartbeat: [1s]"), "2:14", "settings heartbeat must be a "
+    "scalar, not a sequence" },
+  { SETTING ("heartbeat: 0"), "2:14", "settings heartbeat must not be zero" },
+  { SETTING ("heartbeat: 0ms"), "2:14", "settings heartbeat must not be "
+    "zero" },
+  { SETTING ("heartbeat-timeout: 0s"), "2:22", "settings heartbeat-timeout "
+    "must not be zero" },
+  { SETTING ("heartbeat-timeout: 5x"), "2:22", "settings heartbeat-timeout "
+    "'5x' has an unknown unit" },
+  { SETTING ("reconnect-min: 0m"), "2:18", "settings reconnect-min must not "
+    "be zero" },
+  { SETTING ("reconnect-min: soon"), "2:18", "settings reconnect-min 'soon' "
+    NOT_A_DURATION },
+  { SETTING ("reconnect-max: 0h"), "2:18", "settings reconnect-max must not "
+    "be zero" },
+  { SETTING ("reconnect-max: -5s"), "2:18", "settings reconnect-max '-5s' "
+    "is negative" },
+  { SYNC_LINK ("block-timeout: 0"), "9:20", "link block-timeout must not be "
+    "zero" },
+  { SYNC_LINK ("block-timeout: 30 s"), "9:20", "link block-timeout '30 s' "
+    NOT_A_DURATION },
+  { SYNC_LINK ("block-timeout: 30sec"), "9:20", "link block-timeout '30sec' "
+    "has an unknown unit" },
+  { SYNC_LINK ("block-timeout: {s: 30}"), "9:20", "link block-timeout must "
+    "be a scalar, not a mapping" },
+};
+
+START_TEST (test_bad_duration)
+{
+  ck_assert_load_error (bad_durations_in_file[_i].text,
+                        bad_durations_in_file[_i].pos,
+                        bad_durations_in_file[_i].phrase);
+}
+END_TEST
+
+/* heartbeat < heartbeat-timeout and reconnect-min <= reconnect-max, with
+ * the later key of a pair blamed where it is written, else the other. */
+static const struct bad misordered[] = {
+  { "settings:\n  heartbeat: 5s\n  heartbeat-timeout: 5s\n" BASE, "3:22",
+    "settings heartbeat-timeout '5s' must be greater than heartbeat '5s'" },
+  { "settings:\n  heartbeat-timeout: 2s\n  heartbeat: 3000ms\n" BASE,
+    "2:22", "settings heartbeat-timeout '2s' must be greater than "
+    "heartbeat '3000ms'" },
+  { SETTING ("heartbeat-timeout: 500ms"), "2:22", "settings "
+    "heartbeat-timeout '500ms' must be greater than heartbeat 1s (the "
+    "default)" },
+  { SETTING ("heartbeat: 5s"), "2:14", "settings heartbeat-timeout 5s (the "
+    "default) must be greater than heartbeat '5s'" },
+  { SETTING ("heartbeat: 1m"), "2:14", "heartbeat-timeout 5s (the default) "
+    "must be greater than heartbeat '1m'" },
+  { "settings:\n  reconnect-min: 2s\n  reconnect-max: 1999ms\n" BASE,
+    "3:18", "settings reconnect-max '1999ms' must be at least reconnect-min "
+    "'2s'" },
+  { SETTING ("reconnect-max: 99ms"), "2:18", "settings reconnect-max '99ms' "
+    "must be at least reconnect-min 100ms (the default)" },
+  { SETTING ("reconnect-min: 5001ms"), "2:18", "settings reconnect-max 5s "
+    "(the default) must be at least reconnect-min '5001ms'" },
+  { "settings: {reconnect-max: 1m, reconnect-min: 1h}\n" BASE, "1:27",
+    "reconnect-max '1m' must be at least reconnect-min '1h'" },
+};
+
+START_TEST (test_misordered)
+{
+  ck_assert_load_error (misordered[_i].text, misordered[_i].pos,
+                        misordered[_i].phrase);
+}
+END_TEST
+
+/* Enumerations and the other new link values.  In LINK, "    mode: X" puts
+ * X at 8:11, and on line 9 "    on-peer-loss: X" X at 19,
+ * "    on-congestion: X" at 20, "    resync-rate: X" at 18. */
+static const struct bad bad_link_enums[] = {
+  { SYNC_LINK ("on-peer-loss: retry"), "9:19", "link on-peer-loss 'retry' "
+    "is not log, block or fail" },
+  { SYNC_LINK ("on-peer-loss: LOG"), "9:19", "link on-peer-loss 'LOG' is "
+    "not log, block or fail" },
+  { SYNC_LINK ("on-peer-loss: ''"), "9:19", "link on-peer-loss '' is not "
+    "log, block or fail" },
+  { SYNC_LINK ("on-peer-loss: [log]"), "9:19", "link on-peer-loss must be a "
+    "scalar, not a sequence" },
+  { LINK ("mode: async\n    on-congestion: drop"), "9:20",
+    "link on-congestion 'drop' is not block or pull-ahead" },
+  { LINK ("mode: async\n    on-congestion: pull_ahead"), "9:20",
+    "link on-congestion 'pull_ahead' is not block or pull-ahead" },
+  { LINK ("mode: async\n    on-congestion: {a: b}"), "9:20",
+    "link on-congestion must be a scalar, not a mapping" },
+  { SYNC_LINK ("resync-rate: 1Q"), "9:18", "link resync-rate '1Q' is not a "
+    "size" },
+  { SYNC_LINK ("resync-rate: -100M"), "9:18", "link resync-rate '-100M' is "
+    "negative" },
+  { SYNC_LINK ("resync-rate: ''"), "9:18", "link resync-rate is empty" },
+  { LINK ("mode: asink"), "8:11", "link mode 'asink' is not sync or async" },
+};
+
+START_TEST (test_bad_link_enum)
+{
+  ck_assert_load_error (bad_link_enums[_i].text, bad_link_enums[_i].pos,
+                        bad_link_enums[_i].phrase);
+}
+END_TEST
+
+/* on-congestion: pull-ahead is for async links; the key is blamed. */
+START_TEST (test_pull_ahead_on_sync)
+{
+  ck_assert_load_error (SYNC_LINK ("on-congestion: pull-ahead"), "9:5",
+                        "link on-congestion 'pull-ahead' is for async links "
+                        "only, and this link is sync");
+  ck_assert_load_error (LINK ("on-congestion: pull-ahead\n    mode: sync"),
+                        "8:5", "is for async links only");
+  ck_assert_load_error (BASE "links:\n  - {between: [a, b], mode: sync, "
+                        "on-congestion: pull-ahead}\n", "7:35",
+                        "link on-congestion 'pull-ahead' is for async links "
+                        "only");
 }
 END_TEST
 
@@ -866,6 +1177,9 @@ config_suite (void)
   tcase_add_checked_fixture (good, setup, teardown);
   tcase_add_test (good, test_good_file);
   tcase_add_test (good, test_defaults);
+  tcase_add_test (good, test_defaults_sync);
+  tcase_add_test (good, test_outage_keys);
+  tcase_add_test (good, test_outage_limits);
   tcase_add_test (good, test_relative_to_file);
   tcase_add_test (good, test_single_node_no_links);
   tcase_add_test (good, test_empty_links);
@@ -879,6 +1193,8 @@ config_suite (void)
 
   LOOP (size, test_parse_size_good, good_sizes);
   LOOP (size, test_parse_size_bad, bad_sizes);
+  LOOP (size, test_parse_duration_good, good_durations);
+  LOOP (size, test_parse_duration_bad, bad_durations);
   suite_add_tcase (s, size);
 
   tcase_add_checked_fixture (file, setup, teardown);
@@ -898,11 +1214,16 @@ config_suite (void)
   tcase_add_test (bad, test_unknown_key_settings);
   tcase_add_test (bad, test_duplicate_key);
   tcase_add_test (bad, test_duplicate_key_top_level);
+  tcase_add_test (bad, test_duplicate_key_new);
   LOOP (bad, test_missing_field, missing);
   LOOP (bad, test_empty_section, empty_sections);
   LOOP (bad, test_bad_volume_size, bad_volume_sizes);
   LOOP (bad, test_bad_granularity, bad_granularities);
   LOOP (bad, test_bad_link_value, bad_link_values);
+  LOOP (bad, test_bad_duration, bad_durations_in_file);
+  LOOP (bad, test_misordered, misordered);
+  LOOP (bad, test_bad_link_enum, bad_link_enums);
+  tcase_add_test (bad, test_pull_ahead_on_sync);
   LOOP (bad, test_bad_between, bad_betweens);
   tcase_add_test (bad, test_link_unknown_node);
   tcase_add_test (bad, test_link_to_itself);

@@ -116,7 +116,7 @@ START_TEST (test_create_layout)
   ck_assert_uint_eq (br_sb_nregions (sb), nreg);
   ck_assert_uint_eq (br_sb_granularity (sb), GRAN);
   ck_assert (br_sb_was_clean (sb));
-  ck_assert_uint_eq (br_sb_flags (sb), BR_SB_CONSISTENT);
+  ck_assert_uint_eq (br_sb_flags (sb), BR_SB_CONSISTENT | BR_SB_FRESH);
   ck_assert_uint_ne (br_sb_gen (sb), 0);
   for (int s = 0; s < BR_SB_MAX_PEERS; s++) {
     ck_assert_uint_eq (br_sb_count (sb, s), 0);
@@ -440,10 +440,10 @@ START_TEST (test_was_clean)
   ck_assert (!br_sb_was_clean (sb));
   br_sb_close (sb, true);
   pread_at (sbpath, &flags, 4, 40);
-  ck_assert_uint_eq (le32toh (flags), BR_SB_CLEAN | BR_SB_CONSISTENT);
+  ck_assert_uint_eq (le32toh (flags), BR_SB_CLEAN | BR_SB_CONSISTENT | BR_SB_FRESH);
   sb = must_open (GiB, GRAN);
   ck_assert (br_sb_was_clean (sb));
-  ck_assert_uint_eq (br_sb_flags (sb), BR_SB_CONSISTENT);
+  ck_assert_uint_eq (br_sb_flags (sb), BR_SB_CONSISTENT | BR_SB_FRESH);
   br_sb_close (sb, true);
 }
 END_TEST
@@ -458,7 +458,7 @@ START_TEST (test_header_setters_durable)
   ck_assert_int_eq (br_sb_set_gen (sb, 77), 0);
   pread_at (sbpath, &v, 8, 64);
   ck_assert_uint_eq (le64toh (v), 77);
-  ck_assert_int_eq (br_sb_set_flags (sb, 0, BR_SB_CONSISTENT), 0);
+  ck_assert_int_eq (br_sb_set_flags (sb, 0, BR_SB_CONSISTENT | BR_SB_FRESH), 0);
   pread_at (sbpath, &f, 4, 40);
   ck_assert_uint_eq (le32toh (f), 0);
   ck_assert_uint_eq (br_sb_flags (sb), 0);

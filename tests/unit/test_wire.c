@@ -294,7 +294,7 @@ START_TEST (test_hdr_unknown_type)
 
   h.type = 0;
   refuse_hdr (&h, "unknown frame type");
-  h.type = BR_T_PONG + 1;
+  h.type = BR_T_SYNCED + 1;
   refuse_hdr (&h, "unknown frame type");
   h.type = 255;
   refuse_hdr (&h, "unknown frame type");
@@ -396,7 +396,7 @@ END_TEST
 START_TEST (test_hdr_payload_not_allowed)
 {
   static const uint8_t types[] = { BR_T_ZERO, BR_T_FLUSH, BR_T_ACK,
-                                   BR_T_PING, BR_T_PONG };
+                                   BR_T_PING, BR_T_PONG, BR_T_SYNCED };
 
   for (size_t i = 0; i < sizeof types; i++) {
     struct br_frame_hdr h = valid_hdr (types[i], pattern, 8);
@@ -1100,7 +1100,7 @@ wire_suite (void)
   TCase *tc;
 
   tc = tcase_create ("header");
-  tcase_add_loop_test (tc, test_hdr_roundtrip, BR_T_HELLO, BR_T_PONG + 1);
+  tcase_add_loop_test (tc, test_hdr_roundtrip, BR_T_HELLO, BR_T_SYNCED + 1);
   tcase_add_test (tc, test_hdr_version_zero_means_v1);
   tcase_add_test (tc, test_hdr_bad_magic);
   tcase_add_test (tc, test_hdr_bad_version);
