@@ -65,7 +65,7 @@ br__rec_new (uint8_t type, uint16_t flags, uint32_t volume, uint64_t seq,
   r->h.seq = seq;
   r->h.offset = offset;
   r->bytes = bytes;
-  if (type == BR_T_WRITE) {
+  if (type == BR_T_WRITE && len > 0) {
     memcpy (r->data, data, len);
     r->h.length = len;
     r->h.payload_sum = br_wire_checksum (r->data, len);
