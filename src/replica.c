@@ -739,11 +739,22 @@ on_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
   return s->st != S_CLOSING;
 }
 
+/* Receive a WRITE's payload straight into its buffer when one is pending
+ * (saves a copy of every replicated byte); otherwise into a scratch
+ * buffer. */
 static void
 on_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
   static __thread char rbuf[256 * 1024];
+  struct br_replica_session *s = h->data;
+  uint8_t *where;
+  size_t n = br_wire_reader_space (&s->rd, &where);
 
+  if (n >= 4096) {
+    buf->base = (char *) where;
+    buf->len = n;
+    return;
+  }
   buf->base = rbuf;
   buf->len = sizeof rbuf;
 }

@@ -722,7 +722,9 @@ br_wire_reader_feed (struct br_wire_reader *r, const uint8_t *data,
     n = r->hdr.length - r->payload_have;
     if (n > len - off)
       n = len - off;
-    if (n)
+    /* The caller may have received straight into the payload buffer
+     * (br_wire_reader_space): then there is nothing to copy. */
+    if (n && data + off != r->payload + r->payload_have)
       memcpy (r->payload + r->payload_have, data + off, n);
     r->payload_have += n;
     off += n;
@@ -734,6 +736,16 @@ br_wire_reader_feed (struct br_wire_reader *r, const uint8_t *data,
       return reader_fail (r, err);
   }
   return 1;
+}
+
+size_t
+br_wire_reader_space (struct br_wire_reader *r, uint8_t **where)
+{
+  if (r->hdr_have != BR_WIRE_HDR_SIZE || r->payload == NULL ||
+      r->payload_have >= r->hdr.length)
+    return 0;
+  *where = r->payload + r->payload_have;
+  return r->hdr.length - r->payload_have;
 }
 
 uint8_t *

@@ -194,6 +194,11 @@ void br_wire_reader_reset (struct br_wire_reader *r);   /* frees payload */
  * stays failed until br_wire_reader_reset(): close the connection. */
 int br_wire_reader_feed (struct br_wire_reader *r, const uint8_t *data,
                          size_t len, size_t *used, const char **reason);
+/* Zero-copy receiving: when a frame's payload is partly read, the bytes
+ * still missing can be received straight into *WHERE; returns how many
+ * (0: none pending, receive elsewhere).  Then feed those same bytes (the
+ * reader sees they are already in place and does not copy them). */
+size_t br_wire_reader_space (struct br_wire_reader *r, uint8_t **where);
 /* Take ownership of the payload (may be NULL when length is 0) and get
  * ready for the next frame. */
 uint8_t *br_wire_reader_take (struct br_wire_reader *r);
