@@ -57,7 +57,9 @@ peer_json (struct br_peer *p, struct br_volume *v)
 
   snprintf (addr, sizeof addr, "%s:%s", p->node->host, p->node->port);
   pthread_mutex_lock (&g->lock);
-  dirty = br_sb_count (v->sb, v->slot[p->idx]) * gran;
+  /* Held regions are in sync with the peer (bits.c): not dirty. */
+  dirty = br_sb_count (v->sb, v->slot[p->idx]);
+  dirty = (dirty > p->n_held[v->id] ? dirty - p->n_held[v->id] : 0) * gran;
   if (p->state == BR_PEER_SYNCING && p->oos) {
     for (uint64_t w = 0; w < (v->nregions + 63) / 64; w++)
       oos += __builtin_popcountll (p->oos[v->id][w]);

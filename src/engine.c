@@ -112,6 +112,8 @@ check_generation (struct br_engine *e, struct br_volume *v)
              "empty; this copy is treated as new", v->cfg->name,
              br_disk_path (v->disk));
     r = br_sb_set_flags (v->sb, BR_SB_FRESH, BR_SB_CONSISTENT);
+    if (r == 0)
+      r = br_sb_forget_history (v->sb);
     for (int i = 0; r == 0 && i < BR_SB_MAX_PEERS; i++)
       if (br_sb_peer_name (v->sb, i)[0])
         r = br_sb_set_peer_gen (v->sb, i, 0);
@@ -119,6 +121,8 @@ check_generation (struct br_engine *e, struct br_volume *v)
       br_wire_random (&gen, sizeof gen);
       r = br_sb_set_gen (v->sb, gen | 1);
     }
+    if (r == 0)
+      r = br_sb_forget_history (v->sb);
   }
   if (r == 0 && e->role == BR_ROLE_PRIMARY) {
     br_wire_random (&gen, sizeof gen);
@@ -141,7 +145,8 @@ open_volume (struct br_engine *e, struct br_volume *v,
   v->nregions = (vc->size + vc->granularity - 1) / vc->granularity;
   br_rangelock_init (&v->locks);
   v->last_seq = calloc (v->nregions, sizeof *v->last_seq);
-  if (v->last_seq == NULL)
+  v->last_write_ms = calloc (v->nregions, sizeof *v->last_write_ms);
+  if (v->last_seq == NULL || v->last_write_ms == NULL)
     return -ENOMEM;
   if (br_config_disk_path (e->cfg, e->self, vc->name, path, sizeof path) < 0)
     return -ENAMETOOLONG;
@@ -214,7 +219,8 @@ build_peers (struct br_engine *e, char *err, size_t errlen)
                   e->self->name, BR_MAX_PEERS);
         return -EINVAL;
       }
-      if (br__peer_init (g, idx, br_config_node (e->cfg, other), l) < 0)
+      if (br__peer_init (g, idx, br_config_node (e->cfg, other), l) < 0 ||
+          br__bits_init (g->peers[idx]) < 0)
         return -ENOMEM;
       g->n_peers++;
       for (size_t vi = 0; vi < g->n_vols; vi++) {
@@ -422,6 +428,7 @@ br_engine_close (br_engine *e)
     }
     br_rangelock_destroy (&v->locks);
     free (v->last_seq);
+    free (v->last_write_ms);
   }
   free (e->vols);
   if (e->secret)

@@ -24,11 +24,9 @@
  *      applied (or durable, for FUA), or loses its connection (then the
  *      write stays tracked in its bitmap: I5).
  *
- * Bits are cleared lazily by the loop thread (br__group_clear_durable)
- * when a peer's durable watermark passes a record, and only for regions
- * whose last write is at or below that watermark (I2).  It trylocks the
- * region stripe so it never clears a bit while a writer is between step 2
- * and step 3; such regions are retried on the next tick.
+ * Bits are cleared lazily by the loop thread (bits.c) when a peer's
+ * durable watermark passes a record, under the conditions listed there
+ * (I2).
  *
  * FLUSH (I4): a FLUSH record takes the next sequence number; once every
  * connected sync peer reports it durable, every write before it, from any
@@ -416,8 +414,7 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
   pthread_mutex_lock (&g->lock);
   wait_for_queue_space (g, type == BR_T_WRITE ? count : 0);
   seq = ++g->next_seq;
-  for (uint64_t rg = first; rg <= last; rg++)
-    v->last_seq[rg] = seq;
+  br__bits_note_write (v, first, last, seq);
   if (r == NULL && any_connected (g))
     r = br__rec_new (type, flags, v->id, 0, off, count, buf);
   if (r)
@@ -512,97 +509,4 @@ br_volume_flush (br_volume *v)
     return err;
   }
   return wait_for_peers (g, wait_mask, epochs, seq, true);
-}
-
-/* ---- lazy clearing (loop thread) ---- */
-
-static void
-try_clear (struct br_peer *p, struct br_volume *v, uint64_t rg);
-
-static void
-try_clear (struct br_peer *p, struct br_volume *v, uint64_t rg)
-{
-  int slot = v->slot[p->idx];
-
-  if (!br_rangelock_trylock (&v->locks, rg)) {
-    /* A writer is between marking and queueing: look again later. */
-    if (p->n_retry == p->cap_retry) {
-      size_t ncap = p->cap_retry ? p->cap_retry * 2 : 64;
-      void *n = realloc (p->retry, ncap * sizeof *p->retry);
-      if (n == NULL)
-        return;                 /* the bit just stays set: conservative */
-      p->retry = n;
-      p->cap_retry = ncap;
-    }
-    p->retry[p->n_retry].vol = v->id;
-    p->retry[p->n_retry].region = rg;
-    p->n_retry++;
-    return;
-  }
-  if (v->last_seq[rg] <= p->durable && !br__oos_test (p, v->id, rg))
-    br_sb_clear (v->sb, slot, rg);
-  br_rangelock_unlock (&v->locks, rg, rg);
-}
-
-bool
-br__oos_test (const struct br_peer *p, uint32_t vol, uint64_t rg)
-{
-  return p->oos && (p->oos[vol][rg / 64] >> (rg % 64)) & 1;
-}
-
-static void
-oos_clear (struct br_peer *p, uint32_t vol, uint64_t rg)
-{
-  if (br__oos_test (p, vol, rg)) {
-    p->oos[vol][rg / 64] &= ~(UINT64_C (1) << (rg % 64));
-    p->oos_count--;
-  }
-}
-
-/* Called with the group lock held after P's durable watermark moved:
- * retire every record at or below it and clear the bits it allows (I2). */
-void
-br__group_clear_durable (struct br_group *g, struct br_peer *p)
-{
-  size_t n_retry = p->n_retry;
-
-  /* Retries first, from a snapshot (try_clear may append). */
-  p->n_retry = 0;
-  for (size_t i = 0; i < n_retry; i++) {
-    struct br_volume *v = g->vols[p->retry[i].vol];
-    if (v->last_seq[p->retry[i].region] <= p->durable)
-      try_clear (p, v, p->retry[i].region);
-  }
-
-  while (p->q.len > 0 && p->n_sent > 0) {
-    struct br_rec *r = br__fifo_at (&p->q, 0);
-
-    if (r->h.seq > p->durable)
-      break;
-    br__fifo_pop (&p->q);
-    p->n_sent--;
-    if (r->h.type == BR_T_WRITE)
-      p->queued_bytes -= r->bytes;
-    if (r->h.type == BR_T_SYNCED) {
-      /* The peer is now at our generation: the base for the next time. */
-      struct br_volume *v = g->vols[r->h.volume];
-      if (br_sb_set_peer_gen (v->sb, v->slot[p->idx], r->h.count) < 0)
-        br_error ("%s: cannot record peer %s's generation", v->cfg->name,
-                  p->node->name);
-    }
-    if (r->bytes && r->h.type != BR_T_FLUSH) {
-      struct br_volume *v = g->vols[r->h.volume];
-      uint64_t first = br__region (v, r->h.offset);
-      uint64_t last = br__region (v, r->h.offset + r->bytes - 1);
-
-      for (uint64_t rg = first; rg <= last; rg++) {
-        if (r->h.flags & BR_F_RESYNC)
-          oos_clear (p, v->id, rg);
-        if (v->last_seq[rg] <= p->durable &&
-            br_sb_test (v->sb, v->slot[p->idx], rg))
-          try_clear (p, v, rg);
-      }
-    }
-    br__rec_put (r);
-  }
 }

@@ -148,8 +148,10 @@ struct br_peer {
   uint64_t state_ms;                /* uv_now when CONNECTING/HANDSHAKE began */
   double tokens, resync_tokens;     /* rate limits (bytes) */
   uint64_t tokens_ms;               /* uv_now of the last refill */
-  struct { uint32_t vol; uint64_t region; } *retry;  /* bits to clear later */
-  size_t n_retry, cap_retry;
+  uint64_t **held;                  /* per volume: regions in sync whose
+                                       bit is kept for now (bits.c) */
+  uint64_t *n_held;                 /* per volume */
+  uint64_t held_scan_ms;
 };
 
 /* ---- volumes and groups ---- */
@@ -169,6 +171,7 @@ struct br_volume {
   int slot[BR_MAX_PEERS];           /* scoreboard slot of g->peers[i] */
   uint32_t slot_mask;               /* all of them */
   uint64_t *last_seq;               /* per region, under g->lock */
+  uint32_t *last_write_ms;          /* per region (br__now_ms), g->lock */
   struct br_rangelock locks;
 };
 
@@ -217,6 +220,16 @@ struct br_engine {
 
 /* group.c */
 uint64_t br__region (const struct br_volume *v, uint64_t off);
+
+/* bits.c (group lock held) */
+#define BR_CLEAR_HOLD_MS 3000     /* activity window: see bits.c */
+#define BR_CLEAR_SCAN_MS 500
+uint32_t br__now_ms (void);
+int br__bits_init (struct br_peer *p);
+void br__bits_free (struct br_peer *p);
+void br__bits_note_write (struct br_volume *v, uint64_t first, uint64_t last,
+                          uint64_t seq);
+void br__bits_scan (struct br_peer *p);
 void br__group_clear_durable (struct br_group *g, struct br_peer *p);
 bool br__oos_test (const struct br_peer *p, uint32_t vol, uint64_t rg);
 void br__wake (struct br_engine *e);

@@ -132,7 +132,6 @@ peer_lost (struct br_peer *p, bool failed, const char *fmt, ...)
   br__fifo_free (&p->q);
   p->n_sent = 0;
   p->queued_bytes = 0;
-  p->n_retry = 0;
   br__peer_set_state (p, failed ? BR_PEER_FAILED : BR_PEER_LOGGING);
   pthread_mutex_unlock (&g->lock);
 
@@ -533,7 +532,8 @@ resync_step (struct br_peer *p)
 
 /* I6: compare generation identifiers and decide, per volume, whether the
  * peer is in sync with us or behind us (resync the bits: our generation,
- * or the one we last synced it at), new (full sync, unless assume-clean),
+ * one of our earlier ones, or the one we last synced it at), new (full
+ * sync, unless assume-clean),
  * or divergent (split brain: stop, overwrite nothing, never retry).
  * Returns 0, or -1 after dropping the connection. */
 static int
@@ -547,7 +547,10 @@ decide_direction (struct br_peer *p, const struct br_welcome *w)
     int slot = v->slot[p->idx];
     uint64_t ours = br_sb_gen (v->sb), base = br_sb_peer_gen (v->sb, slot);
 
-    if (wv->gen == ours || (base != 0 && wv->gen == base))
+    /* The peer holds a generation this copy had (now, or earlier in its
+     * own history: the bitmap has tracked every difference since), or the
+     * one we last synced it at. */
+    if (br_sb_gen_known (v->sb, wv->gen) || (base != 0 && wv->gen == base))
       continue;
     if (wv->flags & BR_SB_FRESH) {
       if (g->e->assume_clean) {
@@ -940,8 +943,10 @@ br__peer_tick (struct br_peer *p)
 
   pthread_mutex_lock (&g->lock);
   st = p->state;
-  if (p->n_retry)
-    br__group_clear_durable (g, p);
+  if (uv_now (&g->e->loop) - p->held_scan_ms >= BR_CLEAR_SCAN_MS) {
+    p->held_scan_ms = uv_now (&g->e->loop);
+    br__bits_scan (p);
+  }
   /* pull-ahead: once what was sent before the overflow is durable on the
    * peer, everything still dirty becomes the out-of-sync set. */
   drained = st == BR_PEER_AHEAD && p->q.len == 0;
@@ -993,6 +998,6 @@ br__peer_free (struct br_peer *p)
     for (size_t i = 0; i < p->g->n_vols; i++)
       free (p->oos[i]);
   free (p->oos);
-  free (p->retry);
+  br__bits_free (p);
   free (p);
 }

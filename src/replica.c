@@ -568,10 +568,16 @@ on_hello (struct br_replica_session *s, const uint8_t *payload, uint32_t len)
               v->cfg->name, 1u << v->gran_shift, mv->granularity, m->from);
       goto out;
     }
-    /* I6, this side's check: the upstream must be at our generation, or
-     * have last synced us at it, or we hold nothing (fresh). */
+    /* I6, this side's check: our data must not have a history of its
+     * own: we are at the upstream's generation, or at the one it last
+     * synced us at, or at the one we last adopted from it, or we hold
+     * nothing (fresh).  Anything else means we were written as a primary
+     * since. */
     uint64_t mine = br_sb_gen (v->sb);
+    int up = br_sb_peer_slot (v->sb, m->from);
+    uint64_t adopted = up >= 0 ? br_sb_peer_gen (v->sb, up) : 0;
     if (mine != mv->gen && (mv->peer_gen == 0 || mine != mv->peer_gen) &&
+        (adopted == 0 || mine != adopted) &&
         !(br_sb_flags (v->sb) & BR_SB_FRESH)) {
       refuse_as (s, w, BR_WELCOME_SPLIT_BRAIN,
                  "split brain on %s: this node %s is at generation %016llx, "

@@ -23,7 +23,9 @@
  *                   +48  8  gen   generation last known in sync
  *                   +56  4  flags BR_SB_PEER_USED 0x1
  *                   +60  4  reserved
- *      648  3448  padding         0
+ *      648    64  history[8]      earlier generations of this copy, newest
+ *                                  first, 0 = empty (set_gen pushes)
+ *      712  3384  padding         0
  *     4096        bitmap of slot i at 4096 + i * bitmap_bytes, where
  *                 bitmap_bytes = ceil(nregions / 8) rounded up to 4096.
  *                 Little-endian u64 words: region r is bit r % 64 of word
@@ -136,7 +138,8 @@ struct br_sb_header_disk {
   uint64_t gen;                         /* 64 */
   char node[BR_SB_NODE_MAX];            /* 72 */
   struct br_sb_peer_disk peers[BR_SB_MAX_PEERS]; /* 136 */
-  uint8_t padding[BR_SB_HDR_SIZE - 648];         /* 648 */
+  uint64_t history[BR_SB_HISTORY];               /* 648 */
+  uint8_t padding[BR_SB_HDR_SIZE - 712];         /* 712 */
 } __attribute__ ((packed));
 
 _Static_assert (sizeof (struct br_sb_peer_disk) == 64, "peer record size");
@@ -149,7 +152,7 @@ _Static_assert (sizeof (struct br_sb_header_disk) == BR_SB_HDR_SIZE,
 OFF (version, 8); OFF (header_size, 12); OFF (volume_size, 16);
 OFF (granularity, 24); OFF (nslots, 28); OFF (nregions, 32); OFF (flags, 40);
 OFF (uuid, 48); OFF (gen, 64); OFF (node, 72); OFF (peers, 136);
-OFF (padding, 648);
+OFF (history, 648); OFF (padding, 712);
 _Static_assert (offsetof (struct br_sb_peer_disk, gen) == 48, "peer gen");
 _Static_assert (offsetof (struct br_sb_peer_disk, flags) == 56, "peer flags");
 
@@ -440,13 +443,47 @@ hdr_set (br_scoreboard *sb, enum hfield f, int slot, uint64_t v,
   int r;
 
   HLOCK (sb);
-  if (f == H_GEN)
+  if (f == H_GEN) {
+    uint64_t old = le64toh (sb->hdr->gen);
+    if (old != 0 && old != v) {
+      memmove (&sb->hdr->history[1], &sb->hdr->history[0],
+               (BR_SB_HISTORY - 1) * sizeof sb->hdr->history[0]);
+      sb->hdr->history[0] = htole64 (old);
+    }
     sb->hdr->gen = htole64 (v);
+  }
   else if (f == H_FLAGS)
     sb->hdr->flags = htole32 ((le32toh (sb->hdr->flags) & ~clear)
                               | (uint32_t) v);
   else
     sb->hdr->peers[slot].gen = htole64 (v);
+  r = msync_range (sb, BR_SB_HDR_SIZE);
+  HUNLOCK (sb);
+  return r;
+}
+
+bool
+br_sb_gen_known (const br_scoreboard *sb, uint64_t gen)
+{
+  bool known;
+
+  if (gen == 0)
+    return false;
+  HLOCK ((br_scoreboard *) sb);
+  known = le64toh (sb->hdr->gen) == gen;
+  for (int i = 0; !known && i < BR_SB_HISTORY; i++)
+    known = le64toh (sb->hdr->history[i]) == gen;
+  HUNLOCK ((br_scoreboard *) sb);
+  return known;
+}
+
+int
+br_sb_forget_history (br_scoreboard *sb)
+{
+  int r;
+
+  HLOCK (sb);
+  memset (sb->hdr->history, 0, sizeof sb->hdr->history);
   r = msync_range (sb, BR_SB_HDR_SIZE);
   HUNLOCK (sb);
   return r;

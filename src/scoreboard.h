@@ -19,6 +19,7 @@
 
 #define BR_SB_MAX_PEERS 8
 #define BR_SB_PEER_NAME_MAX 48      /* including the NUL */
+#define BR_SB_HISTORY 8             /* earlier generations remembered */
 
 /* Header flags. */
 #define BR_SB_CLEAN       0x1u /* closed cleanly: no write was in flight */
@@ -75,7 +76,12 @@ int br_sb_sync (br_scoreboard *sb);
 /* Header fields (durable when the setter returns 0). */
 void br_sb_uuid (const br_scoreboard *sb, uint8_t out[16]);
 uint64_t br_sb_gen (const br_scoreboard *sb);
+/* Setting a new generation pushes the old one into the history. */
 int br_sb_set_gen (br_scoreboard *sb, uint64_t gen);
+/* GEN is the current generation or one of the last BR_SB_HISTORY. */
+bool br_sb_gen_known (const br_scoreboard *sb, uint64_t gen);
+/* Forget the history (the copy's content was lost). */
+int br_sb_forget_history (br_scoreboard *sb);
 uint32_t br_sb_flags (const br_scoreboard *sb);
 int br_sb_set_flags (br_scoreboard *sb, uint32_t set, uint32_t clear);
 /* The generation this node and peer SLOT were last known in sync at. */

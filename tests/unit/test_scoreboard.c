@@ -448,6 +448,36 @@ START_TEST (test_was_clean)
 }
 END_TEST
 
+/* Every new generation pushes the old one into a bounded, persistent
+ * history; forgetting clears it. */
+START_TEST (test_generation_history)
+{
+  br_scoreboard *sb = must_open (GiB, GRAN);
+  uint64_t first = br_sb_gen (sb), h0;
+
+  ck_assert (br_sb_gen_known (sb, first));
+  ck_assert (!br_sb_gen_known (sb, 0));
+  for (uint64_t g = 1001; g <= 1000 + BR_SB_HISTORY; g++)
+    ck_assert_int_eq (br_sb_set_gen (sb, g), 0);
+  ck_assert (br_sb_gen_known (sb, first));          /* the 8th entry */
+  ck_assert_int_eq (br_sb_set_gen (sb, 2000), 0);
+  ck_assert (!br_sb_gen_known (sb, first));         /* pushed out */
+  ck_assert (br_sb_gen_known (sb, 1001));
+  ck_assert (br_sb_gen_known (sb, 2000));
+  ck_assert_int_eq (br_sb_set_gen (sb, 2000), 0);   /* same: no push */
+  pread_at (sbpath, &h0, 8, 648);
+  ck_assert_uint_eq (le64toh (h0), 1000 + BR_SB_HISTORY);
+  br_sb_close (sb, true);
+
+  sb = must_open (GiB, GRAN);                       /* persistent */
+  ck_assert (br_sb_gen_known (sb, 1001));
+  ck_assert_int_eq (br_sb_forget_history (sb), 0);
+  ck_assert (!br_sb_gen_known (sb, 1001));
+  ck_assert (br_sb_gen_known (sb, 2000));
+  br_sb_close (sb, true);
+}
+END_TEST
+
 START_TEST (test_header_setters_durable)
 {
   br_scoreboard *sb = must_open (GiB, GRAN);
@@ -745,6 +775,7 @@ main (void)
   tcase_add_test (tc, test_peer_slots);
   tcase_add_test (tc, test_was_clean);
   tcase_add_test (tc, test_header_setters_durable);
+  tcase_add_test (tc, test_generation_history);
   tcase_add_test (tc, test_concurrent_mark);
   tcase_add_test (tc, test_crash_sigkill);
   tcase_add_test (tc, test_crash_on_disk_bytes);
