@@ -226,11 +226,38 @@ wait_for_queue_space (struct br_group *g, uint64_t bytes)
     }
     if (!full)
       return;
+    g->space_waiters++;
     pthread_cond_wait (&g->cond, &g->lock);
+    g->space_waiters--;
   }
 }
 
 #define LOST_EPOCH UINT64_MAX   /* "not connected when queued" */
+
+/* A writer waiting for its peers: each has its own condition variable, so
+ * an acknowledgement wakes only the writers it can complete (a broadcast
+ * on a shared one woke every writer on every ACK). */
+struct br_waiter {
+  struct br_waiter *next, **pprev;
+  uint64_t seq;
+  pthread_cond_t cond;
+};
+
+void
+br__group_notify (struct br_group *g, uint64_t upto)
+{
+  for (struct br_waiter *w = g->waiters; w; w = w->next)
+    if (w->seq <= upto)
+      pthread_cond_signal (&w->cond);
+  if (g->space_waiters)
+    pthread_cond_broadcast (&g->cond);
+}
+
+void
+br__group_notify_all (struct br_group *g)
+{
+  br__group_notify (g, UINT64_MAX);
+}
 
 /* Under the group lock: append R (which may be NULL when no peer is
  * connected) to every connected peer's queue.  Returns
@@ -289,11 +316,22 @@ wait_for_peers (struct br_group *g, uint32_t mask, const uint64_t *epochs,
                 uint64_t seq, bool durable)
 {
   struct timespec deadline = { 0, 0 };
+  struct br_waiter w = { .seq = seq };
   int ret = 0;
 
   if (mask == 0)
     return 0;
+  pthread_condattr_t ca;
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_REALTIME);
+  pthread_cond_init (&w.cond, &ca);
+  pthread_condattr_destroy (&ca);
   pthread_mutex_lock (&g->lock);
+  w.next = g->waiters;
+  w.pprev = &g->waiters;
+  if (g->waiters)
+    g->waiters->pprev = &w.next;
+  g->waiters = &w;
   for (;;) {
     bool waiting = false, blocked = false;
 
@@ -335,7 +373,7 @@ wait_for_peers (struct br_group *g, uint32_t mask, const uint64_t *epochs,
     if (!waiting)
       break;
     if (blocked) {
-      if (pthread_cond_timedwait (&g->cond, &g->lock, &deadline) ==
+      if (pthread_cond_timedwait (&w.cond, &g->lock, &deadline) ==
           ETIMEDOUT) {
         br_warn ("group %s: a sync peer stayed away past block-timeout; "
                  "completing writes in logging mode", g->name);
@@ -343,9 +381,13 @@ wait_for_peers (struct br_group *g, uint32_t mask, const uint64_t *epochs,
       }
     }
     else
-      pthread_cond_wait (&g->cond, &g->lock);
+      pthread_cond_wait (&w.cond, &g->lock);
   }
+  *w.pprev = w.next;
+  if (w.next)
+    w.next->pprev = w.pprev;
   pthread_mutex_unlock (&g->lock);
+  pthread_cond_destroy (&w.cond);
   if (ret < 0)
     br_error ("group %s: a sync peer with on-peer-loss: fail is not "
               "connected; failing the write with EIO", g->name);

@@ -184,7 +184,9 @@ struct br_group {
   size_t n_peers;
 
   pthread_mutex_t lock;
-  pthread_cond_t cond;
+  pthread_cond_t cond;              /* writers waiting for queue space */
+  unsigned space_waiters;
+  struct br_waiter *waiters;        /* writers waiting for peers (group.c) */
   uint64_t next_seq;                /* last sequence number assigned */
   struct br_replica_session *upstream; /* replica role: the live session */
 };
@@ -220,9 +222,13 @@ struct br_engine {
 
 /* group.c */
 uint64_t br__region (const struct br_volume *v, uint64_t off);
+/* Group lock held: wake the writers waiting for a sequence number at or
+ * below UPTO (a watermark moved), or all of them (a peer changed state). */
+void br__group_notify (struct br_group *g, uint64_t upto);
+void br__group_notify_all (struct br_group *g);
 
 /* bits.c (group lock held) */
-#define BR_CLEAR_HOLD_MS 3000     /* activity window: see bits.c */
+#define BR_CLEAR_HOLD_MS 30000    /* activity window: see bits.c */
 #define BR_CLEAR_SCAN_MS 500
 uint32_t br__now_ms (void);
 int br__bits_init (struct br_peer *p);

@@ -67,7 +67,7 @@ br__peer_set_state (struct br_peer *p, enum br_peer_state s)
               br__peer_state_name (s));
   __atomic_store_n (&p->state, s, __ATOMIC_RELAXED);
   p->since = time (NULL);
-  pthread_cond_broadcast (&p->g->cond);
+  br__group_notify_all (p->g);
 }
 
 static void start_connect (struct br_peer *p);
@@ -686,7 +686,7 @@ on_ack (struct br_peer *p, const struct br_frame_hdr *h)
     p->durable = h->count;
     br__group_clear_durable (g, p);
   }
-  pthread_cond_broadcast (&g->cond);
+  br__group_notify (g, p->applied);
   pthread_mutex_unlock (&g->lock);
   if (p->state == BR_PEER_SYNCING)
     resync_step (p);
