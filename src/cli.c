@@ -165,6 +165,9 @@ print_table (json_t *st)
               json_string_value (json_object_get (v, "name")),
               json_string_value (json_object_get (v, "group")),
               json_string_value (json_object_get (v, "role")), size, "-");
+    if (!json_is_true (json_object_get (v, "consistent")))
+      printf ("%-12s   INCONSISTENT: a resync into this copy has not "
+              "completed\n", "");
     json_array_foreach (peers, j, p) {
       char dirty[32], queued[32], since[32];
       const char *err = json_string_value (json_object_get (p, "last_error"));
@@ -189,6 +192,16 @@ print_table (json_t *st)
                                                                "acked_seq")));
       if (err && *err)
         printf ("%-12s   last error: %s\n", "", err);
+      if (!strcmp (json_string_value (json_object_get (p, "state")),
+                   "syncing"))
+        printf ("%-12s   resync: %lld bytes left at %lld B/s, eta %llds\n",
+                "",
+                (long long) json_integer_value (json_object_get
+                                                (p, "resync_left_bytes")),
+                (long long) json_integer_value (json_object_get
+                                                (p, "resync_rate")),
+                (long long) json_integer_value (json_object_get
+                                                (p, "resync_eta")));
     }
   }
   if (json_array_size (ups) > 0) {
