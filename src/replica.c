@@ -8,9 +8,10 @@
  *   applied  every record with seq <= applied has been written (pwrite);
  *   durable  every record with seq <= durable is on stable storage.
  *
- * The apply thread makes data durable (fdatasync of every volume of the
- * group that has unsynced writes) on FLUSH, on FUA, when more than
- * SYNC_BYTES are unsynced, and SYNC_MS after the queue goes idle.
+ * A sync thread per session makes data durable (fdatasync of every volume
+ * of the group written since) on FLUSH, on FUA, after SYNC_BYTES, and at
+ * most SYNC_MS after any write, so applying never waits for the disk's
+ * cache flush.
  *
  * Session states (loop thread):
  *
@@ -74,8 +75,10 @@ struct br_replica_session {
   /* Shared with the apply thread, under lock. */
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  pthread_t thread;
-  bool thread_running, stop;
+  pthread_t thread, syncer;
+  pthread_cond_t sync_cond;
+  bool thread_running, stop, sync_req;
+  atomic_bool *dirty;               /* per volume: written, not synced */
   struct op *head, *tail;
   uint64_t queued;                  /* payload bytes waiting */
   uint64_t applied, durable;
@@ -98,32 +101,108 @@ struct br_replica {
   struct br_replica_session *sessions;
 };
 
-/* ---- the apply thread ---- */
+/* ---- the apply and sync threads ----
+ *
+ * The apply thread writes records in stream order and never waits for
+ * stable storage; the sync thread makes data durable (fdatasync of every
+ * volume written since its last round) when asked.  Protocol:
+ *
+ *   apply: pwrite; dirty[vol] = true; applied = seq
+ *   sync:  target = applied; for each vol: if exchange (dirty, false):
+ *          fdatasync; durable = target
+ *
+ * Setting dirty after the pwrite returns and clearing it before the
+ * fdatasync makes every write at or below target covered by the round
+ * (S1).  Rounds are requested on FLUSH and FUA, after SYNC_BYTES of
+ * writes, and SYNC_MS after the oldest unsynced write, busy or idle (S2:
+ * under any steady load the durable watermark trails by at most about
+ * SYNC_MS, so bits and resyncs are not held up).  SYNCED is applied by the
+ * apply thread itself: it needs its data durable before the header says
+ * "consistent at generation G".
+ */
 
-static int
-sync_group (struct br_group *g, bool *dirty)
+static void
+request_sync (struct br_replica_session *s)
 {
-  for (size_t i = 0; i < g->n_vols; i++)
-    if (dirty[i]) {
-      int err = br_disk_flush (g->vols[i]->disk);
-      if (err < 0)
+  s->sync_req = true;
+  pthread_cond_signal (&s->sync_cond);
+}
+
+/* Sync every volume written since the last round (S1). */
+static int
+sync_dirty (struct br_replica_session *s)
+{
+  for (size_t i = 0; i < s->g->n_vols; i++)
+    if (atomic_exchange (&s->dirty[i], false)) {
+      int err = br_disk_flush (s->g->vols[i]->disk);
+      if (err < 0) {
+        atomic_store (&s->dirty[i], true);
         return err;
-      dirty[i] = false;
+      }
     }
   return 0;
+}
+
+static void
+fail_locked (struct br_replica_session *s, uint64_t seq, int err,
+             const char *what)
+{
+  if (s->error)
+    return;
+  s->error = -err;
+  s->error_seq = seq;
+  snprintf (s->errmsg, sizeof s->errmsg, "%s failed: %s", what,
+            strerror (-err));
+  br_error ("group %s from %s: %s; no further writes are applied",
+            s->g->name, s->peer, s->errmsg);
+  uv_async_send (&s->notify);
+}
+
+static void *
+sync_thread (void *arg)
+{
+  struct br_replica_session *s = arg;
+
+  pthread_mutex_lock (&s->lock);
+  for (;;) {
+    uint64_t target;
+    int err;
+
+    while (!s->sync_req && !s->stop)
+      pthread_cond_wait (&s->sync_cond, &s->lock);
+    if (s->stop || s->error)
+      break;
+    s->sync_req = false;
+    target = s->applied;
+    pthread_mutex_unlock (&s->lock);
+    err = sync_dirty (s);
+    pthread_mutex_lock (&s->lock);
+    if (err < 0) {
+      fail_locked (s, target + 1, err, "fdatasync");
+      break;
+    }
+    if (target > s->durable) {
+      s->durable = target;
+      uv_async_send (&s->notify);
+    }
+  }
+  pthread_mutex_unlock (&s->lock);
+  return NULL;
 }
 
 /* SYNCED: everything before it is applied; make it durable, then adopt
  * the upstream's generation and mark this copy consistent. */
 static int
-apply_synced (struct br_replica_session *s, const struct op *o, bool *dirty)
+apply_synced (struct br_replica_session *s, const struct op *o)
 {
   struct br_volume *v = s->g->vols[o->h.volume];
   int slot, err;
 
-  err = sync_group (s->g, dirty);
-  if (err < 0)
-    return err;
+  /* Every volume, whatever its dirty flag says: a sync round running in
+   * the other thread may have taken the flag and not finished yet. */
+  for (size_t i = 0; i < s->g->n_vols; i++)
+    if ((err = br_disk_flush (s->g->vols[i]->disk)) < 0)
+      return err;
   slot = br_sb_peer_slot (v->sb, s->peer);
   if ((err = br_sb_set_gen (v->sb, o->h.count)) < 0 ||
       (slot >= 0 && (err = br_sb_set_peer_gen (v->sb, slot, o->h.count)) < 0) ||
@@ -135,8 +214,7 @@ apply_synced (struct br_replica_session *s, const struct op *o, bool *dirty)
 }
 
 static int
-apply_one (struct br_replica_session *s, const struct op *o, bool *dirty,
-           uint64_t *unsynced)
+apply_one (struct br_replica_session *s, const struct op *o)
 {
   struct br_volume *v = s->g->vols[o->h.volume];
   int err;
@@ -153,17 +231,31 @@ apply_one (struct br_replica_session *s, const struct op *o, bool *dirty,
   }
   switch (o->h.type) {
   case BR_T_SYNCED:
-    return apply_synced (s, o, dirty);
+    return apply_synced (s, o);
   case BR_T_WRITE:
-    dirty[o->h.volume] = true;
-    *unsynced += o->h.length;
-    return br_disk_pwrite (v->disk, o->payload, o->h.length, o->h.offset);
+    err = br_disk_pwrite (v->disk, o->payload, o->h.length, o->h.offset);
+    break;
   case BR_T_ZERO:
-    dirty[o->h.volume] = true;
-    return br_disk_zero (v->disk, o->h.count, o->h.offset,
-                         o->h.flags & BR_F_MAY_TRIM);
+    err = br_disk_zero (v->disk, o->h.count, o->h.offset,
+                        o->h.flags & BR_F_MAY_TRIM);
+    break;
   default:
-    return 0;                   /* FLUSH: handled by the caller */
+    return 0;                   /* FLUSH: only asks for a sync round */
+  }
+  if (err == 0)
+    atomic_store (&s->dirty[o->h.volume], true);   /* after the write: S1 */
+  return err;
+}
+
+static void
+deadline_in (struct timespec *ts, long ms)
+{
+  clock_gettime (CLOCK_REALTIME, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
   }
 }
 
@@ -171,40 +263,29 @@ static void *
 apply_thread (void *arg)
 {
   struct br_replica_session *s = arg;
-  bool *dirty = calloc (s->g->n_vols, sizeof *dirty);
   uint64_t unsynced = 0;
-  bool any_dirty = false;
+  uint32_t oldest = 0;          /* br__now_ms of the oldest unsynced write */
+  bool pending = false;         /* writes not yet covered by a request */
 
   pthread_mutex_lock (&s->lock);
   for (;;) {
     struct op *o;
     int err;
 
-    while (s->head == NULL && !s->stop) {
-      if (any_dirty) {
-        struct timespec ts;
-        clock_gettime (CLOCK_REALTIME, &ts);
-        ts.tv_nsec += SYNC_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-          ts.tv_sec++;
-          ts.tv_nsec -= 1000000000L;
-        }
-        if (pthread_cond_timedwait (&s->cond, &s->lock, &ts) == ETIMEDOUT &&
-            s->head == NULL) {
-          uint64_t upto = s->applied;
-          pthread_mutex_unlock (&s->lock);
-          err = dirty ? sync_group (s->g, dirty) : -ENOMEM;
-          pthread_mutex_lock (&s->lock);
-          if (err < 0)
-            goto failed_locked;
-          s->durable = upto;
-          any_dirty = false;
-          unsynced = 0;
-          uv_async_send (&s->notify);
-        }
-      }
-      else
+    while (s->head == NULL && !s->stop && !s->error) {
+      if (!pending) {
         pthread_cond_wait (&s->cond, &s->lock);
+        continue;
+      }
+      struct timespec ts;
+      uint32_t age = br__now_ms () - oldest;
+      deadline_in (&ts, age >= SYNC_MS ? 0 : SYNC_MS - age);
+      if (pthread_cond_timedwait (&s->cond, &s->lock, &ts) == ETIMEDOUT &&
+          s->head == NULL) {
+        request_sync (s);       /* S2, idle */
+        pending = false;
+        unsynced = 0;
+      }
     }
     if (s->stop || s->error)
       break;
@@ -215,55 +296,45 @@ apply_thread (void *arg)
     s->queued -= o->h.length;
     pthread_mutex_unlock (&s->lock);
 
-    err = dirty ? apply_one (s, o, dirty, &unsynced) : -ENOMEM;
-    if (err == 0 && o->h.type != BR_T_FLUSH && o->h.type != BR_T_SYNCED)
-      any_dirty = true;
-    bool sync_now = o->h.type == BR_T_FLUSH || o->h.type == BR_T_SYNCED ||
-      (o->h.flags & BR_F_FUA) || unsynced >= SYNC_BYTES;
-    if (err == 0 && sync_now) {
-      err = sync_group (s->g, dirty);
-      if (err == 0) {
-        any_dirty = false;
-        unsynced = 0;
-      }
-    }
+    err = apply_one (s, o);
 
     pthread_mutex_lock (&s->lock);
     if (err < 0) {
-      s->error_seq = o->h.seq;
-      snprintf (s->errmsg, sizeof s->errmsg,
-                "%s: %s of %u bytes at offset %llu failed: %s",
+      char what[128];
+      snprintf (what, sizeof what, "%s: %s of %u bytes at offset %llu",
                 s->g->vols[o->h.volume]->cfg->name,
-                o->h.type == BR_T_FLUSH ? "flush"
+                o->h.type == BR_T_SYNCED ? "sync"
                 : o->h.type == BR_T_ZERO ? "zero" : "write",
                 o->h.type == BR_T_ZERO ? (unsigned) o->h.count : o->h.length,
-                (unsigned long long) o->h.offset, strerror (-err));
+                (unsigned long long) o->h.offset);
+      fail_locked (s, o->h.seq, err, what);
       free (o->payload);
       free (o);
-      goto failed_locked;
+      break;
     }
     s->applied = o->h.seq;
-    if (sync_now)
-      s->durable = o->h.seq;
+    if (o->h.type == BR_T_SYNCED && o->h.seq > s->durable)
+      s->durable = o->h.seq;    /* apply_synced synced everything */
+    else if (o->h.type == BR_T_WRITE || o->h.type == BR_T_ZERO) {
+      if (!pending)
+        oldest = br__now_ms ();
+      pending = true;
+      unsynced += o->h.length;
+    }
+    if (pending && (o->h.type == BR_T_FLUSH || (o->h.flags & BR_F_FUA) ||
+                    unsynced >= SYNC_BYTES ||
+                    (uint32_t) (br__now_ms () - oldest) >= SYNC_MS)) {
+      request_sync (s);         /* S2, busy */
+      pending = false;
+      unsynced = 0;
+    }
+    else if (o->h.type == BR_T_FLUSH)
+      request_sync (s);         /* nothing new, but answer the FLUSH */
     free (o->payload);
     free (o);
     uv_async_send (&s->notify);
-    continue;
-
-  failed_locked:
-    if (!s->error) {
-      s->error = -err;
-      if (s->errmsg[0] == '\0')
-        snprintf (s->errmsg, sizeof s->errmsg, "sync failed: %s",
-                  strerror (-err));
-      br_error ("group %s from %s: %s; no further writes are applied",
-                s->g->name, s->peer, s->errmsg);
-    }
-    uv_async_send (&s->notify);
-    break;
   }
   pthread_mutex_unlock (&s->lock);
-  free (dirty);
   return NULL;
 }
 
@@ -379,6 +450,8 @@ on_handle_closed (uv_handle_t *h)
   br_wire_reader_reset (&s->rd);
   pthread_mutex_destroy (&s->lock);
   pthread_cond_destroy (&s->cond);
+  pthread_cond_destroy (&s->sync_cond);
+  free (s->dirty);
   free (s);
 }
 
@@ -406,8 +479,10 @@ session_close (struct br_replica_session *s, const char *fmt, ...)
     pthread_mutex_lock (&s->lock);
     s->stop = true;
     pthread_cond_signal (&s->cond);
+    pthread_cond_signal (&s->sync_cond);
     pthread_mutex_unlock (&s->lock);
     pthread_join (s->thread, NULL);
+    pthread_join (s->syncer, NULL);
     s->thread_running = false;
   }
   uv_close ((uv_handle_t *) &s->notify, on_handle_closed);
@@ -635,9 +710,24 @@ on_auth (struct br_replica_session *s, const uint8_t *mac)
   }
   s->st = S_RUNNING;
   s->rd.max_payload = 0;            /* authenticated: full-size frames */
+  s->dirty = calloc (s->g->n_vols, sizeof *s->dirty);
+  if (s->dirty == NULL) {
+    session_close (s, "out of memory");
+    return;
+  }
   err = pthread_create (&s->thread, NULL, apply_thread, s);
+  if (err == 0) {
+    err = pthread_create (&s->syncer, NULL, sync_thread, s);
+    if (err) {
+      pthread_mutex_lock (&s->lock);
+      s->stop = true;
+      pthread_cond_signal (&s->cond);
+      pthread_mutex_unlock (&s->lock);
+      pthread_join (s->thread, NULL);
+    }
+  }
   if (err) {
-    session_close (s, "cannot start the apply thread: %s", strerror (err));
+    session_close (s, "cannot start the apply threads: %s", strerror (err));
     return;
   }
   s->thread_running = true;
@@ -815,6 +905,7 @@ on_connection (uv_stream_t *server, int status)
   s->rep = rep;
   pthread_mutex_init (&s->lock, NULL);
   pthread_cond_init (&s->cond, NULL);
+  pthread_cond_init (&s->sync_cond, NULL);
   br_wire_reader_init (&s->rd);
   s->rd.max_payload = BR_WIRE_HANDSHAKE_MAX;  /* until authenticated */
   uv_tcp_init (&rep->e->loop, &s->tcp);

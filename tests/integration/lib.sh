@@ -59,12 +59,15 @@ need() {
   done
 }
 
-# A TCP port nobody listens on (checked with ss).
+# A TCP port below the ephemeral range (so no outgoing connection can be
+# holding it) that no socket uses (checked with ss).
 free_port() {
-  local p
+  local p lo
+  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+  [ "$lo" -gt 12000 ] || lo=32768
   while :; do
-    p=$((20000 + RANDOM % 30000))
-    if ! ss -Hltn "sport = :$p" | grep -q .; then
+    p=$((10000 + RANDOM % (lo - 10000)))
+    if ! ss -Htan "sport = :$p" | grep -q .; then
       echo "$p"
       return
     fi
