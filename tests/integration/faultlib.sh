@@ -1,0 +1,205 @@
+# Helpers for the fault tests (test-kill-*.sh, test-linkcut.sh); sourced
+# after lib.sh.  Readiness and progress come from real signals: the
+# writer's log of acknowledged writes and the control socket's JSON.
+
+ACKWRITER=$SRCDIR/tests/integration/ackwriter.py
+# Debian's python3 has python3-libnbd; a python3 earlier in PATH may not.
+PY=/usr/bin/python3
+
+need_ackwriter() {
+  [ -x "$PY" ] || skip "$PY is not installed"
+  "$PY" -c 'import nbd' 2>/dev/null || skip "python3-libnbd is not installed"
+}
+
+# peer_field CFG NODE FIELD: FIELD of every peer of every volume, one a
+# line (nothing if the node does not answer).
+peer_field() {
+  "$BLOCKRELAY" status --config "$1" --node "$2" --json 2>/dev/null |
+    "$PY" -c 'import json, sys
+try:
+    for v in json.load(sys.stdin)["volumes"]:
+        for p in v["peers"]:
+            print(p[sys.argv[1]])
+except Exception:
+    pass' "$3"
+}
+
+# wait_peer_state CFG NODE TIMEOUT STATE...: until every peer of every
+# volume is in one of STATE; prints their states.  Returns 1 on timeout
+# (the caller says why).
+wait_peer_state() {
+  local cfg=$1 node=$2 timeout=$3 s i st ok
+  shift 3
+  for ((i = 0; i < timeout * 20; i++)); do
+    s=$(peer_field "$cfg" "$node" state)
+    ok=${s:+yes}
+    for st in $s; do
+      case " $* " in *" $st "*) ;; *) ok= ;; esac
+    done
+    if [ -n "$ok" ]; then
+      echo $s
+      return 0
+    fi
+    sleep 0.05          # polling the control socket
+  done
+  log "peers of $node: '$(echo $s)' after ${timeout}s (wanted: $*)"
+  "$BLOCKRELAY" status --config "$cfg" --node "$node" >&2 || true
+  return 1
+}
+
+# acks LOG: number of acknowledged writes in a writer's log.
+acks() {
+  local n
+  n=$(grep -c '^A' "$1" 2>/dev/null) || true
+  echo "${n:-0}"
+}
+
+# start_writer URI LOG SEQ_START [extra args]: ackwriter in the background
+# (WRITER_PID).  With WRITER_NETNS set, it runs in that network namespace.
+start_writer() {
+  local uri=$1 logf=$2 seq=$3
+  shift 3
+  : > "$logf"
+  ${WRITER_NETNS:+ip netns exec "$WRITER_NETNS"} \
+    "$PY" "$ACKWRITER" write "$uri" "$logf" --seq-start "$seq" \
+    --max-seconds 120 "$@" 2>>"$T/writer.log" &
+  WRITER_PID=$!
+  BR_PIDS+=("$WRITER_PID")
+}
+
+# wait_acks LOG N TIMEOUT: until LOG has N acknowledged writes.  Fails if the
+# writer exits first or the writes stall for TIMEOUT seconds.
+wait_acks() {
+  local logf=$1 n=$2 timeout=$3 i have
+  for ((i = 0; i < timeout * 20; i++)); do
+    have=$(acks "$logf")
+    [ "$have" -ge "$n" ] && return 0
+    kill -0 "$WRITER_PID" 2>/dev/null ||
+      fail "writer exited after $have of $n acknowledged writes"
+    sleep 0.05          # polling the writer's log
+  done
+  fail "writes stalled: $(acks "$logf") acknowledged, waited for $n for ${timeout}s"
+}
+
+# wait_exit PID TIMEOUT WHAT: reap a child, failing if it is still running
+# after TIMEOUT seconds (a hung request); returns its exit status.
+wait_exit() {
+  local pid=$1 timeout=$2 what=$3 i rc=0
+  for ((i = 0; i < timeout * 20; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05          # polling for the exit
+  done
+  kill -0 "$pid" 2>/dev/null && fail "$what still running after ${timeout}s (hung I/O?)"
+  wait "$pid" || rc=$?
+  return $rc
+}
+
+# stop_writer: SIGTERM, the writer drains its requests; returns its status
+# (0: every request succeeded, 3: a request failed).
+stop_writer() {
+  local rc=0
+  kill -TERM "$WRITER_PID" 2>/dev/null || true
+  wait_exit "$WRITER_PID" 30 "the writer" || rc=$?
+  WRITER_PID=
+  return $rc
+}
+
+# check_acks LOG TARGET: every acknowledged write is in TARGET (file/URI).
+check_acks() {
+  "$PY" "$ACKWRITER" check "$1" "$2" 2>>"$T/check.log" ||
+    { tail -n 25 "$T/check.log" >&2; fail "acknowledged writes missing from $2"; }
+}
+
+# rand A B: a random integer in [A, B].
+rand() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }
+
+# rsleep MS_MIN MS_MAX: a random delay (a random kill point, not readiness).
+rsleep() {
+  local ms; ms=$(rand "$1" "$2")
+  sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
+}
+
+# A TCP port below the ephemeral range (so no outgoing connection, e.g. a
+# primary reconnecting to a replica that is down, can hold it or
+# self-connect to it) with no socket on it in any state.
+low_port() {
+  local p lo
+  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+  [ "$lo" -gt 12000 ] || lo=32768
+  while :; do
+    p=$((10000 + RANDOM % (lo - 10000)))
+    if ! ss -Htan "sport = :$p" | grep -q .; then
+      echo "$p"
+      return
+    fi
+  done
+}
+
+# write_fault_config FILE MODE SIZE: like lib.sh's write_pair_config (nodes
+# a and b on 127.0.0.1, volume vol0, one link of MODE), with low ports.
+write_fault_config() {
+  local file=$1 mode=$2 size=$3
+  PORT_A=$(low_port)
+  PORT_B=$(low_port)
+  while [ "$PORT_B" = "$PORT_A" ]; do PORT_B=$(low_port); done
+  cat > "$file" <<EOF
+volumes:
+  - {name: vol0, size: $size}
+nodes:
+  - {name: a, address: 127.0.0.1:$PORT_A, data-dir: $T/a}
+  - {name: b, address: 127.0.0.1:$PORT_B, data-dir: $T/b}
+links:
+  - {between: [a, b], mode: $mode}
+EOF
+}
+
+# start_primary_nowait CFG NODE: nbdkit with the plugin, ready to serve
+# (pidfile) but not waiting for its peers: a resync may still be running.
+# Sets PID_<node>, NBD_PORT_<node>, NBD_URI like lib.sh's start_primary.
+# A port taken between choosing and binding it is retried with another.
+start_primary_nowait() {
+  local cfg=$1 node=$2 port pid try i
+  for try in 1 2 3 4 5; do
+    port=$(low_port)
+    rm -f "$T/$node.pid"
+    env $(asan_env) nbdkit -f -P "$T/$node.pid" -p "$port" -i 127.0.0.1 \
+      ${NBDKIT_DEBUG:-} "$PLUGIN" config="$cfg" node="$node" \
+      >>"$T/$node.log" 2>&1 &
+    pid=$!
+    BR_PIDS+=("$pid")
+    for ((i = 0; i < 600; i++)); do
+      [ -s "$T/$node.pid" ] && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05        # polling for the pidfile
+    done
+    if [ -s "$T/$node.pid" ]; then
+      eval "PID_$node=$pid"
+      eval "NBD_PORT_$node=$port"
+      NBD_URI="nbd://127.0.0.1:$port"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null && fail "$node: no pidfile after 30s"
+    wait "$pid" 2>/dev/null || true
+    tail -n 3 "$T/$node.log" | grep -q "Address already in use" ||
+      fail "$node (nbdkit) died at start"
+    log "port $port was taken; trying another"
+  done
+  fail "$node: no free port after 5 tries"
+}
+
+# kill9 NODE: SIGKILL the node's process and reap it.
+kill9() {
+  local node=$1 pid
+  eval "pid=\${PID_$node:-}"
+  [ -n "$pid" ] || fail "kill9 $node: not running"
+  kill -0 "$pid" 2>/dev/null || fail "$node (pid $pid) died on its own"
+  kill -9 "$pid"
+  wait "$pid" 2>/dev/null || true
+  eval "PID_$node="
+}
+
+# check_same A B: two copies (files or nbd:// URIs) are identical.
+check_same() {
+  "$PY" "$ACKWRITER" same "$1" "$2" 2>>"$T/check.log" ||
+    { tail -n 22 "$T/check.log" >&2; fail "$1 and $2 differ"; }
+}
