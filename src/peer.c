@@ -967,8 +967,8 @@ br__peer_tick (struct br_peer *p)
     return;
   if (st == BR_PEER_SYNCING)
     resync_step (p);
-  else if (p->link->rate)
-    flush_queue (p);
+  if (p->link->rate)
+    flush_queue (p);            /* the bucket has refilled since */
 }
 
 /* Loop thread, at shutdown: close the handles (the loop then runs until

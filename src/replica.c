@@ -42,7 +42,7 @@
 
 #include "log.h"
 
-#define SYNC_BYTES (32u * 1024 * 1024)
+#define SYNC_BYTES (16u * 1024 * 1024)
 #define SYNC_MS 50
 #define READ_PAUSE_BYTES (64u * 1024 * 1024)
 
