@@ -45,6 +45,7 @@
 
 #include "disk.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -83,18 +84,6 @@ struct br_disk {
 
 #define ZERO_CHUNK (256 * 1024)
 static const char zero_buf[ZERO_CHUNK];
-
-static void
-seterr (char *err, size_t errlen, const char *fmt, ...)
-{
-  va_list ap;
-
-  if (!err || errlen == 0)
-    return;
-  va_start (ap, fmt);
-  vsnprintf (err, errlen, fmt, ap);
-  va_end (ap);
-}
 
 /* Parse BLOCKRELAY_FAULTS for the disk at PATH.  Returns 0 or -EINVAL. */
 static int
@@ -168,7 +157,7 @@ parse_faults (const char *path, br_disk *d, char *err, size_t errlen)
     free (whole);
     continue;
   bad:
-    seterr (err, errlen, "BLOCKRELAY_FAULTS: bad rule '%s' (expected "
+    br_seterr (err, errlen, "BLOCKRELAY_FAULTS: bad rule '%s' (expected "
             "OP:ERRNO[:after=N][:path=SUBSTR] with OP read|write|sync|zero "
             "and ERRNO EIO|ENOSPC)", whole);
     free (whole);
@@ -200,23 +189,6 @@ fault (br_disk *d, enum fault_op op)
   return r;
 }
 
-static int
-fsync_parent_dir (const char *path)
-{
-  char *copy = strdup (path);
-  int fd, r = 0;
-
-  if (!copy)
-    return -ENOMEM;
-  fd = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || fsync (fd) < 0)
-    r = -errno;
-  if (fd >= 0)
-    close (fd);
-  free (copy);
-  return r;
-}
-
 /* Open PATH, creating a sparse file of SIZE if absent.  Returns fd or
  * -errno; *CREATED tells whether we made it. */
 static int
@@ -239,15 +211,15 @@ open_or_create (const char *path, uint64_t size, bool *created,
         e = errno;
         close (fd);
         unlink (path);
-        seterr (err, errlen, "%s: cannot size new file to %" PRIu64
+        br_seterr (err, errlen, "%s: cannot size new file to %" PRIu64
                 " bytes: %s", path, size, strerror (e));
         return -e;
       }
-      e = fsync_parent_dir (path);
+      e = br_fsync_parent_dir (path);
       if (e < 0) {
         close (fd);
         unlink (path);
-        seterr (err, errlen, "%s: fsync of the directory: %s", path,
+        br_seterr (err, errlen, "%s: fsync of the directory: %s", path,
                 strerror (-e));
         return e;
       }
@@ -256,7 +228,7 @@ open_or_create (const char *path, uint64_t size, bool *created,
   }
   if (fd < 0) {
     e = errno;
-    seterr (err, errlen, "%s: %s", path, strerror (e));
+    br_seterr (err, errlen, "%s: %s", path, strerror (e));
     return -e;
   }
   return fd;
@@ -274,13 +246,13 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
 
   *out = NULL;
   if (size > (uint64_t) INT64_MAX) {
-    seterr (err, errlen, "%s: size %" PRIu64 " is too large", path, size);
+    br_seterr (err, errlen, "%s: size %" PRIu64 " is too large", path, size);
     return -EINVAL;
   }
   d = calloc (1, sizeof *d);
   if (!d || !(d->path = strdup (path))) {
     free (d);
-    seterr (err, errlen, "%s: out of memory", path);
+    br_seterr (err, errlen, "%s: out of memory", path);
     return -ENOMEM;
   }
   d->fd = -1;
@@ -288,7 +260,7 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
   r = parse_faults (path, d, err, errlen);
   if (r < 0) {
     if (r == -ENOMEM)
-      seterr (err, errlen, "%s: out of memory", path);
+      br_seterr (err, errlen, "%s: out of memory", path);
     goto fail;
   }
 
@@ -298,7 +270,7 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
   d->fd = r;
   if (fstat (d->fd, &st) < 0) {
     r = -errno;
-    seterr (err, errlen, "%s: fstat: %s", path, strerror (-r));
+    br_seterr (err, errlen, "%s: fstat: %s", path, strerror (-r));
     goto fail;
   }
   if (S_ISREG (st.st_mode))
@@ -309,7 +281,7 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
     d->blockdev = true;
     if (ioctl (d->fd, BLKGETSIZE64, &actual) < 0) {
       r = -errno;
-      seterr (err, errlen, "%s: BLKGETSIZE64: %s", path, strerror (-r));
+      br_seterr (err, errlen, "%s: BLKGETSIZE64: %s", path, strerror (-r));
       goto fail;
     }
     d->lbs = ioctl (d->fd, BLKSSZGET, &lbs) == 0 && lbs > 0 ? (unsigned) lbs
@@ -318,12 +290,12 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
   }
   else {
     r = -EINVAL;
-    seterr (err, errlen, "%s: not a regular file or block device", path);
+    br_seterr (err, errlen, "%s: not a regular file or block device", path);
     goto fail;
   }
   if (actual != size) {
     r = -EINVAL;
-    seterr (err, errlen, "%s: %s is %" PRIu64 " bytes but the volume is %"
+    br_seterr (err, errlen, "%s: %s is %" PRIu64 " bytes but the volume is %"
             PRIu64 " bytes (refusing to resize it)", path,
             d->blockdev ? "block device" : "file", actual, size);
     goto fail;

@@ -93,6 +93,7 @@
 
 #include "scoreboard.h"
 #include "log.h"
+#include "util.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -180,18 +181,6 @@ struct br_scoreboard {
 
   pthread_mutex_t hlock;                /* header fields */
 };
-
-static void __attribute__ ((format (printf, 3, 4)))
-seterr (char *err, size_t errlen, const char *fmt, ...)
-{
-  va_list ap;
-
-  if (!err || errlen == 0)
-    return;
-  va_start (ap, fmt);
-  vsnprintf (err, errlen, fmt, ap);
-  va_end (ap);
-}
 
 /* ---- bitmap words ---------------------------------------------------- */
 
@@ -602,26 +591,9 @@ br_sb_get_stats (const br_scoreboard *sb, struct br_sb_stats *out)
 
 #define FAIL(e, ...) do {                                               \
     r = (e);                                                            \
-    seterr (err, errlen, __VA_ARGS__);                                  \
+    br_seterr (err, errlen, __VA_ARGS__);                                  \
     goto fail;                                                          \
   } while (0)
-
-static int
-fsync_parent_dir (const char *path)
-{
-  char *copy = strdup (path);
-  int fd, r = 0;
-
-  if (!copy)
-    return -ENOMEM;
-  fd = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || fsync (fd) < 0)
-    r = -errno;
-  if (fd >= 0)
-    close (fd);
-  free (copy);
-  return r;
-}
 
 /* Write LEN bytes of BUF (or zeros if BUF is NULL) at OFF. */
 static int
@@ -684,7 +656,7 @@ create_file (const char *path, uint64_t file_size,
       FAIL (r, "scoreboard %s: rename from %s: %s", path, tmp,
             strerror (-r));
   }
-  if ((r = fsync_parent_dir (path)) < 0)
+  if ((r = br_fsync_parent_dir (path)) < 0)
     FAIL (r, "scoreboard %s: fsync of its directory: %s", path,
           strerror (-r));
   br_info ("scoreboard %s: created (%" PRIu64 " bytes)", path, file_size);
@@ -794,14 +766,14 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
   node = node ? node : "";
   if (volume_size == 0 || granularity == 0
       || (granularity & (granularity - 1)) || strlen (node) >= BR_SB_NODE_MAX) {
-    seterr (err, errlen, "scoreboard %s: invalid volume size %" PRIu64
+    br_seterr (err, errlen, "scoreboard %s: invalid volume size %" PRIu64
             ", granularity %" PRIu32 " or node name '%s'", path, volume_size,
             granularity, node);
     return -EINVAL;
   }
   nregions = volume_size / granularity + (volume_size % granularity != 0);
   if (nregions > (1ull << 40)) {
-    seterr (err, errlen, "scoreboard %s: %" PRIu64 " regions of %" PRIu32
+    br_seterr (err, errlen, "scoreboard %s: %" PRIu64 " regions of %" PRIu32
             " bytes is too many; use a larger granularity", path, nregions,
             granularity);
     return -EINVAL;

@@ -119,21 +119,8 @@ rsleep() {
   sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
 }
 
-# A TCP port below the ephemeral range (so no outgoing connection, e.g. a
-# primary reconnecting to a replica that is down, can hold it or
-# self-connect to it) with no socket on it in any state.
-low_port() {
-  local p lo
-  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
-  [ "$lo" -gt 12000 ] || lo=32768
-  while :; do
-    p=$((10000 + RANDOM % (lo - 10000)))
-    if ! ss -Htan "sport = :$p" | grep -q .; then
-      echo "$p"
-      return
-    fi
-  done
-}
+# Ports come from lib.sh's free_port (below the ephemeral range).
+low_port() { free_port; }
 
 # write_fault_config FILE MODE SIZE: like lib.sh's write_pair_config (nodes
 # a and b on 127.0.0.1, volume vol0, one link of MODE), with low ports.

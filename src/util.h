@@ -1,0 +1,15 @@
+/* blockrelay — small helpers shared by the engine's modules. */
+#ifndef BR_UTIL_H
+#define BR_UTIL_H
+
+#include <stddef.h>
+
+/* Format a message into ERR (if ERR is non-NULL and ERRLEN > 0). */
+void br_seterr (char *err, size_t errlen, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+
+/* fsync the directory holding PATH, so a file created or renamed in it
+ * survives a crash.  Returns 0 or -errno. */
+int br_fsync_parent_dir (const char *path);
+
+#endif
