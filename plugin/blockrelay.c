@@ -296,7 +296,7 @@ static struct nbdkit_plugin plugin = {
   .zero = br_zero,
   .trim = br_trim,
   .flush = br_flush,
-  .errno_is_preserved = 0,
+  .errno_is_preserved = 1,     /* ret() sets errno just before -1 */
 };
 
 NBDKIT_REGISTER_PLUGIN (plugin)

@@ -112,6 +112,38 @@ br__bits_note_write (struct br_volume *v, uint64_t first, uint64_t last,
   }
 }
 
+/* Group lock held, regions' stripes held: regions FIRST..LAST of V may
+ * differ from every peer in a way no record will repair (a local write
+ * failed after its record was queued).  Their bits are set (I1 set them
+ * before the write); put them in each connected peer's out-of-sync set,
+ * so only a resync record can clear them, and start that resync. */
+void
+br__bits_mark_out_of_sync (struct br_volume *v, uint64_t first,
+                           uint64_t last)
+{
+  struct br_group *g = v->g;
+
+  for (size_t i = 0; i < g->n_peers; i++) {
+    struct br_peer *p = g->peers[i];
+
+    if (p->oos == NULL)
+      continue;                 /* never connected: its snapshot will do */
+    for (uint64_t rg = first; rg <= last; rg++) {
+      held_clear (p, v->id, rg);
+      if (!br__oos_test (p, v->id, rg)) {
+        p->oos[v->id][rg / 64] |= UINT64_C (1) << (rg % 64);
+        p->oos_count++;
+      }
+    }
+    if (p->state == BR_PEER_REPLICATING) {
+      p->resync_vol = 0;
+      p->resync_region = 0;
+      p->resync_total = p->oos_count;
+      br__peer_set_state (p, BR_PEER_SYNCING);
+    }
+  }
+}
+
 bool
 br__oos_test (const struct br_peer *p, uint32_t vol, uint64_t rg)
 {

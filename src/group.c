@@ -474,12 +474,19 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
     err = br_disk_zero (v->disk, count, off, flags & BR_F_MAY_TRIM);
   if (err == 0 && fua)
     err = br_disk_flush (v->disk);
+  if (err < 0) {
+    /* The record may already be on the peers while this disk refused it:
+     * the regions must be resent from what this disk holds.  Still under
+     * the stripes, so no acknowledgement can have cleared their bits. */
+    pthread_mutex_lock (&g->lock);
+    br__bits_mark_out_of_sync (v, first, last);
+    pthread_mutex_unlock (&g->lock);
+  }
   br_rangelock_unlock (&v->locks, first, last);
 
   if (err < 0) {
-    /* The bits stay set: the peer may now hold data we do not, and the
-     * region will be resynced from this node's content. */
-    br_error ("%s: local %s at %llu+%zu failed: %s", v->cfg->name,
+    br_error ("%s: local %s at %llu+%zu failed: %s (the peers will get "
+              "this disk's content of the region)", v->cfg->name,
               type == BR_T_WRITE ? "write" : "zero",
               (unsigned long long) off, count, strerror (-err));
     return err;
