@@ -164,11 +164,12 @@ oos_clear (struct br_peer *p, uint32_t vol, uint64_t rg)
  * region will bring it back here). */
 static void
 try_clear (struct br_peer *p, struct br_volume *v, uint64_t rg,
-           uint32_t now)
+           uint32_t now, bool no_window)
 {
   if (v->last_seq[rg] > p->durable || br__oos_test (p, v->id, rg))
     return;
-  if ((uint32_t) (now - v->last_write_ms[rg]) < BR_CLEAR_HOLD_MS ||
+  if ((!no_window &&
+       (uint32_t) (now - v->last_write_ms[rg]) < BR_CLEAR_HOLD_MS) ||
       !br_rangelock_trylock (&v->locks, rg)) {
     held_set (p, v->id, rg);
     return;
@@ -178,9 +179,11 @@ try_clear (struct br_peer *p, struct br_volume *v, uint64_t rg,
   br_rangelock_unlock (&v->locks, rg, rg);
 }
 
-/* Loop thread, group lock held: look at held regions again. */
+/* Loop thread, group lock held: look at held regions again.  NO_WINDOW
+ * (at a clean shutdown, when no write can follow) ignores C4, so a pair
+ * stopped in sync does not resync its recently written regions later. */
 void
-br__bits_scan (struct br_peer *p)
+br__bits_scan (struct br_peer *p, bool no_window)
 {
   struct br_group *g = p->g;
   uint32_t now = br__now_ms ();
@@ -198,7 +201,7 @@ br__bits_scan (struct br_peer *p)
 
         bits &= bits - 1;
         held_clear (p, vi, rg);
-        try_clear (p, v, rg, now);
+        try_clear (p, v, rg, now, no_window);
       }
     }
   }
@@ -236,7 +239,7 @@ br__group_clear_durable (struct br_group *g, struct br_peer *p)
         if (r->h.flags & BR_F_RESYNC)
           oos_clear (p, v->id, rg);
         if (br_sb_test (v->sb, v->slot[p->idx], rg))
-          try_clear (p, v, rg, now);
+          try_clear (p, v, rg, now, false);
       }
     }
     br__rec_put (r);

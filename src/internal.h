@@ -235,7 +235,7 @@ int br__bits_init (struct br_peer *p);
 void br__bits_free (struct br_peer *p);
 void br__bits_note_write (struct br_volume *v, uint64_t first, uint64_t last,
                           uint64_t seq);
-void br__bits_scan (struct br_peer *p);
+void br__bits_scan (struct br_peer *p, bool no_window);
 void br__bits_mark_out_of_sync (struct br_volume *v, uint64_t first,
                                 uint64_t last);
 void br__group_clear_durable (struct br_group *g, struct br_peer *p);

@@ -945,7 +945,7 @@ br__peer_tick (struct br_peer *p)
   st = p->state;
   if (uv_now (&g->e->loop) - p->held_scan_ms >= BR_CLEAR_SCAN_MS) {
     p->held_scan_ms = uv_now (&g->e->loop);
-    br__bits_scan (p);
+    br__bits_scan (p, false);
   }
   /* pull-ahead: once what was sent before the overflow is durable on the
    * peer, everything still dirty becomes the out-of-sync set. */
@@ -981,6 +981,7 @@ br__peer_close (struct br_peer *p)
   if (p->tcp_open && !uv_is_closing ((uv_handle_t *) &p->tcp))
     uv_close ((uv_handle_t *) &p->tcp, on_tcp_closed);
   pthread_mutex_lock (&p->g->lock);
+  br__bits_scan (p, true);      /* clean stop: release the activity window */
   p->epoch++;
   br__peer_set_state (p, BR_PEER_LOGGING);
   snprintf (p->last_error, sizeof p->last_error, "shutting down");
