@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Split brain (I6): both sides written while partitioned, then reconnected.
+#
+# east (primary) and west (replica) in sync; both stopped.  west is run AS
+# A PRIMARY (the plugin with node=west, same config) and written while east
+# is down; then east is run as primary and written while west is down.
+# When west comes back as a replica, the generation identifiers show the
+# histories diverged: east's peer goes `failed` with "split brain" in
+# last_error naming both nodes, west logs that it refuses, replication does
+# not proceed, and neither image is changed by the attempt (sha256 before
+# and after).  Each side still holds exactly its own writes.
+# Control: histories that did not diverge (clean stops right after the
+# initial sync, writes on the primary only) are never called split brain.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/faultlib2.sh"
+need nbdkit qemu-io
+start=$SECONDS
+CFG=$T/sb.yaml
+A=east B=west
+IMG_A=$T/$A/vol0.img IMG_B=$T/$B/vol0.img
+
+write_pair_yaml "$CFG" sync 64M "" "" $A $B
+
+# 1. In sync, with common data.
+start_replica "$CFG" $B
+start_primary "$CFG" $A
+qemu-io -f raw -c 'write -P 0x11 0 4M' "$NBD_URI/vol0" >/dev/null || fail "write"
+wait_in_sync "$CFG" $A
+stop_node $A
+stop_node $B
+same_images "$IMG_A" "$IMG_B"
+
+# 2. west becomes a primary while east is down, and is written.
+start_primary_nowait "$CFG" $B "$T/$B-as-primary.log"
+qemu-io -f raw -c 'write -P 0x22 8M 2M' "$NBD_URI/vol0" >/dev/null || fail "write at $B"
+peer_snapshot "$CFG" $B
+[[ $P_state =~ ^(logging|connecting|handshake)$ ]] || fail "$B's peer $A is '$P_state' although $A is down"
+stop_node $B
+
+# 3. east is primary again (west down) and is written too.
+start_primary_nowait "$CFG" $A "$T/$A.log"
+qemu-io -f raw -c 'write -P 0x33 16M 2M' "$NBD_URI/vol0" >/dev/null || fail "write at $A"
+qemu-io -f raw -c 'flush' "$NBD_URI/vol0" >/dev/null
+sha_a=$(image_sha "$IMG_A")
+sha_b=$(image_sha "$IMG_B")
+
+# 4. west comes back as a replica: divergent histories.
+start_sampler "$T/s" "$CFG" $A
+start_replica "$CFG" $B
+wait_peer_state "$CFG" $A failed 30
+log "$A's peer: $P_error"
+grep -qi "split brain" <<<"$P_error" || fail "last_error does not say split brain: '$P_error'"
+grep -qw "$A" <<<"$P_error" && grep -qw "$B" <<<"$P_error" ||
+  fail "last_error does not name both nodes ($A, $B): '$P_error'"
+# The replica refuses as well, and says so in its log.
+for _ in $(seq 100); do grep -qi "split brain" "$T/$B.log" && break; sleep 0.05; done
+grep -i "split brain" "$T/$B.log" >&2 || fail "$B did not log that it refused (split brain)"
+
+# Replication does not proceed: watch for 3 s (a refusal is retried with
+# backoff, so connecting/handshake may show, never syncing or replicating).
+t_end=$((SECONDS + 3))
+while [ $SECONDS -lt $t_end ]; do
+  peer_snapshot "$CFG" $A
+  [[ $P_state =~ ^(failed|logging|connecting|handshake)$ ]] ||
+    fail "after a split brain $A's peer went to '$P_state'"
+  [ "$P_left" -eq 0 ] || fail "a resync was started after a split brain ($P_left bytes left)"
+  sleep 0.1
+done
+peer_snapshot "$CFG" $A
+[ "$P_state" = failed ] || log "note: peer state '$P_state' at the end of the watch (retrying)"
+peer_snapshot "$CFG" $B
+[ "$U_rx" -lt 65536 ] || fail "$B received $U_rx bytes (replication data?) after refusing"
+stop_sampler "$T/s"
+samples "$T/s" $A > "$T/s.txt"
+if grep -Eq ' (syncing|replicating) ' "$T/s.txt"; then
+  cat "$T/s.txt" >&2
+  fail "the peer went syncing/replicating during the split brain"
+fi
+
+# 5. Stop everything: neither image was touched by the attempt.
+stop_node $A
+stop_node $B
+[ "$(image_sha "$IMG_A")" = "$sha_a" ] || fail "$A's image changed during the split-brain attempt"
+[ "$(image_sha "$IMG_B")" = "$sha_b" ] || fail "$B's image changed during the split-brain attempt"
+# Each side holds the common data and only its own writes.
+check() {
+  qemu-io -r -f raw "${@:2}" "$1" | grep -q "Pattern verification failed" &&
+    fail "$1: unexpected content"
+  return 0
+}
+check "$IMG_A" -c 'read -P 0x11 0 4M' -c 'read -P 0 8M 2M' -c 'read -P 0x33 16M 2M'
+check "$IMG_B" -c 'read -P 0x11 0 4M' -c 'read -P 0x22 8M 2M' -c 'read -P 0 16M 2M'
+if cmp -s "$IMG_A" "$IMG_B"; then fail "the images are identical: one side was overwritten"; fi
+log "split brain detected and refused ($((SECONDS - start)) s)"
+
+# 6. Control: histories that did NOT diverge must never be called a split
+# brain.  A fresh pair stopped right after it reports replicating (the
+# generation bookkeeping of the initial full sync may still be in flight),
+# or after only the primary wrote while the replica was down, restarts in
+# either order and reaches replicating.
+rm -rf "$T/$A" "$T/$B"
+for cycle in $(seq 1 12); do
+  rm -rf "$T/$A" "$T/$B"
+  start_replica "$CFG" $B
+  start_primary "$CFG" $A
+  if [ $((cycle % 2)) -eq 0 ]; then
+    stop_node $B                                   # replica first, then write
+    qemu-io -f raw -c "write -P $cycle ${cycle}M 1M" "$NBD_URI/vol0" >/dev/null || fail "write"
+    stop_node $A
+    start_primary_nowait "$CFG" $A "$T/$A.log"
+    start_replica "$CFG" $B
+  else
+    stop_node $A                                   # primary first
+    stop_node $B
+    start_replica "$CFG" $B
+    start_primary_nowait "$CFG" $A "$T/$A.log"
+  fi
+  "$BLOCKRELAY" status --config "$CFG" --node $A --wait replicating --timeout 15 >/dev/null || {
+    peer_snapshot "$CFG" $A
+    fail "control cycle $cycle: no divergence, yet the peer is '$P_state': $P_error"
+  }
+  stop_node $A
+  stop_node $B
+  same_images "$IMG_A" "$IMG_B"
+done
+no_bad_frames
+log "done in $((SECONDS - start)) s"
