@@ -833,27 +833,33 @@ on_connect (uv_connect_t *req, int status)
 }
 
 static void
+connect_to (struct br_peer *p, const struct sockaddr *addr)
+{
+  int err = uv_tcp_init (&p->g->e->loop, &p->tcp);
+
+  if (err == 0) {
+    p->tcp_open = true;
+    p->tcp.data = p;
+    p->creq.data = p;
+    err = uv_tcp_connect (&p->creq, &p->tcp, addr, on_connect);
+  }
+  if (err < 0)
+    peer_lost (p, false, "cannot connect to %s:%s: %s", p->node->host,
+               p->node->port, uv_strerror (err));
+}
+
+static void
 on_resolved (uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
   struct br_peer *p = req->data;
-  int err;
 
   if (status < 0) {
     peer_lost (p, false, "cannot resolve %s: %s", p->node->host,
                uv_strerror (status));
     return;
   }
-  err = uv_tcp_init (&p->g->e->loop, &p->tcp);
-  if (err == 0) {
-    p->tcp_open = true;
-    p->tcp.data = p;
-    p->creq.data = p;
-    err = uv_tcp_connect (&p->creq, &p->tcp, res->ai_addr, on_connect);
-  }
+  connect_to (p, res->ai_addr);
   uv_freeaddrinfo (res);
-  if (err < 0)
-    peer_lost (p, false, "cannot connect to %s:%s: %s", p->node->host,
-               p->node->port, uv_strerror (err));
 }
 
 static void
@@ -868,6 +874,17 @@ start_connect (struct br_peer *p)
   br__peer_set_state (p, BR_PEER_CONNECTING);
   pthread_mutex_unlock (&p->g->lock);
   p->state_ms = uv_now (&p->g->e->loop);
+  /* A numeric address needs no resolver (and no libuv threadpool). */
+  {
+    union { struct sockaddr sa; struct sockaddr_in in;
+            struct sockaddr_in6 in6; } a;
+    int port = atoi (p->node->port);
+    if (uv_ip4_addr (p->node->host, port, &a.in) == 0 ||
+        uv_ip6_addr (p->node->host, port, &a.in6) == 0) {
+      connect_to (p, &a.sa);
+      return;
+    }
+  }
   p->gai.data = p;
   err = uv_getaddrinfo (&p->g->e->loop, &p->gai, on_resolved, p->node->host,
                         p->node->port, &hints);

@@ -152,10 +152,24 @@ start_primary() {
 # stop NODE: SIGTERM and wait for the process to exit; fails on a nonzero
 # exit (a sanitizer report makes the process exit nonzero).
 stop_node() {
-  local node=$1 pid rc=0
+  local node=$1 pid rc=0 i=0
   eval "pid=\${PID_$node:-}"
   [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || true
+  # A process that does not exit within a minute is hung: show where, then
+  # kill it (the test fails either way).
+  while kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid")" != Z ]; do
+    if [ $i -ge 1200 ]; then
+      log "$node ($pid) did not exit within 60 s of SIGTERM"
+      command -v gdb >/dev/null &&
+        gdb -p "$pid" -batch -ex "thread apply all bt 12" 2>/dev/null |
+        grep -E '^Thread|^#' >&2
+      kill -KILL "$pid"
+      break
+    fi
+    sleep 0.05
+    i=$((i + 1))
+  done
   wait "$pid" || rc=$?
   eval "PID_$node="
   [ $rc -eq 0 ] || fail "$node exited with status $rc"
