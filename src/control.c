@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "util.h"
 
 #define REQUEST_MAX 4096
 

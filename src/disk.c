@@ -185,7 +185,7 @@ fault (br_disk *d, enum fault_op op)
       r = -f->err;
   }
   if (r)
-    br_debug (BR_DEBUG_IO, "%s: injected fault: %s", d->path, strerror (-r));
+    br_debug (BR_DEBUG_IO, "%s: injected fault: %s", d->path, br_strerror (-r));
   return r;
 }
 
@@ -212,7 +212,7 @@ open_or_create (const char *path, uint64_t size, bool *created,
         close (fd);
         unlink (path);
         br_seterr (err, errlen, "%s: cannot size new file to %" PRIu64
-                " bytes: %s", path, size, strerror (e));
+                " bytes: %s", path, size, br_strerror (e));
         return -e;
       }
       e = br_fsync_parent_dir (path);
@@ -220,7 +220,7 @@ open_or_create (const char *path, uint64_t size, bool *created,
         close (fd);
         unlink (path);
         br_seterr (err, errlen, "%s: fsync of the directory: %s", path,
-                strerror (-e));
+                br_strerror (-e));
         return e;
       }
     }
@@ -228,7 +228,7 @@ open_or_create (const char *path, uint64_t size, bool *created,
   }
   if (fd < 0) {
     e = errno;
-    br_seterr (err, errlen, "%s: %s", path, strerror (e));
+    br_seterr (err, errlen, "%s: %s", path, br_strerror (e));
     return -e;
   }
   return fd;
@@ -270,7 +270,7 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
   d->fd = r;
   if (fstat (d->fd, &st) < 0) {
     r = -errno;
-    br_seterr (err, errlen, "%s: fstat: %s", path, strerror (-r));
+    br_seterr (err, errlen, "%s: fstat: %s", path, br_strerror (-r));
     goto fail;
   }
   if (S_ISREG (st.st_mode))
@@ -281,7 +281,7 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
     d->blockdev = true;
     if (ioctl (d->fd, BLKGETSIZE64, &actual) < 0) {
       r = -errno;
-      br_seterr (err, errlen, "%s: BLKGETSIZE64: %s", path, strerror (-r));
+      br_seterr (err, errlen, "%s: BLKGETSIZE64: %s", path, br_strerror (-r));
       goto fail;
     }
     d->lbs = ioctl (d->fd, BLKSSZGET, &lbs) == 0 && lbs > 0 ? (unsigned) lbs

@@ -26,6 +26,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "util.h"
 
 #define TICK_MS 20
 
@@ -64,7 +65,7 @@ read_secret (struct br_engine *e, char *err, size_t errlen)
   if (fd < 0) {
     int saved = errno;
     snprintf (err, errlen, "%s: cannot read the secret: %s", path,
-              strerror (saved));
+              br_strerror (saved));
     return -saved;
   }
   n = read (fd, buf, sizeof buf);
@@ -271,7 +272,7 @@ br_engine_open (const struct br_engine_opts *opts, br_engine **out,
   r = mkdir_p (e->self->data_dir);
   if (r < 0) {
     snprintf (err, errlen, "cannot create %s: %s", e->self->data_dir,
-              strerror (-r));
+              br_strerror (-r));
     goto fail;
   }
   r = read_secret (e, err, errlen);
@@ -298,7 +299,7 @@ br_engine_open (const struct br_engine_opts *opts, br_engine **out,
 
  fail:
   if (err[0] == '\0')
-    snprintf (err, errlen, "%s", strerror (-r));
+    snprintf (err, errlen, "%s", br_strerror (-r));
   br_engine_close (e);
   return r;
 }

@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 /* ---- records ---- */
 
@@ -443,7 +444,7 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
     if (err < 0) {
       br_rangelock_unlock (&v->locks, first, last);
       br_error ("%s: cannot record the write in the scoreboard: %s",
-                v->cfg->name, strerror (-err));
+                v->cfg->name, br_strerror (-err));
       return err;
     }
   }
@@ -488,7 +489,7 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
     br_error ("%s: local %s at %llu+%zu failed: %s (the peers will get "
               "this disk's content of the region)", v->cfg->name,
               type == BR_T_WRITE ? "write" : "zero",
-              (unsigned long long) off, count, strerror (-err));
+              (unsigned long long) off, count, br_strerror (-err));
     return err;
   }
   return wait_for_peers (g, wait_mask, epochs, seq, fua);
@@ -554,7 +555,7 @@ br_volume_flush (br_volume *v)
 
   err = br_disk_flush (v->disk);
   if (err < 0) {
-    br_error ("%s: local flush failed: %s", v->cfg->name, strerror (-err));
+    br_error ("%s: local flush failed: %s", v->cfg->name, br_strerror (-err));
     return err;
   }
   return wait_for_peers (g, wait_mask, epochs, seq, true);

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 #define BATCH_MAX_RECS 256
 #define BATCH_MAX_BYTES (16u * 1024 * 1024)
@@ -421,7 +422,7 @@ resync_region (struct br_peer *p, struct br_volume *v, uint64_t rg,
   if (err < 0) {
     br_rangelock_unlock (&v->locks, rg, rg);
     br_error ("%s: resync read at %llu failed: %s", v->cfg->name,
-              (unsigned long long) off, strerror (-err));
+              (unsigned long long) off, br_strerror (-err));
     return err;
   }
   r = all_zero (buf, len)
@@ -511,7 +512,7 @@ resync_step (struct br_peer *p)
       break;
     int r = resync_region (p, v, next, buf);
     if (r < 0) {
-      peer_lost (p, true, "resync failed: %s", strerror (-r));
+      peer_lost (p, true, "resync failed: %s", br_strerror (-r));
       break;
     }
     if (r == 0)
@@ -714,7 +715,7 @@ on_frame (struct br_peer *p, const struct br_frame_hdr *h,
     br_error ("peer %s (group %s) failed seq %llu: %.*s (%s)",
               p->node->name, p->g->name, (unsigned long long) h->seq,
               (int) h->length, (const char *) payload,
-              strerror ((int) h->count));
+              br_strerror ((int) h->count));
     peer_lost (p, true, "peer error: %.*s", (int) h->length,
                (const char *) payload);
     break;
@@ -756,9 +757,9 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     off += used;
     if (r < 0) {
       br_error ("peer %s: bad frame: %s", p->node->name,
-                reason ? reason : strerror (-r));
+                reason ? reason : br_strerror (-r));
       peer_lost (p, true, "bad frame from peer: %s",
-                 reason ? reason : strerror (-r));
+                 reason ? reason : br_strerror (-r));
       return;
     }
     if (r == 0)

@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 #define SYNC_BYTES (16u * 1024 * 1024)
 #define SYNC_MS 50
@@ -152,7 +153,7 @@ fail_locked (struct br_replica_session *s, uint64_t seq, int err,
   s->error = -err;
   s->error_seq = seq;
   snprintf (s->errmsg, sizeof s->errmsg, "%s failed: %s", what,
-            strerror (-err));
+            br_strerror (-err));
   br_error ("group %s from %s: %s; no further writes are applied",
             s->g->name, s->peer, s->errmsg);
   uv_async_send (&s->notify);
@@ -727,7 +728,7 @@ on_auth (struct br_replica_session *s, const uint8_t *mac)
     }
   }
   if (err) {
-    session_close (s, "cannot start the apply threads: %s", strerror (err));
+    session_close (s, "cannot start the apply threads: %s", br_strerror (err));
     return;
   }
   s->thread_running = true;
@@ -876,7 +877,7 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
     off += used;
     if (r < 0) {
-      session_close (s, "bad frame: %s", reason ? reason : strerror (-r));
+      session_close (s, "bad frame: %s", reason ? reason : br_strerror (-r));
       return;
     }
     if (r == 0)

@@ -254,7 +254,7 @@ msync_range (br_scoreboard *sb, size_t len)
   if (msync (sb->map, len, MS_SYNC) == 0)
     return 0;
   e = errno;
-  br_error ("scoreboard %s: msync: %s", sb->path, strerror (e));
+  br_error ("scoreboard %s: msync: %s", sb->path, br_strerror (e));
   __atomic_compare_exchange_n (&sb->sync_err, &none, -e, false,
                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
   return -e;
@@ -631,7 +631,7 @@ create_file (const char *path, uint64_t file_size,
     FAIL (-ENAMETOOLONG, "scoreboard %s: path too long", path);
   if ((fd = open (tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
     FAIL (-errno, "scoreboard %s: cannot create %s: %s", path, tmp,
-          strerror (-r));
+          br_strerror (-r));
   if (flock (fd, LOCK_EX | LOCK_NB) < 0) {
     close (fd);                 /* another process is creating it */
     fd = -1;
@@ -645,7 +645,7 @@ create_file (const char *path, uint64_t file_size,
            && fdatasync (fd) < 0)
     r = -errno;
   if (r < 0)
-    FAIL (r, "scoreboard %s: cannot write %s: %s", path, tmp, strerror (-r));
+    FAIL (r, "scoreboard %s: cannot write %s: %s", path, tmp, br_strerror (-r));
   if (renameat2 (AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
     r = -errno;
     if (r == -EINVAL || r == -ENOSYS)   /* no RENAME_NOREPLACE here */
@@ -654,11 +654,11 @@ create_file (const char *path, uint64_t file_size,
       goto fail;
     if (r < 0)
       FAIL (r, "scoreboard %s: rename from %s: %s", path, tmp,
-            strerror (-r));
+            br_strerror (-r));
   }
   if ((r = br_fsync_parent_dir (path)) < 0)
     FAIL (r, "scoreboard %s: fsync of its directory: %s", path,
-          strerror (-r));
+          br_strerror (-r));
   br_info ("scoreboard %s: created (%" PRIu64 " bytes)", path, file_size);
   return fd;
 
@@ -718,7 +718,7 @@ open_file (const char *path, uint64_t file_size, struct br_sb_header_disk *h,
       r = errno == EWOULDBLOCK ? -EBUSY : -errno;
       close (fd);
       FAIL (r, "scoreboard %s: %s", path, r == -EBUSY
-            ? "in use by another process" : strerror (-r));
+            ? "in use by another process" : br_strerror (-r));
     }
     if (errno != ENOENT)
       break;
@@ -732,7 +732,7 @@ open_file (const char *path, uint64_t file_size, struct br_sb_header_disk *h,
       return fd;
   }
  out:
-  FAIL (-errno, "scoreboard %s: %s", path, strerror (-r));
+  FAIL (-errno, "scoreboard %s: %s", path, br_strerror (-r));
  fail:
   return r;
 }
@@ -803,7 +803,7 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
   }
 
   if (fstat (sb->fd, &st) < 0)
-    FAIL (-errno, "scoreboard %s: fstat: %s", path, strerror (-r));
+    FAIL (-errno, "scoreboard %s: fstat: %s", path, br_strerror (-r));
   if (!S_ISREG (st.st_mode) || (uint64_t) st.st_size < sizeof h)
     FAIL (-EINVAL, "scoreboard %s: not a scoreboard (%s of %" PRIu64
           " bytes)", path, S_ISREG (st.st_mode) ? "a file" : "not a file",
@@ -818,7 +818,7 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
                   sb->fd, 0);
   if (sb->map == MAP_FAILED) {
     sb->map = NULL;
-    FAIL (-errno, "scoreboard %s: mmap: %s", path, strerror (-r));
+    FAIL (-errno, "scoreboard %s: mmap: %s", path, br_strerror (-r));
   }
   sb->map_len = file_size;
   sb->hdr = (struct br_sb_header_disk *) sb->map;
@@ -851,7 +851,7 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
     memcpy (sb->hdr->node, node, strlen (node));
   }
   if ((r = msync_range (sb, sb->map_len)) < 0)
-    FAIL (r, "scoreboard %s: msync: %s", path, strerror (-r));
+    FAIL (r, "scoreboard %s: msync: %s", path, br_strerror (-r));
   br_debug (BR_DEBUG_SB, "scoreboard %s: opened, %" PRIu64 " regions of %"
             PRIu32 " bytes, %s", path, nregions, granularity,
             sb->was_clean ? "clean" : "not closed cleanly");

@@ -22,6 +22,14 @@ br_seterr (char *err, size_t errlen, const char *fmt, ...)
   va_end (ap);
 }
 
+const char *
+br_strerror (int errnum)
+{
+  const char *d = strerrordesc_np (errnum);
+
+  return d ? d : "unknown error";
+}
+
 int
 br_fsync_parent_dir (const char *path)
 {
