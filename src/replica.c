@@ -98,7 +98,9 @@ struct br_replica {
   struct br_engine *e;
   uv_tcp_t listener;
   uv_timer_t heartbeat;             /* drops silent upstreams */
-  int handles_open;                 /* freed when both are closed */
+  bool stopping;
+  int handles_open;                 /* at stop: listener, timer, sessions;
+                                       freed when all have closed */
   struct br_replica_session *sessions;
 };
 
@@ -429,6 +431,16 @@ on_notify (uv_async_t *a)
 
 /* ---- closing ---- */
 
+/* At shutdown the replica object outlives every handle that points to it:
+ * the listener, the heartbeat timer and each session drop one reference
+ * when their close callbacks have run. */
+static void
+replica_release (struct br_replica *rep)
+{
+  if (rep->stopping && --rep->handles_open == 0)
+    free (rep);
+}
+
 static void
 on_handle_closed (uv_handle_t *h)
 {
@@ -443,6 +455,7 @@ on_handle_closed (uv_handle_t *h)
       *pp = s->next;
       break;
     }
+  replica_release (s->rep);
   while ((o = s->head) != NULL) {
     s->head = o->next;
     free (o->payload);
@@ -997,10 +1010,7 @@ br__replica_start (struct br_engine *e)
 static void
 on_listener_closed (uv_handle_t *h)
 {
-  struct br_replica *rep = h->data;
-
-  if (--rep->handles_open == 0)
-    free (rep);
+  replica_release (h->data);
 }
 
 void
@@ -1016,7 +1026,10 @@ br__replica_stop (struct br_engine *e)
     session_close (s, "shutting down");
   }
   uv_timer_stop (&rep->heartbeat);
-  rep->handles_open = 2;
+  rep->stopping = true;
+  for (s = rep->sessions; s; s = s->next)
+    rep->handles_open++;          /* each frees its reference when closed */
+  rep->handles_open += 2;
   uv_close ((uv_handle_t *) &rep->heartbeat, on_listener_closed);
   uv_close ((uv_handle_t *) &rep->listener, on_listener_closed);
   e->replica = NULL;
