@@ -72,18 +72,48 @@ start_primary_nowait() {
   NBD_URI="nbd://127.0.0.1:$port"
 }
 
-# stop_node_rc NODE: like stop_node but returns the exit status instead of
-# failing (for processes whose disks were made to fail); a death by signal
-# other than our SIGTERM (a crash, a sanitizer abort) still fails the test.
-stop_node_rc() {
-  local node=$1 pid rc=0
+# stop_wait NODE: SIGTERM, then wait at most 60 s for the process to exit
+# (a process that hangs in shutdown would otherwise hang the whole test
+# run); on a hang, the threads' stacks go to the log (gdb) and the test
+# fails.  Sets STOP_RC to the exit status.
+stop_wait() {
+  local node=$1 pid i st
   eval "pid=\${PID_$node:-}"
+  STOP_RC=0
   [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" || rc=$?
+  for ((i = 0; i < 600; i++)); do
+    st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo gone)
+    [ "$st" = Z ] || [ "$st" = gone ] && break
+    sleep 0.1
+  done
+  if [ "$st" != Z ] && [ "$st" != gone ]; then
+    if command -v gdb >/dev/null; then
+      timeout 60 gdb -p "$pid" -batch -ex 'thread apply all bt' \
+        >"$T/hang-$node.log" 2>&1 || true
+    fi
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    eval "PID_$node="
+    fail "$node (pid $pid) did not exit within 60 s of SIGTERM (stacks in hang-$node.log)"
+  fi
+  wait "$pid" || STOP_RC=$?
   eval "PID_$node="
-  [ $rc -lt 128 ] || fail "$node died with status $rc (signal $((rc - 128)))"
-  STOP_RC=$rc
+}
+
+# stop_node NODE (overrides lib.sh's with a bounded wait): SIGTERM, exit
+# status must be 0.
+stop_node() {
+  stop_wait "$1"
+  [ "$STOP_RC" -eq 0 ] || fail "$1 exited with status $STOP_RC"
+}
+
+# stop_node_rc NODE: like stop_node but only records the exit status in
+# STOP_RC (for processes whose disks were made to fail); a death by signal
+# (a crash, a sanitizer abort) still fails the test.
+stop_node_rc() {
+  stop_wait "$1"
+  [ "$STOP_RC" -lt 128 ] || fail "$1 died with status $STOP_RC (signal $((STOP_RC - 128)))"
 }
 
 # br_json CONFIG NODE: the node's status as JSON (fails if it does not answer).
