@@ -122,22 +122,11 @@ rsleep() {
 # Ports come from lib.sh's free_port (below the ephemeral range).
 low_port() { free_port; }
 
-# write_fault_config FILE MODE SIZE: like lib.sh's write_pair_config (nodes
-# a and b on 127.0.0.1, volume vol0, one link of MODE), with low ports.
+# write_fault_config FILE MODE SIZE: lib.sh's write_pair_config (its ports
+# are below the ephemeral range too), with distinct ports guaranteed.
 write_fault_config() {
-  local file=$1 mode=$2 size=$3
-  PORT_A=$(low_port)
-  PORT_B=$(low_port)
-  while [ "$PORT_B" = "$PORT_A" ]; do PORT_B=$(low_port); done
-  cat > "$file" <<EOF
-volumes:
-  - {name: vol0, size: $size}
-nodes:
-  - {name: a, address: 127.0.0.1:$PORT_A, data-dir: $T/a}
-  - {name: b, address: 127.0.0.1:$PORT_B, data-dir: $T/b}
-links:
-  - {between: [a, b], mode: $mode}
-EOF
+  write_pair_config "$1" "$2" "$3"
+  while [ "$PORT_B" = "$PORT_A" ]; do write_pair_config "$1" "$2" "$3"; done
 }
 
 # start_primary_nowait CFG NODE: nbdkit with the plugin, ready to serve
