@@ -122,12 +122,8 @@ rsleep() {
 # Ports come from lib.sh's free_port (below the ephemeral range).
 low_port() { free_port; }
 
-# write_fault_config FILE MODE SIZE: lib.sh's write_pair_config (its ports
-# are below the ephemeral range too), with distinct ports guaranteed.
-write_fault_config() {
-  write_pair_config "$1" "$2" "$3"
-  while [ "$PORT_B" = "$PORT_A" ]; do write_pair_config "$1" "$2" "$3"; done
-}
+# write_fault_config FILE MODE SIZE: lib.sh's write_pair_config.
+write_fault_config() { write_pair_config "$1" "$2" "$3"; }
 
 # start_primary_nowait CFG NODE: nbdkit with the plugin, ready to serve
 # (pidfile) but not waiting for its peers: a resync may still be running.

@@ -107,6 +107,7 @@ write_pair_config() {
   local file=$1 mode=$2 size=${3:-256M}
   PORT_A=$(free_port)
   PORT_B=$(free_port)
+  while [ "$PORT_B" = "$PORT_A" ]; do PORT_B=$(free_port); done
   cat > "$file" <<EOF
 volumes:
   - {name: vol0, size: $size}
