@@ -433,7 +433,10 @@ resync_region (struct br_peer *p, struct br_volume *v, uint64_t rg,
     return -ENOMEM;
   }
   pthread_mutex_lock (&g->lock);
-  if (p->state != BR_PEER_SYNCING) {   /* lost meanwhile */
+  if (p->state != BR_PEER_SYNCING ||    /* lost meanwhile */
+      (p->queued_bytes > 0 &&           /* or live writes filled the queue */
+       p->queued_bytes + (r->h.type == BR_T_WRITE ? len : 0) >
+       p->queue_limit)) {
     pthread_mutex_unlock (&g->lock);
     br_rangelock_unlock (&v->locks, rg, rg);
     br__rec_put (r);
