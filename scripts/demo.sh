@@ -87,4 +87,4 @@ mount -o loop,ro "$W/data/site-b/vol0.img" "$W/fs"
 (cd "$W/fs" && sha256sum -c --quiet "$W/sums") && echo "files on the replica: all checksums match"
 umount "$W/fs"
 say "replica identical to the primary"
-$keep && echo "work directory kept: $W"
+if $keep; then echo "work directory kept: $W"; fi
