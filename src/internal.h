@@ -247,6 +247,14 @@ int br__peer_init (struct br_group *g, int idx, const struct br_node_cfg *n,
                    const struct br_link_cfg *l);
 void br__peer_start (struct br_peer *p);
 void br__peer_flush_queue (struct br_peer *p);
+void br__peer_refill (struct br_peer *p);     /* rate-limit buckets */
+void br__peer_fail (struct br_peer *p, const char *msg);
+
+/* resync.c (group lock NOT held, loop thread; br__resync_snapshot and
+ * br__resync_done with the group lock held) */
+int br__resync_snapshot (struct br_peer *p);
+void br__resync_done (struct br_peer *p);
+void br__resync_step (struct br_peer *p);
 void br__peer_set_state (struct br_peer *p, enum br_peer_state s);
 void br__peer_tick (struct br_peer *p);
 void br__peer_close (struct br_peer *p);

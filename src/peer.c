@@ -11,7 +11,7 @@
  *   CONNECTING     -> HANDSHAKE     on_connect()         (HELLO sent)
  *   HANDSHAKE      -> SYNCING       on_welcome()         (peer has dirty bits)
  *   HANDSHAKE      -> REPLICATING   on_welcome()         (no dirty bits)
- *   SYNCING        -> REPLICATING   resync_step()        (out-of-sync set
+ *   SYNCING        -> REPLICATING   br__resync_step()    (resync.c: set
  *                                                          empty and durable)
  *   any            -> LOGGING       peer_lost()          (error, EOF)
  *   HANDSHAKE      -> FAILED        on_welcome()         (refused)
@@ -73,7 +73,6 @@ br__peer_set_state (struct br_peer *p, enum br_peer_state s)
 
 static void start_connect (struct br_peer *p);
 static void flush_queue (struct br_peer *p);
-static void resync_step (struct br_peer *p);
 
 /* ---- connection loss ---- */
 
@@ -223,8 +222,8 @@ send_frame (struct br_peer *p, uint8_t type, const void *payload,
  * on top of it.  Buckets refill continuously and may go negative by one
  * batch, so the average rate is exact; a burst is at most 1/10 s worth. */
 
-static void
-refill (struct br_peer *p)
+void
+br__peer_refill (struct br_peer *p)
 {
   uint64_t now = uv_now (&p->g->e->loop);
   double dt = (now - p->tokens_ms) / 1000.0;
@@ -251,7 +250,7 @@ flush_queue (struct br_peer *p)
   size_t max_bytes = BATCH_MAX_BYTES;
 
   if (p->link->rate) {
-    refill (p);
+    br__peer_refill (p);
     if (p->tokens <= 0)
       return;                   /* the tick tries again */
     max_bytes = p->link->rate / 50 + 1;
@@ -325,210 +324,15 @@ flush_queue (struct br_peer *p)
 }
 
 void
+br__peer_fail (struct br_peer *p, const char *msg)
+{
+  peer_lost (p, true, "%s", msg);
+}
+
+void
 br__peer_flush_queue (struct br_peer *p)
 {
   if (p->tcp_open)
-    flush_queue (p);
-}
-
-/* ---- resync ---- */
-
-/* Snapshot the scoreboard into the out-of-sync sets (group lock held). */
-static int
-take_oos_snapshot (struct br_peer *p)
-{
-  struct br_group *g = p->g;
-
-  if (p->oos == NULL) {
-    p->oos = calloc (g->n_vols, sizeof *p->oos);
-    if (p->oos == NULL)
-      return -ENOMEM;
-    for (size_t i = 0; i < g->n_vols; i++) {
-      p->oos[i] = calloc ((g->vols[i]->nregions + 63) / 64, 8);
-      if (p->oos[i] == NULL)
-        return -ENOMEM;
-    }
-  }
-  p->oos_count = 0;
-  for (size_t i = 0; i < g->n_vols; i++) {
-    struct br_volume *v = g->vols[i];
-    int slot = v->slot[p->idx];
-    int64_t rg = -1;
-
-    memset (p->oos[i], 0, (v->nregions + 63) / 64 * 8);
-    while ((rg = br_sb_next_set (v->sb, slot, rg + 1)) >= 0) {
-      p->oos[i][rg / 64] |= UINT64_C (1) << (rg % 64);
-      p->oos_count++;
-    }
-  }
-  p->resync_vol = 0;
-  p->resync_region = 0;
-  p->resync_total = p->oos_count;
-  p->resync_bytes_sent = 0;
-  p->resync_start_ms = uv_now (&g->e->loop);
-  return 0;
-}
-
-/* Group lock held: the peer is in sync.  Queue one SYNCED per volume (the
- * replica adopts our generation and marks itself consistent; when it is
- * durable we record that generation as the peer's base) and replicate. */
-static void
-enter_replicating (struct br_peer *p)
-{
-  struct br_group *g = p->g;
-
-  for (size_t i = 0; i < g->n_vols; i++) {
-    struct br_rec *r = br__rec_new (BR_T_SYNCED, 0, i, 0, 0, 0, NULL);
-
-    if (r == NULL) {
-      p->must_drop = true;      /* retried after a reconnect */
-      break;
-    }
-    r->h.count = br_sb_gen (g->vols[i]->sb);
-    br__rec_seal (r, ++g->next_seq);
-    if (br__fifo_push (&p->q, r) < 0) {
-      br__rec_put (r);
-      p->must_drop = true;
-      break;
-    }
-  }
-  br__peer_set_state (p, BR_PEER_REPLICATING);
-}
-
-static bool
-all_zero (const uint8_t *buf, size_t len)
-{
-  return len == 0 || (buf[0] == 0 && memcmp (buf, buf + 1, len - 1) == 0);
-}
-
-/* Queue the current contents of one out-of-sync region (I3: under its
- * stripe lock, so no live write to it can slip between read and queue).
- * Returns 1 if queued, 0 if the stripe was busy, -errno on error. */
-static int
-resync_region (struct br_peer *p, struct br_volume *v, uint64_t rg,
-               uint8_t *buf)
-{
-  struct br_group *g = p->g;
-  uint64_t off = rg << v->gran_shift;
-  uint64_t len = (uint64_t) 1 << v->gran_shift;
-  struct br_rec *r;
-  int err;
-
-  if (off + len > v->size)
-    len = v->size - off;
-  if (!br_rangelock_trylock (&v->locks, rg))
-    return 0;
-  err = br_disk_pread (v->disk, buf, len, off);
-  if (err < 0) {
-    br_rangelock_unlock (&v->locks, rg, rg);
-    br_error ("%s: resync read at %llu failed: %s", v->cfg->name,
-              (unsigned long long) off, br_strerror (-err));
-    return err;
-  }
-  r = all_zero (buf, len)
-    ? br__rec_new (BR_T_ZERO, BR_F_RESYNC, v->id, 0, off, len, NULL)
-    : br__rec_new (BR_T_WRITE, BR_F_RESYNC, v->id, 0, off, len, buf);
-  if (r == NULL) {
-    br_rangelock_unlock (&v->locks, rg, rg);
-    return -ENOMEM;
-  }
-  pthread_mutex_lock (&g->lock);
-  if (p->state != BR_PEER_SYNCING ||    /* lost meanwhile */
-      (p->queued_bytes > 0 &&           /* or live writes filled the queue */
-       p->queued_bytes + (r->h.type == BR_T_WRITE ? len : 0) >
-       p->queue_limit)) {
-    pthread_mutex_unlock (&g->lock);
-    br_rangelock_unlock (&v->locks, rg, rg);
-    br__rec_put (r);
-    return 0;
-  }
-  br__rec_seal (r, ++g->next_seq);
-  if (br__fifo_push (&p->q, r) < 0) {
-    pthread_mutex_unlock (&g->lock);
-    br_rangelock_unlock (&v->locks, rg, rg);
-    br__rec_put (r);
-    return -ENOMEM;
-  }
-  if (r->h.type == BR_T_WRITE)
-    p->queued_bytes += len;
-  p->resync_bytes_sent += len;
-  pthread_mutex_unlock (&g->lock);
-  br_rangelock_unlock (&v->locks, rg, rg);
-  return 1;
-}
-
-/* Queue resync records while the queue has room; finish the resync when
- * every out-of-sync region has been made durable on the peer. */
-static void
-resync_step (struct br_peer *p)
-{
-  struct br_group *g = p->g;
-  uint8_t *buf = NULL;
-  bool queued = false;
-
-  refill (p);
-  for (;;) {
-    struct br_volume *v = NULL;
-    bool room;
-    int64_t next = -1;
-
-    pthread_mutex_lock (&g->lock);
-    if (p->state != BR_PEER_SYNCING) {
-      pthread_mutex_unlock (&g->lock);
-      break;
-    }
-    if (p->oos_count == 0) {
-      /* Everything sent; done when it is durable too (the oos bits are
-       * only cleared by durable RESYNC records). */
-      enter_replicating (p);
-      br_info ("peer %s (group %s): resync complete", p->node->name,
-               g->name);
-      pthread_mutex_unlock (&g->lock);
-      queued = true;
-      break;
-    }
-    room = p->queued_bytes < p->queue_limit / 2 &&
-      (p->link->resync_rate == 0 || p->resync_tokens > 0);
-    while (room && p->resync_vol < g->n_vols) {
-      v = g->vols[p->resync_vol];
-      for (uint64_t rg = p->resync_region; rg < v->nregions; rg++)
-        if (br__oos_test (p, v->id, rg)) {
-          next = rg;
-          break;
-        }
-      if (next >= 0)
-        break;
-      p->resync_vol++;
-      p->resync_region = 0;
-    }
-    if (room && next < 0 && p->n_sent == p->q.len && p->q.len == 0) {
-      /* Walked everything, all durable, yet regions remain (a region was
-       * skipped while busy): walk again. */
-      p->resync_vol = 0;
-      p->resync_region = 0;
-    }
-    pthread_mutex_unlock (&g->lock);
-    if (!room || next < 0)
-      break;
-
-    if (buf == NULL && (buf = malloc ((size_t) 1 << v->gran_shift)) == NULL)
-      break;
-    int r = resync_region (p, v, next, buf);
-    if (r < 0) {
-      peer_lost (p, true, "resync failed: %s", br_strerror (-r));
-      break;
-    }
-    if (r == 0)
-      break;                    /* stripe busy: retry on the next tick */
-    queued = true;
-    if (p->link->resync_rate)
-      p->resync_tokens -= (double) ((uint64_t) 1 << v->gran_shift);
-    pthread_mutex_lock (&g->lock);
-    p->resync_region = next + 1;
-    pthread_mutex_unlock (&g->lock);
-  }
-  free (buf);
-  if (queued)
     flush_queue (p);
 }
 
@@ -648,7 +452,7 @@ on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
   p->n_sent = 0;
   p->backoff_ms = 0;
   p->last_error[0] = '\0';
-  if (take_oos_snapshot (p) < 0) {
+  if (br__resync_snapshot (p) < 0) {
     pthread_mutex_unlock (&g->lock);
     peer_lost (p, false, "out of memory");
     goto out;
@@ -657,12 +461,12 @@ on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
   if (dirty)
     br__peer_set_state (p, BR_PEER_SYNCING);
   else
-    enter_replicating (p);
+    br__resync_done (p);
   pthread_mutex_unlock (&g->lock);
   br_info ("peer %s (group %s): connected, %s", p->node->name, g->name,
            dirty ? "resyncing dirty regions" : "in sync");
   if (dirty)
-    resync_step (p);
+    br__resync_step (p);
   else
     flush_queue (p);
  out:
@@ -693,7 +497,7 @@ on_ack (struct br_peer *p, const struct br_frame_hdr *h)
   br__group_notify (g, p->applied);
   pthread_mutex_unlock (&g->lock);
   if (p->state == BR_PEER_SYNCING)
-    resync_step (p);
+    br__resync_step (p);
 }
 
 static void
@@ -971,7 +775,7 @@ br__peer_tick (struct br_peer *p)
   /* pull-ahead: once what was sent before the overflow is durable on the
    * peer, everything still dirty becomes the out-of-sync set. */
   drained = st == BR_PEER_AHEAD && p->q.len == 0;
-  if (drained && take_oos_snapshot (p) == 0)
+  if (drained && br__resync_snapshot (p) == 0)
     br__peer_set_state (p, st = BR_PEER_SYNCING);
   pthread_mutex_unlock (&g->lock);
 
@@ -987,7 +791,7 @@ br__peer_tick (struct br_peer *p)
   if (!p->tcp_open || uv_is_closing ((uv_handle_t *) &p->tcp))
     return;
   if (st == BR_PEER_SYNCING)
-    resync_step (p);
+    br__resync_step (p);
   if (p->link->rate)
     flush_queue (p);            /* the bucket has refilled since */
 }
