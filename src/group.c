@@ -281,15 +281,14 @@ enqueue (struct br_group *g, struct br_rec *r, uint64_t data_bytes,
       }
       continue;
     }
-    if (r == NULL)              /* only when no peer is connected */
-      continue;
-    if (br__fifo_push (&p->q, r) < 0) {
-      /* Cannot queue it: its bits are set and last_seq keeps them set, so
-       * dropping the connection loses nothing (I5); the loop thread closes
-       * it and the peer is resynced. */
+    if (r == NULL || br__fifo_push (&p->q, r) < 0) {
+      /* No record (allocating it failed: with the group lock held, R is
+       * NULL while a peer is connected only then) or no room for it.  Its
+       * bits are set and last_seq keeps them set, so dropping the
+       * connection loses nothing (I5); the loop thread closes it and the
+       * peer is resynced. */
       snprintf (p->last_error, sizeof p->last_error,
-                "out of memory queueing seq %llu",
-                (unsigned long long) r->h.seq);
+                "out of memory queueing a record");
       p->must_drop = true;
       br__peer_set_state (p, BR_PEER_LOGGING);
       continue;
