@@ -479,6 +479,8 @@ on_ack (struct br_peer *p, const struct br_frame_hdr *h)
   struct br_group *g = p->g;
   uint64_t last_sent;
 
+  if (h->seq == 0 && h->count == 0)
+    return;                     /* a heartbeat answer before any record */
   pthread_mutex_lock (&g->lock);
   last_sent = p->n_sent ? br__fifo_at (&p->q, p->n_sent - 1)->h.seq
                         : p->durable;
