@@ -901,6 +901,8 @@ br_config_load (const char *path, struct br_config **out,
     l.cfg->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
     r = load_top (&l, yaml_document_get_root_node (&l.doc));
     yaml_document_delete (&l.doc);
+    if (r == 0 && br_topology_check (l.cfg, err, errlen) < 0)
+      r = -1;
   }
   free (buf);
   free (l.dir);

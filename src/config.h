@@ -122,7 +122,8 @@ struct br_config {
  * required fields, values of the wrong kind (not a mapping / sequence /
  * scalar), bad sizes and modes, duplicate volume and node names, links that
  * name unknown nodes or the same node twice, duplicate links, bad addresses,
- * disks naming unknown volumes. */
+ * disks naming unknown volumes, and the flow check of br_topology_check
+ * (links that make the flow ambiguous). */
 int br_config_load (const char *path, struct br_config **out,
                     char *err, size_t errlen);
 void br_config_free (struct br_config *cfg);
@@ -140,6 +141,25 @@ const struct br_link_cfg *br_config_link (const struct br_config *cfg,
 int br_config_disk_path (const struct br_config *cfg,
                          const struct br_node_cfg *node, const char *volume,
                          char *buf, size_t len);
+/* ---- The flow of data (topology.c) ----
+ * Data flows away from the primary (the ORIGIN) along the shortest-path
+ * tree over the undirected links. */
+
+/* T1 of topology.c for every possible origin: no node with two equally
+ * near neighbours towards the origin.  Returns 0,
+ * or -1 with "PATH:LINE:COL: message" in ERR.  br_config_load calls it. */
+int br_topology_check (const struct br_config *cfg, char *err, size_t errlen);
+/* The nodes NODE forwards to when ORIGIN is primary, with the link to each,
+ * into OUT/LINKS (at most MAX).  Returns the count, -ENOENT for an unknown
+ * name, -E2BIG if there are more than MAX. */
+int br_topology_children (const struct br_config *cfg, const char *origin,
+                          const char *node, const struct br_node_cfg **out,
+                          const struct br_link_cfg **links, size_t max);
+/* The node NODE receives from when ORIGIN is primary; NULL for the origin
+ * itself or an unknown name. */
+const char *br_topology_parent (const struct br_config *cfg,
+                                const char *origin, const char *node);
+
 /* Parse a size with optional suffix; returns 0 or -1.  Exposed for tests
  * and for command-line options. */
 int br_parse_size (const char *s, uint64_t *out);
