@@ -819,6 +819,7 @@ load_link (struct loader *l, yaml_node_t *n, struct br_link_cfg *link)
     if (get_enum (l, v, "link on-congestion", congestion_names, &e) == -1)
       return -1;
     link->on_congestion = e;
+    link->on_congestion_set = 1;
     if (link->on_congestion == BR_CONGESTION_PULL_AHEAD &&
         link->mode != BR_MODE_ASYNC)
       return fail (l, field_key (&f, "on-congestion"), "link on-congestion "

@@ -31,6 +31,9 @@
  *       block-timeout: 30s         # with block: then continue as log
  *       resync-rate: 100M          # bytes/s cap for resync, 0 = none
  *       on-congestion: block       # async links: block | pull-ahead
+ *                                  # (default: block at the primary,
+ *                                  # pull-ahead at a relay, so an async
+ *                                  # hop never holds up its upstream)
  *
  * Sizes accept a plain byte count or a suffix K, M, G, T (powers of 1024,
  * optionally followed by "i" or "iB" / "B").
@@ -95,6 +98,8 @@ struct br_link_cfg {
   uint64_t block_timeout_ms;    /* block-timeout, default 30s */
   uint64_t resync_rate;         /* resync-rate, bytes/s, 0 = unlimited */
   enum br_congestion on_congestion;   /* on-congestion: block|pull-ahead */
+  int on_congestion_set;        /* written in the file (else: block at the
+                                   primary, pull-ahead at a relay) */
   int line, column;
 };
 

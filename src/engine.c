@@ -184,6 +184,7 @@ build_groups (struct br_engine *e)
       g->name = v->cfg->group;
       pthread_mutex_init (&g->lock, NULL);
       pthread_cond_init (&g->cond, NULL);
+      atomic_init (&g->cancel, false);
     }
     nv = realloc (g->vols, (g->n_vols + 1) * sizeof *nv);
     if (nv == NULL)
@@ -196,48 +197,145 @@ build_groups (struct br_engine *e)
   return 0;
 }
 
-/* Primary role: one peer per (group, neighbour), each with a scoreboard
- * slot in every volume of the group. */
+int
+br__group_add_peer (struct br_group *g, const struct br_node_cfg *node,
+                    const struct br_link_cfg *link, char *err, size_t errlen)
+{
+  int idx = g->n_peers;
+
+  if (idx == BR_MAX_PEERS) {
+    snprintf (err, errlen, "node %s has more than %d peers",
+              g->e->self->name, BR_MAX_PEERS);
+    return -EINVAL;
+  }
+  if (br__peer_init (g, idx, node, link) < 0 ||
+      br__bits_init (g->peers[idx]) < 0) {
+    br__peer_free (g->peers[idx]);
+    g->peers[idx] = NULL;
+    snprintf (err, errlen, "out of memory");
+    return -ENOMEM;
+  }
+  for (size_t vi = 0; vi < g->n_vols; vi++) {
+    struct br_volume *v = g->vols[vi];
+    int slot = br_sb_peer_slot (v->sb, node->name);
+
+    if (slot < 0) {
+      snprintf (err, errlen, "%s: no free scoreboard slot for peer %s",
+                v->cfg->name, node->name);
+      br__peer_free (g->peers[idx]);
+      g->peers[idx] = NULL;
+      return slot;
+    }
+    v->slot[idx] = slot;
+  }
+  /* Published last: writers read n_peers and slot_mask. */
+  g->n_peers++;
+  for (size_t vi = 0; vi < g->n_vols; vi++)
+    g->vols[vi]->slot_mask |= 1u << g->vols[vi]->slot[idx];
+  return 0;
+}
+
+/* Primary role: every neighbour is a child (the tree is rooted here). */
 static int
 build_peers (struct br_engine *e, char *err, size_t errlen)
 {
-  for (size_t li = 0; li < e->cfg->n_links; li++) {
-    const struct br_link_cfg *l = &e->cfg->links[li];
-    const char *other;
+  for (size_t gi = 0; gi < e->n_groups; gi++) {
+    struct br_group *g = &e->groups[gi];
+    int r = br__relay_start (g, e->self->name, err, errlen);
 
-    if (strcmp (l->a, e->self->name) == 0)
-      other = l->b;
-    else if (strcmp (l->b, e->self->name) == 0)
-      other = l->a;
-    else
-      continue;
-    for (size_t gi = 0; gi < e->n_groups; gi++) {
-      struct br_group *g = &e->groups[gi];
-      int idx = g->n_peers;
-
-      if (idx == BR_MAX_PEERS) {
-        snprintf (err, errlen, "node %s has more than %d peers",
-                  e->self->name, BR_MAX_PEERS);
-        return -EINVAL;
-      }
-      if (br__peer_init (g, idx, br_config_node (e->cfg, other), l) < 0 ||
-          br__bits_init (g->peers[idx]) < 0)
-        return -ENOMEM;
-      g->n_peers++;
-      for (size_t vi = 0; vi < g->n_vols; vi++) {
-        struct br_volume *v = g->vols[vi];
-        int slot = br_sb_peer_slot (v->sb, other);
-
-        if (slot < 0) {
-          snprintf (err, errlen, "%s: no free scoreboard slot for peer %s",
-                    v->cfg->name, other);
-          return slot;
-        }
-        v->slot[idx] = slot;
-        v->slot_mask |= 1u << slot;
-      }
-    }
+    if (r < 0)
+      return r;
   }
+  return 0;
+}
+
+/* ---- relaying (replica role) ----
+ *
+ * A replica learns the origin of a group's stream from its upstream's
+ * HELLO and forwards to its children in the tree rooted there
+ * (topology.c).  The peers are made once, before the first session's
+ * apply thread starts, and then kept for the life of the process (the
+ * apply thread reads them without the group lock); a later upstream with
+ * another origin is accepted only if the children are the same. */
+
+static int
+children_of (struct br_group *g, const char *origin,
+             const struct br_node_cfg **nodes,
+             const struct br_link_cfg **links, char *err, size_t errlen)
+{
+  int n = br_topology_children (g->e->cfg, origin, g->e->self->name, nodes,
+                                links, BR_MAX_PEERS);
+
+  if (n < 0)
+    snprintf (err, errlen, n == -E2BIG ? "node %s would have more than %d "
+              "peers" : "unknown node %s or origin", g->e->self->name,
+              BR_MAX_PEERS);
+  return n;
+}
+
+int
+br__relay_check (struct br_group *g, const char *origin, char *err,
+                 size_t errlen)
+{
+  const struct br_node_cfg *nodes[BR_MAX_PEERS];
+  const struct br_link_cfg *links[BR_MAX_PEERS];
+  int n;
+
+  if (g->origin[0] == '\0' || strcmp (g->origin, origin) == 0)
+    return 0;
+  n = children_of (g, origin, nodes, links, err, errlen);
+  if (n < 0)
+    return n;
+  bool same = (size_t) n == g->n_peers;
+  for (int i = 0; same && i < n; i++)
+    same = g->peers[i]->node == nodes[i];
+  if (same)
+    return 0;
+  snprintf (err, errlen, "group %s on node %s forwards the writes of %s to "
+            "%zu node(s); with %s as primary it would forward to %d other "
+            "node(s): restart blockrelayd on %s to change the direction",
+            g->name, g->e->self->name, g->origin, g->n_peers, origin, n,
+            g->e->self->name);
+  return -EBUSY;
+}
+
+int
+br__relay_start (struct br_group *g, const char *origin, char *err,
+                 size_t errlen)
+{
+  const struct br_node_cfg *nodes[BR_MAX_PEERS];
+  const struct br_link_cfg *links[BR_MAX_PEERS];
+  bool relay = g->e->role == BR_ROLE_REPLICA;
+  int n, r;
+
+  r = br__relay_check (g, origin, err, errlen);
+  if (r < 0 || g->origin[0]) {
+    if (r == 0 && strcmp (g->origin, origin) != 0)
+      br_info ("group %s: now receiving the writes of %s (was %s); same "
+               "downstream", g->name, origin, g->origin);
+    if (r == 0)
+      snprintf (g->origin, sizeof g->origin, "%s", origin);
+    return r;
+  }
+  n = children_of (g, origin, nodes, links, err, errlen);
+  if (n < 0)
+    return n;
+  for (int i = 0; i < n; i++) {
+    r = br__group_add_peer (g, nodes[i], links[i], err, errlen);
+    if (r < 0)
+      return r;
+    /* An async child of a relay pulls ahead rather than hold up the
+     * upstream, unless the file says otherwise. */
+    if (relay && links[i]->mode == BR_MODE_ASYNC &&
+        !links[i]->on_congestion_set)
+      g->peers[g->n_peers - 1]->congestion = BR_CONGESTION_PULL_AHEAD;
+    if (relay)
+      br__peer_start (g->peers[g->n_peers - 1]);
+  }
+  snprintf (g->origin, sizeof g->origin, "%s", origin);
+  if (relay && n > 0)
+    br_info ("group %s: relaying the writes of %s to %d node(s)", g->name,
+             origin, n);
   return 0;
 }
 

@@ -64,6 +64,7 @@ br__rec_new (uint8_t type, uint16_t flags, uint32_t volume, uint64_t seq,
   r->h.seq = seq;
   r->h.offset = offset;
   r->bytes = bytes;
+  r->born_ms = br__now_ms ();
   if (type == BR_T_WRITE && len > 0) {
     memcpy (r->data, data, len);
     r->h.length = len;
@@ -204,29 +205,39 @@ pull_ahead (struct br_peer *p)
   br__peer_set_state (p, BR_PEER_AHEAD);
 }
 
+/* A relay's writer gives up waiting once its upstream session closes. */
+static bool
+cancelled (struct br_group *g, bool relay)
+{
+  return relay && atomic_load (&g->cancel);
+}
+
 /* Wait (group lock held) until no connected async peer's queue would go
  * over its bound with BYTES more.  A queue that is empty always accepts, so
  * one write larger than the bound cannot wait forever.  A pull-ahead peer
- * never makes writers wait. */
-static void
-wait_for_queue_space (struct br_group *g, uint64_t bytes)
+ * never makes writers wait.  0, or -ECANCELED (relay). */
+static int
+wait_for_queue_space (struct br_group *g, uint64_t bytes, bool relay)
 {
   for (;;) {
     bool full = false;
+
+    if (cancelled (g, relay))
+      return -ECANCELED;
 
     for (size_t i = 0; i < g->n_peers; i++) {
       struct br_peer *p = g->peers[i];
 
       if (peer_connected (p) && p->mode == BR_MODE_ASYNC &&
           p->queued_bytes > 0 && p->queued_bytes + bytes > p->queue_limit) {
-        if (p->link->on_congestion == BR_CONGESTION_PULL_AHEAD)
+        if (p->congestion == BR_CONGESTION_PULL_AHEAD)
           pull_ahead (p);
         else
           full = true;
       }
     }
     if (!full)
-      return;
+      return 0;
     g->space_waiters++;
     pthread_cond_wait (&g->cond, &g->lock);
     g->space_waiters--;
@@ -310,10 +321,10 @@ enqueue (struct br_group *g, struct br_rec *r, uint64_t data_bytes,
  *   block  wait until the peer is back and replicating (its resync then
  *          covered this write) or block-timeout passes, then as log;
  *   fail   the write fails with EIO (it is on the local disk and tracked).
- * Returns 0 or -EIO. */
+ * Returns 0, -EIO, or -ECANCELED (a relay whose upstream went away). */
 static int
 wait_for_peers (struct br_group *g, uint32_t mask, const uint64_t *epochs,
-                uint64_t seq, bool durable)
+                uint64_t seq, bool durable, bool relay)
 {
   struct timespec deadline = { 0, 0 };
   struct br_waiter w = { .seq = seq };
@@ -335,6 +346,10 @@ wait_for_peers (struct br_group *g, uint32_t mask, const uint64_t *epochs,
   for (;;) {
     bool waiting = false, blocked = false;
 
+    if (cancelled (g, relay)) {
+      ret = -ECANCELED;
+      break;
+    }
     for (size_t i = 0; i < g->n_peers; i++) {
       struct br_peer *p = g->peers[i];
 
@@ -388,7 +403,7 @@ wait_for_peers (struct br_group *g, uint32_t mask, const uint64_t *epochs,
     w.next->pprev = w.pprev;
   pthread_mutex_unlock (&g->lock);
   pthread_cond_destroy (&w.cond);
-  if (ret < 0)
+  if (ret == -EIO)
     br_error ("group %s: a sync peer with on-peer-loss: fail is not "
               "connected; failing the write with EIO", g->name);
   return ret;
@@ -408,10 +423,11 @@ must_fail (const struct br_group *g)
   return false;
 }
 
-/* The common path of WRITE and ZERO. */
+/* The common path of WRITE and ZERO, for the primary's clients and for a
+ * relay's apply thread (RELAY: data that came from upstream). */
 static int
 replicate (struct br_volume *v, uint8_t type, uint16_t flags,
-           const void *buf, size_t count, uint64_t off)
+           const void *buf, size_t count, uint64_t off, bool relay)
 {
   struct br_group *g = v->g;
   uint64_t first, last, seq, epochs[BR_MAX_PEERS];
@@ -432,8 +448,9 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
   first = br__region (v, off);
   last = br__region (v, off + count - 1);
   /* The first write makes this copy the origin of data: it is no longer
-   * "fresh" (a full sync into it would lose something). */
-  if (br_sb_flags (v->sb) & BR_SB_FRESH)
+   * "fresh" (a full sync into it would lose something).  A relay's copy
+   * stays fresh until its upstream's SYNCED. */
+  if (!relay && (br_sb_flags (v->sb) & BR_SB_FRESH))
     br_sb_set_flags (v->sb, 0, BR_SB_FRESH);
 
   br_rangelock_lock (&v->locks, first, last);
@@ -454,7 +471,12 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
     r = br__rec_new (type, flags, v->id, 0, off, count, buf);
 
   pthread_mutex_lock (&g->lock);
-  wait_for_queue_space (g, type == BR_T_WRITE ? count : 0);
+  if (wait_for_queue_space (g, type == BR_T_WRITE ? count : 0, relay) < 0) {
+    pthread_mutex_unlock (&g->lock);
+    br_rangelock_unlock (&v->locks, first, last);
+    br__rec_put (r);
+    return -ECANCELED;          /* nothing written; the bits stay set */
+  }
   seq = ++g->next_seq;
   br__bits_note_write (v, first, last, seq);
   if (r == NULL && any_connected (g))
@@ -491,7 +513,7 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
               (unsigned long long) off, count, br_strerror (-err));
     return err;
   }
-  return wait_for_peers (g, wait_mask, epochs, seq, fua);
+  return wait_for_peers (g, wait_mask, epochs, seq, fua, relay);
 }
 
 int
@@ -510,7 +532,8 @@ br_volume_pwrite (br_volume *v, const void *buf, size_t count, uint64_t off,
     }
     return 0;
   }
-  return replicate (v, BR_T_WRITE, fua ? BR_F_FUA : 0, buf, count, off);
+  return replicate (v, BR_T_WRITE, fua ? BR_F_FUA : 0, buf, count, off,
+                    false);
 }
 
 int
@@ -519,7 +542,7 @@ br_volume_zero (br_volume *v, size_t count, uint64_t off, bool may_trim,
 {
   uint16_t flags = (fua ? BR_F_FUA : 0) | (may_trim ? BR_F_MAY_TRIM : 0);
 
-  return replicate (v, BR_T_ZERO, flags, NULL, count, off);
+  return replicate (v, BR_T_ZERO, flags, NULL, count, off, false);
 }
 
 int
@@ -530,8 +553,10 @@ br_volume_pread (br_volume *v, void *buf, size_t count, uint64_t off)
   return br_disk_pread (v->disk, buf, count, off);
 }
 
-int
-br_volume_flush (br_volume *v)
+/* FLUSH: a FLUSH record in the stream, the local disk synced (LOCAL),
+ * then wait until every sync peer has everything before it durable. */
+static int
+flush_stream (struct br_volume *v, bool local, bool relay)
 {
   struct br_group *g = v->g;
   uint64_t seq, epochs[BR_MAX_PEERS];
@@ -552,10 +577,71 @@ br_volume_flush (br_volume *v)
     br__wake (g->e);
   }
 
-  err = br_disk_flush (v->disk);
-  if (err < 0) {
+  if (local && (err = br_disk_flush (v->disk)) < 0) {
     br_error ("%s: local flush failed: %s", v->cfg->name, br_strerror (-err));
     return err;
   }
-  return wait_for_peers (g, wait_mask, epochs, seq, true);
+  return wait_for_peers (g, wait_mask, epochs, seq, true, relay);
+}
+
+int
+br_volume_flush (br_volume *v)
+{
+  return flush_stream (v, true, false);
+}
+
+/* ---- relaying (a replica's apply thread) ---- */
+
+int
+br__relay_write (struct br_volume *v, const struct br_frame_hdr *h,
+                 const void *payload)
+{
+  if (h->type == BR_T_WRITE)
+    return replicate (v, BR_T_WRITE, h->flags, payload, h->length, h->offset,
+                      true);
+  return replicate (v, BR_T_ZERO, h->flags, NULL, h->count, h->offset, true);
+}
+
+int
+br__relay_flush (struct br_volume *v)
+{
+  return flush_stream (v, false, true);
+}
+
+/* This copy of V is now consistent at GEN (its upstream's SYNCED was
+ * applied and is durable): every peer that is in sync with this copy
+ * (replicating: no out-of-sync set left) gets the same news in its stream,
+ * after everything it has been sent.  A peer still resyncing gets it from
+ * br__resync_done(); one that is away compares generations when it is
+ * back. */
+void
+br__relay_synced (struct br_volume *v, uint64_t gen)
+{
+  struct br_group *g = v->g;
+  bool queued = false;
+
+  pthread_mutex_lock (&g->lock);
+  for (size_t i = 0; i < g->n_peers; i++) {
+    struct br_peer *p = g->peers[i];
+    struct br_rec *r;
+
+    if (p->state != BR_PEER_REPLICATING)
+      continue;
+    r = br__rec_new (BR_T_SYNCED, 0, v->id, 0, 0, 0, NULL);
+    if (r) {
+      r->h.count = gen;
+      br__rec_seal (r, ++g->next_seq);
+    }
+    if (r == NULL || br__fifo_push (&p->q, r) < 0) {
+      br__rec_put (r);
+      snprintf (p->last_error, sizeof p->last_error,
+                "out of memory queueing a record");
+      p->must_drop = true;      /* reconnects and compares generations */
+      continue;
+    }
+    queued = true;
+  }
+  pthread_mutex_unlock (&g->lock);
+  if (queued)
+    br__wake (g->e);
 }

@@ -49,6 +49,7 @@ struct br_rec {
   struct br_frame_hdr h;            /* type, flags, volume, seq, offset ... */
   uint8_t hdr[BR_WIRE_HDR_SIZE];    /* h encoded */
   uint64_t bytes;                   /* range covered (WRITE/ZERO), else 0 */
+  uint32_t born_ms;                 /* br__now_ms at creation (lag) */
   uint8_t data[];                   /* h.length bytes for WRITE */
 };
 
@@ -105,6 +106,8 @@ struct br_peer {
   const struct br_node_cfg *node;
   const struct br_link_cfg *link;
   enum br_mode mode;
+  enum br_congestion congestion;    /* the link's, or pull-ahead for an
+                                       async child of a relay by default */
 
   /* Under g->lock (state is also read racily, with atomics, as a hint). */
   enum br_peer_state state;
@@ -189,6 +192,13 @@ struct br_group {
   struct br_waiter *waiters;        /* writers waiting for peers (group.c) */
   uint64_t next_seq;                /* last sequence number assigned */
   struct br_replica_session *upstream; /* replica role: the live session */
+  /* The node whose writes this group's stream carries: this node for the
+   * primary; for a replica, the origin named by its first upstream (then
+   * fixed: its peers are its children in the tree rooted there).  Empty
+   * until then.  Loop thread. */
+  char origin[BR_NAME_MAX + 1];
+  atomic_bool cancel;               /* relay: the upstream session is
+                                       closing; writers stop waiting */
 };
 
 struct br_replica;
@@ -222,6 +232,16 @@ struct br_engine {
 
 /* group.c */
 uint64_t br__region (const struct br_volume *v, uint64_t off);
+/* A relay's apply thread (replica.c) passes what it applies from upstream
+ * through the write path, to forward it to the group's peers.  WRITE /
+ * ZERO with H's flags (FUA, MAY_TRIM, RESYNC); FLUSH only forwards and
+ * waits (the replica's sync thread makes its own disk durable); SYNCED
+ * forwards the generation to every peer that is in sync with this copy.
+ * Return 0, -errno, or -ECANCELED once g->cancel is set. */
+int br__relay_write (struct br_volume *v, const struct br_frame_hdr *h,
+                     const void *payload);
+int br__relay_flush (struct br_volume *v);
+void br__relay_synced (struct br_volume *v, uint64_t gen);
 /* Group lock held: wake the writers waiting for a sequence number at or
  * below UPTO (a watermark moved), or all of them (a peer changed state). */
 void br__group_notify (struct br_group *g, uint64_t upto);
@@ -241,6 +261,21 @@ void br__bits_mark_out_of_sync (struct br_volume *v, uint64_t first,
 void br__group_clear_durable (struct br_group *g, struct br_peer *p);
 bool br__oos_test (const struct br_peer *p, uint32_t vol, uint64_t rg);
 void br__wake (struct br_engine *e);
+
+/* engine.c (loop thread, or at open) */
+/* Add a peer for NODE over LINK to G, with a scoreboard slot in each
+ * volume (not started). */
+int br__group_add_peer (struct br_group *g, const struct br_node_cfg *node,
+                        const struct br_link_cfg *link, char *err,
+                        size_t errlen);
+/* Replica role: can G relay for ORIGIN?  0, or -EBUSY with the reason in
+ * ERR when G already relays for another origin with other children. */
+int br__relay_check (struct br_group *g, const char *origin, char *err,
+                     size_t errlen);
+/* Replica role: G relays for ORIGIN from now on: its children in the tree
+ * rooted at ORIGIN become its peers and start connecting. */
+int br__relay_start (struct br_group *g, const char *origin, char *err,
+                     size_t errlen);
 
 /* peer.c (loop thread) */
 int br__peer_init (struct br_group *g, int idx, const struct br_node_cfg *n,

@@ -360,6 +360,16 @@ decide_direction (struct br_peer *p, const struct br_welcome *w)
      * one we last synced it at. */
     if (br_sb_gen_known (v->sb, wv->gen) || (base != 0 && wv->gen == base))
       continue;
+    /* A relay that holds nothing yet (its own full sync from upstream has
+     * not finished) cannot judge a peer that holds data: wait until it
+     * has adopted its upstream's generation, then compare again. */
+    if (g->e->role == BR_ROLE_REPLICA && (br_sb_flags (v->sb) & BR_SB_FRESH) &&
+        !(wv->flags & BR_SB_FRESH)) {
+      peer_lost (p, false, "this copy of %s is new and not yet synced from "
+                 "upstream; %s holds data: waiting", v->cfg->name,
+                 p->node->name);
+      return -1;
+    }
     if (wv->flags & BR_SB_FRESH) {
       if (g->e->assume_clean) {
         br_info ("%s: peer %s is new; assume-clean: treating it as in sync",
@@ -615,6 +625,7 @@ on_connect (uv_connect_t *req, int status)
   snprintf (hello->from, sizeof hello->from, "%s", g->e->self->name);
   snprintf (hello->to, sizeof hello->to, "%s", p->node->name);
   snprintf (hello->group, sizeof hello->group, "%s", g->name);
+  snprintf (hello->origin, sizeof hello->origin, "%s", g->origin);
   br_wire_random (p->nonce, sizeof p->nonce);
   memcpy (hello->nonce, p->nonce, sizeof p->nonce);
   hello->n_volumes = g->n_vols;
@@ -718,6 +729,7 @@ br__peer_init (struct br_group *g, int idx, const struct br_node_cfg *n,
   p->node = n;
   p->link = l;
   p->mode = l->mode;
+  p->congestion = l->on_congestion;
   p->queue_limit = l->queue_size;
   p->state = BR_PEER_LOGGING;
   p->since = time (NULL);

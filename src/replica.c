@@ -65,6 +65,7 @@ struct br_replica_session {
   enum sess_state st;
   struct br_group *g;
   char peer[BR_WIRE_NAME_MAX];
+  char origin[BR_WIRE_NAME_MAX];    /* whose writes the stream carries */
   char addr[64];
   uint8_t client_nonce[BR_WIRE_NONCE_SIZE];
   uint8_t server_nonce[BR_WIRE_NONCE_SIZE];
@@ -213,6 +214,8 @@ apply_synced (struct br_replica_session *s, const struct op *o)
     return err;
   br_info ("%s: in sync with %s at generation %016llx", v->cfg->name,
            s->peer, (unsigned long long) o->h.count);
+  if (s->g->n_peers)
+    br__relay_synced (v, o->h.count);
   return 0;
 }
 
@@ -223,27 +226,34 @@ apply_one (struct br_replica_session *s, const struct op *o)
   int err;
 
   /* The first resync record makes this copy inconsistent (a mix of old
-   * and new regions) until SYNCED; durably, before it is applied. */
+   * and new regions) until SYNCED; durably, before it is applied.  Every
+   * volume of the group: the group is one consistent set, and its SYNCED
+   * records come together at the end of the resync. */
   if ((o->h.flags & BR_F_RESYNC) &&
       (br_sb_flags (v->sb) & BR_SB_CONSISTENT)) {
-    err = br_sb_set_flags (v->sb, 0, BR_SB_CONSISTENT);
-    if (err < 0)
-      return err;
-    br_info ("%s: resync from %s started; inconsistent until it completes",
-             v->cfg->name, s->peer);
+    for (size_t i = 0; i < s->g->n_vols; i++)
+      if ((err = br_sb_set_flags (s->g->vols[i]->sb, 0,
+                                  BR_SB_CONSISTENT)) < 0)
+        return err;
+    br_info ("group %s: resync from %s started; inconsistent until it "
+             "completes", s->g->name, s->peer);
   }
+  /* A relay passes writes through the write path, which marks them in
+   * its scoreboard for its own peers and forwards them (group.c). */
   switch (o->h.type) {
   case BR_T_SYNCED:
     return apply_synced (s, o);
   case BR_T_WRITE:
-    err = br_disk_pwrite (v->disk, o->payload, o->h.length, o->h.offset);
+    err = s->g->n_peers ? br__relay_write (v, &o->h, o->payload)
+      : br_disk_pwrite (v->disk, o->payload, o->h.length, o->h.offset);
     break;
   case BR_T_ZERO:
-    err = br_disk_zero (v->disk, o->h.count, o->h.offset,
-                        o->h.flags & BR_F_MAY_TRIM);
+    err = s->g->n_peers ? br__relay_write (v, &o->h, NULL)
+      : br_disk_zero (v->disk, o->h.count, o->h.offset,
+                      o->h.flags & BR_F_MAY_TRIM);
     break;
-  default:
-    return 0;                   /* FLUSH: only asks for a sync round */
+  default:                      /* FLUSH: asks for a sync round */
+    return s->g->n_peers ? br__relay_flush (v) : 0;
   }
   if (err == 0)
     atomic_store (&s->dirty[o->h.volume], true);   /* after the write: S1 */
@@ -302,6 +312,11 @@ apply_thread (void *arg)
     err = apply_one (s, o);
 
     pthread_mutex_lock (&s->lock);
+    if (err == -ECANCELED) {    /* the session is closing (relay) */
+      free (o->payload);
+      free (o);
+      break;
+    }
     if (err < 0) {
       char what[128];
       snprintf (what, sizeof what, "%s: %s of %u bytes at offset %llu",
@@ -490,6 +505,12 @@ session_close (struct br_replica_session *s, const char *fmt, ...)
   s->st = S_CLOSING;
 
   if (s->thread_running) {
+    /* A relay's apply thread may be waiting for its own peers, whose
+     * acknowledgements this (loop) thread handles: release it first. */
+    atomic_store (&s->g->cancel, true);
+    pthread_mutex_lock (&s->g->lock);
+    br__group_notify_all (s->g);
+    pthread_mutex_unlock (&s->g->lock);
     pthread_mutex_lock (&s->lock);
     s->stop = true;
     pthread_cond_signal (&s->cond);
@@ -627,10 +648,34 @@ on_hello (struct br_replica_session *s, const uint8_t *payload, uint32_t len)
             e->self->name, e->cfg->path);
     goto out;
   }
+  /* The stream must come down the tree rooted at its origin (topology.c):
+   * from this node's parent there, never from a sibling or a child. */
+  {
+    const char *parent = br_topology_parent (e->cfg, m->origin,
+                                             e->self->name);
+    if (br_config_node (e->cfg, m->origin) == NULL) {
+      refuse (s, w, "origin %s of the stream from %s is not a node of %s",
+              m->origin, m->from, e->cfg->path);
+      goto out;
+    }
+    if (parent == NULL || strcmp (parent, m->from) != 0) {
+      refuse (s, w, "with %s as primary, %s receives from %s, not from %s",
+              m->origin, e->self->name, parent ? parent : "nobody", m->from);
+      goto out;
+    }
+  }
+  snprintf (s->origin, sizeof s->origin, "%s", m->origin);
   g = find_group (e, m->group);
   if (g == NULL) {
     refuse (s, w, "no group named %s on node %s", m->group, e->self->name);
     goto out;
+  }
+  {
+    char why[512];
+    if (br__relay_check (g, m->origin, why, sizeof why) < 0) {
+      refuse (s, w, "%s", why);
+      goto out;
+    }
   }
   if (m->n_volumes != g->n_vols) {
     refuse (s, w, "group %s has %zu volumes here, %u on %s", g->name,
@@ -722,6 +767,14 @@ on_auth (struct br_replica_session *s, const uint8_t *mac)
                    "secret", s->peer);
     return;
   }
+  {
+    char why[512] = "";
+    if (br__relay_start (s->g, s->origin, why, sizeof why) < 0) {
+      session_close (s, "cannot relay: %s", why);
+      return;
+    }
+  }
+  atomic_store (&s->g->cancel, false);
   s->st = S_RUNNING;
   s->rd.max_payload = 0;            /* authenticated: full-size frames */
   s->dirty = calloc (s->g->n_vols, sizeof *s->dirty);

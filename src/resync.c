@@ -79,7 +79,15 @@ br__resync_done (struct br_peer *p)
   struct br_group *g = p->g;
 
   for (size_t i = 0; i < g->n_vols; i++) {
-    struct br_rec *r = br__rec_new (BR_T_SYNCED, 0, i, 0, 0, 0, NULL);
+    struct br_rec *r;
+
+    /* A relay whose own copy is being resynced from upstream has nothing
+     * consistent to offer yet: the peer gets SYNCED when this copy does
+     * (br__relay_synced). */
+    if (g->e->role == BR_ROLE_REPLICA &&
+        !(br_sb_flags (g->vols[i]->sb) & BR_SB_CONSISTENT))
+      continue;
+    r = br__rec_new (BR_T_SYNCED, 0, i, 0, 0, 0, NULL);
 
     if (r == NULL) {
       p->must_drop = true;      /* retried after a reconnect */

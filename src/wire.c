@@ -1,4 +1,4 @@
-/* blockrelay — wire protocol v1 codec.
+/* blockrelay — wire protocol v2 codec.
  *
  * What this file does
  * -------------------
@@ -52,7 +52,7 @@
  *   80   8  gen           sender's current generation
  *   88   8  peer_gen      generation the sender last synced with the peer
  *
- * HELLO payload, 232 + 96 * n_volumes bytes:
+ * HELLO payload, 296 + 96 * n_volumes bytes:
  *    0   2  proto_min     >= 1
  *    2   2  proto_max     >= proto_min
  *    4   4  n_volumes     1 .. BR_WIRE_MAX_VOLUMES
@@ -60,7 +60,10 @@
  *   72  64  to            non-empty
  *  136  64  group         non-empty
  *  200  32  nonce         client nonce
- *  232      n_volumes volume entries (names distinct)
+ *  232  64  origin        non-empty: the node whose writes the group's
+ *                         stream carries (the primary); a relay forwards
+ *                         to its children in the tree rooted there
+ *  296      n_volumes volume entries (names distinct)
  *
  * WELCOME payload, 1160 + 96 * n_volumes bytes:
  *    0   2  proto         chosen version, >= 1 when status is OK
@@ -72,7 +75,7 @@
  *  136 1024 message       refusal reason (may be empty when OK)
  * 1160      n_volumes volume entries, in the HELLO's order
  *
- * The largest HELLO is 6376 bytes and the largest WELCOME 7304 bytes, both
+ * The largest HELLO is 6440 bytes and the largest WELCOME 7304 bytes, both
  * under BR_WIRE_HANDSHAKE_MAX (static assertions below).
  *
  * Authentication
@@ -121,7 +124,7 @@ enum {
   /* HELLO. */
   HELLO_PROTO_MIN = 0, HELLO_PROTO_MAX = 2, HELLO_N_VOLUMES = 4,
   HELLO_FROM = 8, HELLO_TO = 72, HELLO_GROUP = 136, HELLO_NONCE = 200,
-  HELLO_VOLS = 232,
+  HELLO_ORIGIN = 232, HELLO_VOLS = 296,
 
   /* WELCOME. */
   WELCOME_PROTO = 0, WELCOME_STATUS = 2, WELCOME_N_VOLUMES = 4,
@@ -131,7 +134,8 @@ enum {
 
 _Static_assert (HDR_RESERVED + 4 == BR_WIRE_HDR_SIZE, "header size");
 _Static_assert (VOL_END == BR_WIRE_VOL_SIZE, "volume entry size");
-_Static_assert (HELLO_NONCE + BR_WIRE_NONCE_SIZE == HELLO_VOLS, "hello");
+_Static_assert (HELLO_NONCE + BR_WIRE_NONCE_SIZE == HELLO_ORIGIN, "hello");
+_Static_assert (HELLO_ORIGIN + BR_WIRE_NAME_MAX == HELLO_VOLS, "hello");
 _Static_assert (BR_WIRE_HELLO_SIZE (0) == HELLO_VOLS, "hello size");
 _Static_assert (WELCOME_MESSAGE + BR_WIRE_MSG_MAX == WELCOME_VOLS, "welcome");
 _Static_assert (BR_WIRE_WELCOME_SIZE (0) == WELCOME_VOLS, "welcome size");
@@ -399,6 +403,10 @@ hello_problem (const struct br_hello *m)
   if ((why = name_problem (m->group, BR_WIRE_NAME_MAX, true,
                            "group name not terminated", "empty group name")))
     return why;
+  if ((why = name_problem (m->origin, BR_WIRE_NAME_MAX, true,
+                           "origin name not terminated",
+                           "empty origin name")))
+    return why;
   return vols_problem (m->vols, m->n_volumes);
 }
 
@@ -483,6 +491,7 @@ br_wire_encode_hello (const struct br_hello *m, uint8_t *buf, size_t len)
   put_name (buf + HELLO_TO, m->to, BR_WIRE_NAME_MAX);
   put_name (buf + HELLO_GROUP, m->group, BR_WIRE_NAME_MAX);
   memcpy (buf + HELLO_NONCE, m->nonce, BR_WIRE_NONCE_SIZE);
+  put_name (buf + HELLO_ORIGIN, m->origin, BR_WIRE_NAME_MAX);
   put_vols (buf + HELLO_VOLS, m->vols, m->n_volumes);
   return (int) size;
 }
@@ -534,6 +543,7 @@ br_wire_decode_hello (const uint8_t *buf, size_t len, struct br_hello *m,
   canonical &= get_name (m->to, buf + HELLO_TO, BR_WIRE_NAME_MAX);
   canonical &= get_name (m->group, buf + HELLO_GROUP, BR_WIRE_NAME_MAX);
   memcpy (m->nonce, buf + HELLO_NONCE, BR_WIRE_NONCE_SIZE);
+  canonical &= get_name (m->origin, buf + HELLO_ORIGIN, BR_WIRE_NAME_MAX);
   canonical &= get_vols (m->vols, buf + HELLO_VOLS, n);
 
   if ((why = hello_problem (m)))

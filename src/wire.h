@@ -1,11 +1,11 @@
-/* blockrelay — wire protocol v1 codec (see wire.c and docs/formats.md).
+/* blockrelay — wire protocol v2 codec (see wire.c and docs/formats.md).
  *
  * Every message is a frame: a fixed 56-byte big-endian header followed by
  * LENGTH bytes of payload.
  *
  *   off size field
  *    0   4   magic        0x42524C59 ("BRLY")
- *    4   1   version      1
+ *    4   1   version      2
  *    5   1   type         enum br_frame_type
  *    6   2   flags        BR_F_*
  *    8   4   volume       index into the handshake's volume list
@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define BR_WIRE_MAGIC 0x42524C59u
-#define BR_WIRE_VERSION 1
+#define BR_WIRE_VERSION 2      /* 2: HELLO carries the origin */
 #define BR_WIRE_HDR_SIZE 56
 #define BR_WIRE_MAX_PAYLOAD (32u * 1024 * 1024) /* largest WRITE payload */
 #define BR_WIRE_MAX_VOLUMES 64                  /* per handshake */
@@ -43,7 +43,7 @@
 #define BR_WIRE_MAX_ZERO (1ull << 40)           /* largest ZERO count (1 TiB) */
 /* Encoded handshake sizes (layouts in wire.c and docs/formats.md). */
 #define BR_WIRE_VOL_SIZE 96                     /* one volume entry */
-#define BR_WIRE_HELLO_SIZE(n) (232 + (size_t) (n) * BR_WIRE_VOL_SIZE)
+#define BR_WIRE_HELLO_SIZE(n) (296 + (size_t) (n) * BR_WIRE_VOL_SIZE)
 #define BR_WIRE_WELCOME_SIZE(n) (1160 + (size_t) (n) * BR_WIRE_VOL_SIZE)
 
 enum br_frame_type {
@@ -116,6 +116,7 @@ struct br_hello {                  /* client (upstream) -> server */
   char to[BR_WIRE_NAME_MAX];       /* node it wants to reach */
   char group[BR_WIRE_NAME_MAX];    /* replication group of this connection */
   uint8_t nonce[BR_WIRE_NONCE_SIZE];
+  char origin[BR_WIRE_NAME_MAX];   /* node whose writes the stream carries */
   uint32_t n_volumes;              /* 1 .. BR_WIRE_MAX_VOLUMES */
   struct br_wire_vol vols[BR_WIRE_MAX_VOLUMES];
 };

@@ -273,11 +273,12 @@ static void
 make_hello (struct br_hello *m)
 {
   memset (m, 0, sizeof *m);
-  m->proto_min = 1;
-  m->proto_max = 1;
+  m->proto_min = BR_WIRE_VERSION;
+  m->proto_max = BR_WIRE_VERSION;
   snprintf (m->from, sizeof m->from, "%s", opt.from);
   snprintf (m->to, sizeof m->to, "%s", opt.to);
   snprintf (m->group, sizeof m->group, "%s", opt.group);
+  snprintf (m->origin, sizeof m->origin, "%s", opt.from);
   br_wire_random (m->nonce, sizeof m->nonce);
   m->n_volumes = 1;
   snprintf (m->vols[0].name, sizeof m->vols[0].name, "%s", opt.volume);

@@ -1,4 +1,4 @@
-/* blockrelay — unit tests for the wire protocol v1 codec (src/wire.c). */
+/* blockrelay — unit tests for the wire protocol v2 codec (src/wire.c). */
 #include "wire.h"
 
 #include <check.h>
@@ -145,6 +145,7 @@ fill_hello (struct br_hello *m, uint32_t n)
   strcpy (m->from, "site-a");
   strcpy (m->to, "site-b");
   strcpy (m->group, "db");
+  strcpy (m->origin, "site-a");
   for (unsigned i = 0; i < BR_WIRE_NONCE_SIZE; i++)
     m->nonce[i] = (uint8_t) (i + 1);
   m->n_volumes = n;
@@ -527,12 +528,13 @@ START_TEST (test_hello_roundtrip)
   ck_assert_str_eq (out.from, "site-a");
   ck_assert_str_eq (out.to, "site-b");
   ck_assert_str_eq (out.group, "db");
+  ck_assert_str_eq (out.origin, "site-a");
   ck_assert_mem_eq (out.nonce, in.nonce, BR_WIRE_NONCE_SIZE);
   ck_assert_uint_eq (out.n_volumes, n);
   for (uint32_t i = 0; i < n; i++)
     vols_eq (&out.vols[i], &in.vols[i]);
   /* The 0xAA garbage after each name did not reach the wire. */
-  ck_assert_uint_eq (hs_buf[232 + 5], 0);
+  ck_assert_uint_eq (hs_buf[296 + 5], 0);
 }
 END_TEST
 
@@ -654,7 +656,13 @@ START_TEST (test_hello_unterminated_name)
   memset (hs_buf + 136, 'g', BR_WIRE_NAME_MAX);     /* group */
   expect_hello_refused (len, "group name not terminated");
   len = encoded_hello (&m, 1);
-  memset (hs_buf + 232, 'v', BR_WIRE_NAME_MAX);     /* volume 0 name */
+  memset (hs_buf + 232, 'o', BR_WIRE_NAME_MAX);     /* origin */
+  expect_hello_refused (len, "origin name not terminated");
+  len = encoded_hello (&m, 1);
+  memset (hs_buf + 232, 0, BR_WIRE_NAME_MAX);
+  expect_hello_refused (len, "empty origin name");
+  len = encoded_hello (&m, 1);
+  memset (hs_buf + 296, 'v', BR_WIRE_NAME_MAX);     /* volume 0 name */
   expect_hello_refused (len, "volume name not terminated");
 }
 END_TEST
@@ -670,7 +678,7 @@ START_TEST (test_hello_empty_name)
   memset (hs_buf + 72, 0, BR_WIRE_NAME_MAX);        /* to */
   expect_hello_refused (len, "empty to name");
   len = encoded_hello (&m, 1);
-  memset (hs_buf + 232, 0, BR_WIRE_NAME_MAX);       /* volume name */
+  memset (hs_buf + 296, 0, BR_WIRE_NAME_MAX);       /* volume name */
   expect_hello_refused (len, "empty volume name");
 }
 END_TEST
@@ -702,15 +710,15 @@ START_TEST (test_hello_bad_volume_values)
   static struct br_hello m;
   int len = encoded_hello (&m, 2);
 
-  set64 (hs_buf + 232 + 64, 1000);                 /* size not sectors */
+  set64 (hs_buf + 296 + 64, 1000);                 /* size not sectors */
   expect_hello_refused (len, "bad volume size");
   len = encoded_hello (&m, 2);
-  set32 (hs_buf + 232 + 72, 0);                    /* granularity 0 */
+  set32 (hs_buf + 296 + 72, 0);                    /* granularity 0 */
   expect_hello_refused (len, "bad volume granularity");
-  set32 (hs_buf + 232 + 72, 65536 + 512);          /* not a power of 2 */
+  set32 (hs_buf + 296 + 72, 65536 + 512);          /* not a power of 2 */
   expect_hello_refused (len, "bad volume granularity");
   len = encoded_hello (&m, 2);
-  memcpy (hs_buf + 232 + 96, "vol0", 4);           /* vol1 -> vol0 */
+  memcpy (hs_buf + 296 + 96, "vol0", 4);           /* vol1 -> vol0 */
   expect_hello_refused (len, "duplicate volume name");
 }
 END_TEST
