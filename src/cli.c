@@ -4,6 +4,9 @@
  *   blockrelay status [--json] [--wait STATE] [--timeout SECS]
  *                     (--config FILE --node NAME | --socket PATH)
  *
+ * check-config loads the file with the engine's loader and prints, for
+ * every node that could be primary, who sends to whom (topology.c).
+ *
  * status asks a node's process (nbdkit with the plugin, or blockrelayd)
  * over its control socket and prints a table, or the JSON as received.
  * --wait polls the socket until every peer of every volume is in STATE
@@ -45,6 +48,41 @@ usage (FILE *fp, int code)
   return code;
 }
 
+static void human_bytes (json_int_t n, char *buf, size_t len);
+
+/* "with a as primary: a -> b (sync); b -> c (async, 40.0 MiB/s)": who
+ * sends to whom when ORIGIN serves the volumes (topology.c). */
+static void
+print_flow (const struct br_config *cfg, const char *origin)
+{
+  const char *sep = "";
+
+  printf ("  with %s as primary:", origin);
+  for (size_t i = 0; i < cfg->n_nodes; i++) {
+    const struct br_node_cfg *kids[64];
+    const struct br_link_cfg *links[64];
+    int n = br_topology_children (cfg, origin, cfg->nodes[i].name, kids,
+                                  links, 64);
+
+    if (n <= 0)
+      continue;
+    printf ("%s %s ->", sep, cfg->nodes[i].name);
+    for (int k = 0; k < n; k++) {
+      char rate[32] = "";
+
+      if (links[k]->rate) {
+        human_bytes (links[k]->rate, rate, sizeof rate - 2);
+        strcat (rate, "/s");
+      }
+      printf ("%s %s (%s%s%s)", k ? "," : "", kids[k]->name,
+              links[k]->mode == BR_MODE_SYNC ? "sync" : "async",
+              rate[0] ? ", " : "", rate);
+    }
+    sep = ";";
+  }
+  printf ("\n");
+}
+
 static int
 cmd_check_config (int argc, char **argv)
 {
@@ -59,6 +97,8 @@ cmd_check_config (int argc, char **argv)
   }
   printf ("%s: ok: %zu volumes, %zu nodes, %zu links\n", argv[1],
           cfg->n_volumes, cfg->n_nodes, cfg->n_links);
+  for (size_t i = 0; i < cfg->n_nodes && cfg->n_links > 0; i++)
+    print_flow (cfg, cfg->nodes[i].name);
   br_config_free (cfg);
   return 0;
 }
@@ -136,6 +176,37 @@ human_bytes (json_int_t n, char *buf, size_t len)
     snprintf (buf, len, "%.1f %s", v, units[u]);
 }
 
+/* One line per group: where its writes come from and where they go. */
+static void
+print_topology (json_t *st)
+{
+  json_t *g, *d;
+  size_t i, j;
+
+  printf ("\n%-10s %-10s %-10s %s\n", "GROUP", "ORIGIN", "UPSTREAM",
+          "DOWNSTREAM");
+  json_array_foreach (json_object_get (st, "groups"), i, g) {
+    const char *origin = json_string_value (json_object_get (g, "origin"));
+    const char *up = json_string_value (json_object_get (g, "upstream"));
+    char down[512] = "", upb[80];
+    size_t len = 0;
+
+    json_array_foreach (json_object_get (g, "downstream"), j, d) {
+      if (len >= sizeof down)
+        break;
+      len += snprintf (down + len, sizeof down - len, "%s%s", j ? ", " : "",
+                       json_string_value (d));
+    }
+    snprintf (upb, sizeof upb, "%s%s", up ? up : "-",
+              up && !json_is_true (json_object_get (g, "connected"))
+              ? " (away)" : "");
+    printf ("%-10s %-10s %-10s %s\n",
+            json_string_value (json_object_get (g, "name")),
+            origin && *origin ? origin : "(none yet)", upb,
+            down[0] ? down : "-");
+  }
+}
+
 static void
 print_table (json_t *st)
 {
@@ -151,9 +222,10 @@ print_table (json_t *st)
           (long long) json_integer_value (json_object_get (st, "pid")),
           (long long) json_integer_value (json_object_get (st, "uptime")),
           json_string_value (json_object_get (st, "config")));
-  printf ("\n%-12s %-10s %-8s %-10s %-12s %-6s %-12s %-8s %10s %10s %10s\n",
+  print_topology (st);
+  printf ("\n%-12s %-10s %-8s %-10s %-12s %-6s %-12s %-8s %10s %10s %12s %10s\n",
           "VOLUME", "GROUP", "ROLE", "SIZE", "PEER", "MODE", "STATE",
-          "SINCE", "DIRTY", "QUEUED", "ACKED-SEQ");
+          "SINCE", "DIRTY", "QUEUED", "RATE", "LAG");
   json_array_foreach (vols, i, v) {
     char size[32];
     json_t *peers = json_object_get (v, "peers");
@@ -169,8 +241,9 @@ print_table (json_t *st)
       printf ("%-12s   INCONSISTENT: a resync into this copy has not "
               "completed\n", "");
     json_array_foreach (peers, j, p) {
-      char dirty[32], queued[32], since[32];
+      char dirty[32], queued[32], since[32], rate[32], lag[64], lagb[32];
       const char *err = json_string_value (json_object_get (p, "last_error"));
+      json_int_t cap = json_integer_value (json_object_get (p, "rate"));
 
       human_bytes (json_integer_value (json_object_get (p, "dirty_bytes")),
                    dirty, sizeof dirty);
@@ -179,7 +252,17 @@ print_table (json_t *st)
       snprintf (since, sizeof since, "%llds",
                 (long long) (now - json_integer_value
                              (json_object_get (p, "since"))));
-      printf ("%-12s %-10s %-8s %-10s %-12s %-6s %-12s %-8s %10s %10s %10lld\n",
+      if (cap) {
+        human_bytes (cap, rate, sizeof rate - 2);
+        strcat (rate, "/s");
+      }
+      else
+        snprintf (rate, sizeof rate, "-");
+      human_bytes (json_integer_value (json_object_get (p, "lag_bytes")),
+                   lagb, sizeof lagb);
+      snprintf (lag, sizeof lag, "%s/%.1fs", lagb,
+                json_real_value (json_object_get (p, "lag_seconds")));
+      printf ("%-12s %-10s %-8s %-10s %-12s %-6s %-12s %-8s %10s %10s %12s %10s\n",
               j ? "" : json_string_value (json_object_get (v, "name")),
               j ? "" : json_string_value (json_object_get (v, "group")),
               j ? "" : json_string_value (json_object_get (v, "role")),
@@ -187,9 +270,7 @@ print_table (json_t *st)
               json_string_value (json_object_get (p, "node")),
               json_string_value (json_object_get (p, "mode")),
               json_string_value (json_object_get (p, "state")), since,
-              dirty, queued,
-              (long long) json_integer_value (json_object_get (p,
-                                                               "acked_seq")));
+              dirty, queued, rate, lag);
       if (err && *err)
         printf ("%-12s   last error: %s\n", "", err);
       if (!strcmp (json_string_value (json_object_get (p, "state")),

@@ -52,7 +52,8 @@ peer_json (struct br_peer *p, struct br_volume *v)
 {
   struct br_group *g = p->g;
   uint64_t gran = (uint64_t) 1 << v->gran_shift;
-  uint64_t dirty, oos = 0, done, rate = 0, eta = 0, now;
+  uint64_t dirty, oos = 0, done, rate = 0, eta = 0, now, lag_bytes;
+  double lag_s = 0;
   json_t *o;
   char addr[300];
 
@@ -72,14 +73,27 @@ peer_json (struct br_peer *p, struct br_volume *v)
     if (rate)
       eta = p->oos_count * gran / rate;
   }
+  /* Lag: what the peer does not have durably yet, and how old the oldest
+   * of it is (the oldest queued record, or for a peer away with dirty
+   * regions, how long it has been away). */
+  if (dirty > v->size)
+    dirty = v->size;
+  lag_bytes = p->queued_bytes;
+  if (p->state != BR_PEER_REPLICATING)
+    lag_bytes += dirty;
+  if (p->q.len > 0)
+    lag_s = (uint32_t) (br__now_ms () - br__fifo_at (&p->q, 0)->born_ms) /
+      1000.0;
+  else if (p->state != BR_PEER_REPLICATING && dirty > 0)
+    lag_s = difftime (time (NULL), p->since);
   o = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                 "s:I, s:I, s:s}",
+                 "s:I, s:I, s:s, s:I, s:I, s:I, s:f}",
                  "node", p->node->name,
                  "address", addr,
                  "mode", p->mode == BR_MODE_SYNC ? "sync" : "async",
                  "state", br__peer_state_name (p->state),
                  "since", (json_int_t) p->since,
-                 "dirty_bytes", (json_int_t) (dirty > v->size ? v->size : dirty),
+                 "dirty_bytes", (json_int_t) dirty,
                  "queued_bytes", (json_int_t) p->queued_bytes,
                  "acked_seq", (json_int_t) p->applied,
                  "durable_seq", (json_int_t) p->durable,
@@ -87,7 +101,11 @@ peer_json (struct br_peer *p, struct br_volume *v)
                  "resync_left_bytes", (json_int_t) (oos * gran),
                  "resync_rate", (json_int_t) rate,
                  "resync_eta", (json_int_t) eta,
-                 "last_error", p->last_error);
+                 "last_error", p->last_error,
+                 "rate", (json_int_t) p->link->rate,
+                 "resync_rate_cap", (json_int_t) p->link->resync_rate,
+                 "lag_bytes", (json_int_t) lag_bytes,
+                 "lag_seconds", lag_s);
   pthread_mutex_unlock (&g->lock);
   return o;
 }
@@ -106,6 +124,36 @@ add_upstream (void *arg, const char *peer, const char *group,
                                          "received_bytes",
                                          (json_int_t) rx_bytes,
                                          "error", error));
+}
+
+/* The topology as this node sees it: per group, whose writes it carries,
+ * where they come from and where this node sends them. */
+static json_t *
+groups_json (struct br_engine *e)
+{
+  json_t *groups = json_array ();
+
+  for (size_t gi = 0; gi < e->n_groups; gi++) {
+    struct br_group *g = &e->groups[gi];
+    json_t *down = json_array (), *vols = json_array ();
+    const char *up = NULL;
+
+    for (size_t pi = 0; pi < g->n_peers; pi++)
+      json_array_append_new (down, json_string (g->peers[pi]->node->name));
+    for (size_t vi = 0; vi < g->n_vols; vi++)
+      json_array_append_new (vols, json_string (g->vols[vi]->cfg->name));
+    if (e->role == BR_ROLE_REPLICA && g->origin[0])
+      up = br_topology_parent (e->cfg, g->origin, e->self->name);
+    json_array_append_new (groups,
+      json_pack ("{s:s, s:s, s:s?, s:b, s:o, s:o}",
+                 "name", g->name,
+                 "origin", g->origin,
+                 "upstream", up,
+                 "connected", g->upstream != NULL,
+                 "volumes", vols,
+                 "downstream", down));
+  }
+  return groups;
 }
 
 static json_t *
@@ -132,7 +180,7 @@ status_json (struct br_engine *e)
                  "peers", peers));
   }
   br__replica_foreach (e, add_upstream, ups);
-  return json_pack ("{s:b, s:s, s:s, s:I, s:I, s:s, s:o, s:o}",
+  return json_pack ("{s:b, s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:o}",
                     "ok", 1,
                     "node", e->self->name,
                     "role", e->role == BR_ROLE_PRIMARY ? "primary" : "replica",
@@ -140,7 +188,8 @@ status_json (struct br_engine *e)
                     "uptime", (json_int_t) (time (NULL) - e->started_at),
                     "config", e->cfg->path,
                     "volumes", vols,
-                    "upstream", ups);
+                    "upstream", ups,
+                    "groups", groups_json (e));
 }
 
 static json_t *

@@ -139,6 +139,47 @@ bad syntax-colon 3 13 "syntax error: mapping values are not allowed"
 base | sed 's/mode: sync}/mode: sync/' > "$T/syntax-unclosed.yaml"
 bad syntax-unclosed 13 1 "syntax error: did not find expected ',' or '}' (while parsing a flow mapping at 12:5)"
 
+# nodes N...: the volumes and N nodes of a topology (lines 1-2, then one
+# line a node).
+nodes() {
+  local n p=10901
+  printf 'volumes:\n  - {name: vol0, size: 1G}\nnodes:\n'
+  for n in "$@"; do
+    echo "  - {name: $n, address: 127.0.0.1:$p, data-dir: data/$n}"
+    p=$((p + 1))
+  done
+}
+
+# A ring of four makes the flow ambiguous (with a as primary, c is two hops
+# away through b and through d): the link that reaches c a second time
+# (line 11, c-d, column 5) is named, with the first path's link (10:5).
+{ nodes a b c d
+  cat <<'EOF2'
+links:
+  - {between: [a, b], mode: sync}
+  - {between: [b, c], mode: async}
+  - {between: [c, d], mode: async}
+  - {between: [d, a], mode: async}
+EOF2
+} > "$T/ring.yaml"
+bad ring 11 5 "makes the flow of data ambiguous: with a as primary, c is 2 hops away both through b (link at 10:5) and through d"
+
+# The flow of a valid chain, for every primary, on stdout.
+{ nodes a b c
+  cat <<'EOF2'
+links:
+  - {between: [a, b], mode: sync}
+  - {between: [b, c], mode: async, rate: 20M}
+EOF2
+} > "$T/chain.yaml"
+out=$("$BLOCKRELAY" check-config "$T/chain.yaml") ||
+  fail "chain.yaml refused"
+grep -qxF "  with a as primary: a -> b (sync); b -> c (async, 20.0 MiB/s)" \
+  <<<"$out" || fail "chain flow with a as primary: '$out'"
+grep -qxF "  with c as primary: b -> a (sync); c -> b (async, 20.0 MiB/s)" \
+  <<<"$out" || fail "chain flow with c as primary: '$out'"
+log "ok: flow of a chain: $(echo $out)"
+
 # Empty file, and two documents in one file.
 : > "$T/empty.yaml"
 bad empty 1 1 "the file is empty"

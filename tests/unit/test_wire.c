@@ -256,7 +256,7 @@ START_TEST (test_hdr_roundtrip)
 }
 END_TEST
 
-START_TEST (test_hdr_version_zero_means_v1)
+START_TEST (test_hdr_version_zero_means_current)
 {
   struct br_frame_hdr h = valid_hdr (BR_T_PING, NULL, 0), d;
   uint8_t b[BR_WIRE_HDR_SIZE];
@@ -265,7 +265,7 @@ START_TEST (test_hdr_version_zero_means_v1)
   h.version = 0;
   br_wire_encode_hdr (&h, b);
   ck_assert_int_eq (br_wire_decode_hdr (b, &d, &reason), 0);
-  ck_assert_uint_eq (d.version, 1);
+  ck_assert_uint_eq (d.version, BR_WIRE_VERSION);
 }
 END_TEST
 
@@ -284,7 +284,9 @@ START_TEST (test_hdr_bad_version)
 {
   struct br_frame_hdr h = valid_hdr (BR_T_PING, NULL, 0);
 
-  h.version = 2;
+  h.version = BR_WIRE_VERSION + 1;
+  refuse_hdr (&h, "unsupported version");
+  h.version = BR_WIRE_VERSION - 1;    /* v1: HELLO without the origin */
   refuse_hdr (&h, "unsupported version");
 }
 END_TEST
@@ -1149,7 +1151,7 @@ wire_suite (void)
 
   tc = tcase_create ("header");
   tcase_add_loop_test (tc, test_hdr_roundtrip, BR_T_HELLO, BR_T_SYNCED + 1);
-  tcase_add_test (tc, test_hdr_version_zero_means_v1);
+  tcase_add_test (tc, test_hdr_version_zero_means_current);
   tcase_add_test (tc, test_hdr_bad_magic);
   tcase_add_test (tc, test_hdr_bad_version);
   tcase_add_test (tc, test_hdr_unknown_type);
