@@ -30,6 +30,20 @@ TARGETS = [
     ("sync", "seqwrite", 0.75),
     ("sync", "randwrite32", 0.60),
 ]
+# Targets from issue 4 (topologies): (config, workload, reference config,
+# minimum ratio to it).  The reference "B" is the baseline (first CONFIG).
+TARGETS4 = [
+    ("cascade-async", "seqwrite", "B", 0.85),
+    ("cascade-async", "randwrite32", "B", 0.85),
+    ("cascade", "seqwrite", "sync", 0.90),
+    ("cascade", "randwrite32", "sync", 0.90),
+]
+# For information (no target): what each extra hop or peer costs, as a
+# ratio to the single-peer configuration with the same first hop.
+COMPARE4 = [
+    ("cascade", "sync"), ("cascade-async", "async"),
+    ("one-to-two", "sync"), ("one-to-two-async", "async"),
+]
 # Reference figures quoted in issue 2 for QEMU's write-blocking mirror.
 QEMU_REF = [("qemu-mirror", "seqwrite", 0.31), ("qemu-mirror", "randwrite32", 0.21)]
 
@@ -129,7 +143,7 @@ def main():
         out.append("| " + " | ".join(row) + " |")
     out.append("")
 
-    # Targets.
+    # Targets (issue 2).
     lines = []
     for c, w, need in TARGETS:
         if c not in cfgs or base not in cfgs:
@@ -157,6 +171,63 @@ def main():
         out.append("### Targets (issue 2)\n")
         out.append("| config | workload | target ×B | measured ×B | verdict |")
         out.append("|---|---|--:|--:|---|")
+        out += lines
+        out.append("")
+
+    # Issue 4 targets: ratios to B or to another configuration of the run,
+    # with every round's ratio (the spread).
+    def rel(c, w, key, ref, src=None):
+        v, b = val(c, w, key, src), val(ref, w, key, src)
+        return v / b if v is not None and b else None
+
+    def rounds_of(c, w, key, ref):
+        if len(per) < 2:
+            return ""
+        rs = [rel(c, w, key, ref, p) for p in per]
+        return " (rounds: " + " / ".join(
+            "n/a" if x is None else f"{x:.2f}" for x in rs) + ")"
+
+    lines = []
+    for c, w, ref, need in TARGETS4:
+        ref = base if ref == "B" else ref
+        if c not in cfgs or ref not in cfgs:
+            continue
+        key = "mibs" if w == "seqwrite" else "iops"
+        got = rel(c, w, key, ref)
+        if got is None:
+            lines.append(f"| {c} | {TITLES[w]} | ≥ {need:.2f} × {ref} | n/a "
+                         "| n/a |")
+            continue
+        verdict = ("met" if got >= need else
+                   f"MISSED by {need - got:.2f} ({(need - got) / need:.0%} "
+                   "short of the target)")
+        lines.append(f"| {c} | {TITLES[w]} | ≥ {need:.2f} × {ref} | "
+                     f"{got:.2f}{rounds_of(c, w, key, ref)} | {verdict} |")
+    if lines:
+        out.append("### Targets (issue 4: topologies)\n")
+        out.append("| config | workload | target | measured | verdict |")
+        out.append("|---|---|--:|--:|---|")
+        out += lines
+        out.append("")
+    lines = []
+    cols = [("seqwrite", "mibs"), ("randwrite32", "iops"),
+            ("randwrite1", "iops"), ("randread32", "iops")]
+    for c, ref in COMPARE4:
+        if c not in cfgs or ref not in cfgs:
+            continue
+        row = [c, ref]
+        for w, key in cols:
+            got = rel(c, w, key, ref)
+            row.append("n/a" if got is None else f"{got:.2f}")
+        lines.append("| " + " | ".join(row) + " |")
+    if lines:
+        out.append("### Topologies against the single-peer configurations\n")
+        out.append("Ratio of each topology's figure to the one-peer "
+                   "configuration with the same first hop (1.00 = the "
+                   "second hop or second peer costs nothing).\n")
+        out.append("| config | ratio to | seq write | rand write QD32 | "
+                   "rand write QD1 | rand read QD32 |")
+        out.append("|---|---|--:|--:|--:|--:|")
         out += lines
         out.append("")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh — blockrelay benchmark harness (DESIGN.md §8, issue 2).
+# bench/run.sh — blockrelay benchmark harness (DESIGN.md §8, issues 2, 4).
 #
 # In one run, side by side on backing files in one directory, measures with
 # fio --ioengine=nbd:
@@ -7,6 +7,11 @@
 #   none         the blockrelay plugin with no peer
 #   async        the plugin, async to 1 peer (blockrelayd on this host)
 #   sync         the plugin, sync to 1 peer
+#   cascade      a -> b (sync) -> c (async): the plugin on a, blockrelayd on
+#                b (a relay: it forwards what it applies) and on c
+#   cascade-async  the same with both hops async
+#   one-to-two   a -> b (sync) and a -> c (async), directly
+#   (one-to-two-async, both async: only on request with --configs)
 #   qemu-mirror  qemu-storage-daemon exporting a raw file over NBD, with a
 #                blockdev-mirror job (sync=full, copy-mode=write-blocking)
 #                to an nbdkit file export of a second file
@@ -41,8 +46,9 @@ usage: bench/run.sh [options]
   --dir DIR         put backing files in a fresh directory under DIR
                     (default: under /var/tmp)
   --output FILE     Markdown report (default: bench/last-run.md)
-  --configs LIST    comma-separated subset/order of
-                    B,none,async,sync,qemu-mirror (default: all; B first)
+  --configs LIST    comma-separated subset/order of B,none,async,sync,
+                    cascade,cascade-async,one-to-two,one-to-two-async,
+                    qemu-mirror (default: all but one-to-two-async; B first)
   --size SIZE       volume size (default 1G)
   --builddir DIR    where blockrelayd, blockrelay and the plugin are
                     (default: \$BUILDDIR or <repo>/build)
@@ -61,7 +67,7 @@ RUNTIME=10
 RAMP=2
 BASEDIR=/var/tmp
 OUTPUT=$BENCHDIR/last-run.md
-CONFIGS="B,none,async,sync,qemu-mirror"
+CONFIGS="B,none,async,sync,cascade,cascade-async,one-to-two,qemu-mirror"
 SIZE=1G
 BUILDDIR=${BUILDDIR:-$SRCDIR/build}
 KEEP=0
@@ -103,7 +109,8 @@ die() { log "ERROR: $*"; exit 1; }
 
 IFS=, read -r -a CFG_LIST <<<"$CONFIGS"
 for c in "${CFG_LIST[@]}"; do
-  case $c in B|none|async|sync|qemu-mirror) ;;
+  case $c in
+    B|none|async|sync|cascade|cascade-async|one-to-two|one-to-two-async|qemu-mirror) ;;
     *) die "unknown configuration '$c'" ;;
   esac
 done
@@ -169,6 +176,13 @@ BLOCKRELAY=$BIN/blockrelay
 PLUGIN=$BIN/nbdkit-blockrelay-plugin.so
 
 # ---------------------------------------------------------------- info
+build_type() {   # CMAKE_BUILD_TYPE, or the flags CMakeLists.txt defaulted to
+  local bt flags
+  bt=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILDDIR/CMakeCache.txt" 2>/dev/null) || true
+  flags=$(sed -n 's/^C_FLAGS = //p' "$BUILDDIR"/CMakeFiles/blockrelayd.dir/flags.make 2>/dev/null |
+          grep -oE -- '-O[0-9s]|-g|-DNDEBUG|-fsanitize=[a-z]+' | tr '\n' ' ') || true
+  echo "${bt:-(default)} (${flags% })"
+}
 machine_info() {
   local fs
   fs=$(findmnt -n -T "$WORK" -o SOURCE,FSTYPE,OPTIONS 2>/dev/null ||
@@ -181,7 +195,7 @@ machine_info() {
 - kernel: $(uname -srm); OS: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-unknown}")
 - fio: $(fio --version); nbdkit: $(nbdkit --version | head -1); qemu-storage-daemon: $( [ $HAVE_QEMU -eq 1 ] && qemu-storage-daemon --version | head -1 || echo "not installed")
 - backing directory: $WORK on \`$fs\`
-- blockrelay: git $(git -C "$SRCDIR" rev-parse --short HEAD 2>/dev/null || echo '?') ($(git -C "$SRCDIR" status --porcelain 2>/dev/null | wc -l) files modified/untracked in the tree), build type $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILDDIR/CMakeCache.txt" 2>/dev/null || echo '?'), plugin built $(date -u -r "$BUILDDIR/nbdkit-blockrelay-plugin.so" '+%Y-%m-%d %H:%M UTC')
+- blockrelay: git $(git -C "$SRCDIR" rev-parse --short HEAD 2>/dev/null || echo '?') ($(git -C "$SRCDIR" status --porcelain 2>/dev/null | wc -l) files modified/untracked in the tree), build type $(build_type), plugin built $(date -u -r "$BUILDDIR/nbdkit-blockrelay-plugin.so" '+%Y-%m-%d %H:%M UTC')
 - load average at start: $LOAD_START
 EOF
 }
@@ -240,15 +254,20 @@ print(f"{rnd}\t{cfg}\t{name}\t{wall:.3f}\t{(p1 - p0) / hz / wall:.3f}\t"
 PY
 }
 
-# settle CFG: nothing queued or dirty towards any peer (blockrelay configs),
-# then the dirty page cache of the backing filesystem written back, so each
-# workload starts from the same state.
-STATUS_ARGS=()
+# settle: nothing queued or dirty towards any peer of any sending node
+# (blockrelay configs: STATUS_NODES, in hop order, so a relay is asked only
+# once its upstream has handed it everything), then the dirty page cache of
+# the backing filesystem written back, so each workload starts from the
+# same state.
+STATUS_CONF=""
+STATUS_NODES=()
 settle() {
-  if [ ${#STATUS_ARGS[@]} -gt 0 ]; then
-    run_wait status "$BLOCKRELAY" status "${STATUS_ARGS[@]}" --wait replicating \
-      --timeout 300 >>"$LOGS/status.log" 2>&1 || die "peers did not get back in sync"
-  fi
+  local n
+  for n in "${STATUS_NODES[@]}"; do
+    run_wait status "$BLOCKRELAY" status --config "$STATUS_CONF" --node "$n" \
+      --wait replicating --timeout 300 >>"$LOGS/status.log" 2>&1 ||
+      die "peers of $n did not get back in sync"
+  done
   run_wait sync sync -f "$WORK"
 }
 
@@ -282,12 +301,12 @@ check() {
   printf '%s\t%s\t%s\n' "$1" "$2" "$pre$3" >>"$RES/checks.tsv"
 }
 
-compare_images() {
-  local cfg=$1 a=$2 b=$3
+compare_images() {   # CFG FILE1 FILE2 [WHAT]
+  local cfg=$1 a=$2 b=$3 what=${4:-images}
   if cmp -s "$a" "$b"; then
-    check "$cfg" "images after the run" "identical (cmp)"
+    check "$cfg" "$what after the run" "identical (cmp)"
   else
-    check "$cfg" "images after the run" "**DIFFER** ($(cmp "$a" "$b" 2>&1 | head -1))"
+    check "$cfg" "$what after the run" "**DIFFER** ($(cmp "$a" "$b" 2>&1 | head -1))"
     log "WARNING: $cfg: $a and $b differ"
   fi
 }
@@ -306,59 +325,134 @@ run_B() {
   truncate -s "$SIZE" "$d/vol0.img"
   free_port port
   start_nbdkit B-nbdkit "$port" file "$d/vol0.img"
-  SERVER_PIDS=("${PIDS[B-nbdkit]}"); STATUS_ARGS=()
+  SERVER_PIDS=("${PIDS[B-nbdkit]}"); STATUS_NODES=()
   run_workloads B "nbd://127.0.0.1:$port/vol0"
   stop_proc B-nbdkit
 }
 
-# run_blockrelay CFG MODE: MODE is none, async or sync.
+# topo_links CFG: the links of a blockrelay configuration, one
+# "FROM TO MODE" a line, in hop order from the primary a (a link from a
+# node comes after the link into it).  a runs the plugin; every other node
+# is a blockrelayd on this host.
+topo_links() {
+  case $1 in
+    none) ;;
+    async|sync) echo "a b $1" ;;
+    cascade) echo "a b sync"; echo "b c async" ;;           # a -> b -> c
+    cascade-async) echo "a b async"; echo "b c async" ;;
+    one-to-two) echo "a b sync"; echo "a c async" ;;        # a -> b, a -> c
+    one-to-two-async) echo "a b async"; echo "a c async" ;;
+  esac
+}
+
+# node_status CFG CONF NODE TAG: NODE's status, appended to RES/CFG-status.txt.
+node_status() {
+  { echo "# $4: node $3"
+    "$BLOCKRELAY" status --config "$2" --node "$3" 2>&1 || true
+    echo; } >>"$RES/$1-status.txt"
+}
+
+# run_blockrelay CFG: the plugin on node a (assume-clean=true: every copy
+# starts as the same sparse file), blockrelayd on the other nodes.
 run_blockrelay() {
-  local cfg=$1 mode=$2 d=$WORK/$1 pa pb port conf
+  local cfg=$1 d=$WORK/$1 port conf n i from to mode st
+  local -a lfrom=() lto=() lmode=() nodes=(a) senders=()
+  local -A seen=([a]=1) sends=() addr=()
+  while read -r from to mode; do
+    lfrom+=("$from"); lto+=("$to"); lmode+=("$mode")
+    [ -n "${seen[$to]:-}" ] || { nodes+=("$to"); seen[$to]=1; }
+    [ -n "${sends[$from]:-}" ] || { senders+=("$from"); sends[$from]=1; }
+  done < <(topo_links "$cfg")
   mkdir -p "$d"
   conf=$d/topology.yaml
-  free_port pa; free_port pb; free_port port
+  for n in "${nodes[@]}"; do free_port "addr[$n]"; done
+  free_port port
   {
     echo "volumes:"
     echo "  - {name: vol0, size: $SIZE}"
     echo "nodes:"
-    echo "  - {name: a, address: 127.0.0.1:$pa, data-dir: $d/a, control: $SOCKDIR/$cfg-a.sock}"
-    if [ "$mode" != none ]; then
-      echo "  - {name: b, address: 127.0.0.1:$pb, data-dir: $d/b, control: $SOCKDIR/$cfg-b.sock}"
+    for n in "${nodes[@]}"; do
+      echo "  - {name: $n, address: 127.0.0.1:${addr[$n]}, data-dir: $d/$n, control: $SOCKDIR/$cfg-$n.sock}"
+    done
+    if [ ${#lfrom[@]} -gt 0 ]; then
       echo "links:"
-      echo "  - {between: [a, b], mode: $mode}"
+      for i in "${!lfrom[@]}"; do
+        echo "  - {between: [${lfrom[i]}, ${lto[i]}], mode: ${lmode[i]}}"
+      done
     fi
   } >"$conf"
   "$BLOCKRELAY" check-config "$conf" >>"$LOGS/$cfg.log" 2>&1 ||
     die "$cfg: bad topology $conf"
+  : >"$RES/$cfg-status.txt"
+  # Replicas first, the last hop first; then the primary.
   SERVER_PIDS=()
-  if [ "$mode" != none ]; then
-    rm -f "$WORK/$cfg-b.pid"
-    start_proc "$cfg-b" "$BLOCKRELAYD" --config "$conf" --node b \
-      --pidfile "$WORK/$cfg-b.pid"
-    wait_pidfile "$WORK/$cfg-b.pid" "$cfg-b"
-    SERVER_PIDS+=("${PIDS[$cfg-b]}")
-  fi
-  start_nbdkit "$cfg-a" "$port" "$PLUGIN" config="$conf" node=a
+  for ((i = ${#nodes[@]} - 1; i >= 1; i--)); do
+    n=${nodes[i]}
+    rm -f "$WORK/$cfg-$n.pid"
+    echo "=== round $ROUND" >>"$LOGS/$cfg-$n.log"
+    start_proc "$cfg-$n" "$BLOCKRELAYD" --config "$conf" --node "$n" \
+      --pidfile "$WORK/$cfg-$n.pid"
+    wait_pidfile "$WORK/$cfg-$n.pid" "$cfg-$n"
+    SERVER_PIDS+=("${PIDS[$cfg-$n]}")
+  done
+  echo "=== round $ROUND" >>"$LOGS/$cfg-a.log"
+  start_nbdkit "$cfg-a" "$port" "$PLUGIN" config="$conf" node=a assume-clean=true
   SERVER_PIDS+=("${PIDS[$cfg-a]}")
-  STATUS_ARGS=(--config "$conf" --node a)
-  run_wait status "$BLOCKRELAY" status "${STATUS_ARGS[@]}" --wait replicating \
-    --timeout 30 >>"$LOGS/status.log" 2>&1 || die "$cfg: primary never reached replicating"
-  if [ "$mode" != none ]; then
-    "$BLOCKRELAY" status "${STATUS_ARGS[@]}" >"$RES/$cfg-status.txt" 2>&1 || true
-    grep -Eq " $mode +replicating " "$RES/$cfg-status.txt" ||
-      die "$cfg: status does not show a replicating $mode peer: $(cat "$RES/$cfg-status.txt")"
-  fi
+  STATUS_CONF=$conf
+  STATUS_NODES=("${senders[@]}")
+  [ ${#senders[@]} -gt 0 ] || STATUS_NODES=(a)
+  # Ready when every sending node, in hop order, has every peer replicating
+  # and clean (a relay's new child gets a full sync from the relay first).
+  for n in "${STATUS_NODES[@]}"; do
+    run_wait status "$BLOCKRELAY" status --config "$conf" --node "$n" \
+      --wait replicating --timeout 300 >>"$LOGS/status.log" 2>&1 ||
+      die "$cfg: node $n never reached replicating"
+  done
+  for n in "${STATUS_NODES[@]}"; do node_status "$cfg" "$conf" "$n" "before"; done
+  st=$(cat "$RES/$cfg-status.txt")
+  for i in "${!lfrom[@]}"; do
+    # Each link shows as a replicating peer of the right mode on its sender.
+    awk -v n="${lfrom[i]}" -v to="${lto[i]}" -v m="${lmode[i]}" '
+      $0 == "# before: node " n { on = 1; next } /^# / { on = 0 }
+      on && $0 ~ (" " to " +" m " +replicating ") { ok = 1 }
+      END { exit !ok }' <<<"$st" ||
+      die "$cfg: ${lfrom[i]} does not show ${lto[i]} as a replicating ${lmode[i]} peer: $st"
+  done
   run_workloads "$cfg" "nbd://127.0.0.1:$port/vol0"
   settle
-  if [ "$mode" != none ]; then
-    "$BLOCKRELAY" status "${STATUS_ARGS[@]}" >>"$RES/$cfg-status.txt" 2>&1 || true
-  fi
-  stop_proc "$cfg-a"
-  if [ "$mode" != none ]; then
-    stop_proc "$cfg-b"
-    compare_images "$cfg" "$d/a/vol0.img" "$d/b/vol0.img"
-  fi
-  STATUS_ARGS=()
+  for n in "${STATUS_NODES[@]}"; do node_status "$cfg" "$conf" "$n" "after"; done
+  for n in "${nodes[@]}"; do
+    echo "=== round $ROUND: stopping" >>"$LOGS/$cfg-$n.log"
+  done
+  for n in "${nodes[@]}"; do stop_proc "$cfg-$n"; done
+  for n in "${nodes[@]:1}"; do
+    compare_images "$cfg" "$d/a/vol0.img" "$d/$n/vol0.img" "a and $n"
+  done
+  log_problems "$cfg" "${nodes[@]}"
+  STATUS_NODES=()
+}
+
+# log_problems CFG NODE...: a check per node with the warning and error
+# lines it logged in this round before it was stopped (the lines after the
+# "=== stopping" mark are the expected shutdown: connections closed), and
+# how often a queue overflowed (the peer fell back to a resync).
+log_problems() {
+  local cfg=$1 n f part cnt first full; shift
+  for n in "$@"; do
+    f=$LOGS/$cfg-$n.log
+    [ -f "$f" ] || continue
+    part=$(sed -n "/^=== round $ROUND\$/,/^=== round $ROUND: stopping/p" "$f")
+    cnt=$(grep -Eic 'error|warn|fail|lost|split|abort' <<<"$part" || true)
+    first=$(grep -Ei 'error|warn|fail|lost|split|abort' <<<"$part" | head -1 || true)
+    full=$(grep -c 'queue full' <<<"$part" || true)
+    if [ "$cnt" -eq 0 ]; then
+      check "$cfg" "log of $n" "no warning or error lines while running"
+    else
+      check "$cfg" "log of $n" "$cnt warning/error lines while running; first: \`${first:0:200}\`"
+    fi
+    [ "$full" -eq 0 ] ||
+      check "$cfg" "log of $n" "queue full (peer pulled ahead, resynced from the bitmap later) $full time(s)"
+  done
 }
 
 run_qemu_mirror() {
@@ -405,7 +499,7 @@ run_qemu_mirror() {
       die "qemu-mirror: probe write $i was not on the target when acknowledged: not write-blocking?"
   done
   check "$cfg" "write-blocking probe" "8/8 writes acknowledged by the source were already on the target when read back at once"
-  SERVER_PIDS=("${PIDS[qm-qsd]}" "${PIDS[qm-target]}"); STATUS_ARGS=()
+  SERVER_PIDS=("${PIDS[qm-qsd]}" "${PIDS[qm-target]}"); STATUS_NODES=()
   run_workloads "$cfg" "nbd://127.0.0.1:$qport/vol0"
   python3 "$BENCHDIR/qmp.py" "$qmp" query >"$RES/qemu-mirror-jobs-after.json" \
     2>>"$LOGS/qm-qmp.log" || die "qemu-mirror: query-block-jobs failed"
@@ -426,7 +520,8 @@ for cfg in "${CFG_LIST[@]}"; do
   sync -f "$WORK"
   case $cfg in
     B) run_B ;;
-    none|async|sync) run_blockrelay "$cfg" "$cfg" ;;
+    none|async|sync|cascade|cascade-async|one-to-two|one-to-two-async)
+      run_blockrelay "$cfg" ;;
     qemu-mirror)
       if [ $HAVE_QEMU -eq 0 ]; then
         log "qemu-storage-daemon or qemu-io missing: skipping qemu-mirror"

@@ -9,7 +9,7 @@ PKGS=(
   libuv1-dev libyaml-dev libjansson-dev libsodium-dev libxxhash-dev
   nbdkit nbdkit-plugin-dev libnbd-dev check
   # run and test: NBD clients, filesystems, loop devices, namespaces
-  libnbd-bin python3-libnbd qemu-utils fio fuse3 e2fsprogs util-linux iproute2 python3
+  libnbd-bin python3-libnbd qemu-utils fio fuse3 e2fsprogs util-linux iproute2 python3 python3-yaml
   # the kernel NBD client test: a VM under TCG with Debian's kernel
   qemu-system-x86 linux-image-amd64 busybox-static nbd-client cpio kmod xz-utils
 )

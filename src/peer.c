@@ -376,6 +376,15 @@ decide_direction (struct br_peer *p, const struct br_welcome *w)
                  v->cfg->name, p->node->name);
         continue;
       }
+      /* A relay that is new itself has nothing to send yet: everything
+       * it will hold arrives from upstream through the write path, which
+       * marks it for this peer and forwards it. */
+      if (g->e->role == BR_ROLE_REPLICA &&
+          (br_sb_flags (v->sb) & BR_SB_FRESH)) {
+        br_info ("%s: peer %s is new, and so is this copy: it gets what "
+                 "arrives from upstream", v->cfg->name, p->node->name);
+        continue;
+      }
       br_info ("%s: peer %s is new: full sync of %llu bytes", v->cfg->name,
                p->node->name, (unsigned long long) v->size);
       if (br_sb_mark_all (v->sb, slot) < 0) {
