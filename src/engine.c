@@ -253,10 +253,11 @@ build_peers (struct br_engine *e, char *err, size_t errlen)
  *
  * A replica learns the origin of a group's stream from its upstream's
  * HELLO and forwards to its children in the tree rooted there
- * (topology.c).  The peers are made once, before the first session's
- * apply thread starts, and then kept for the life of the process (the
- * apply thread reads them without the group lock); a later upstream with
- * another origin is accepted only if the children are the same. */
+ * (topology.c).  Peers are only added or retired on the loop thread while
+ * no apply thread runs for the group (the apply thread reads them without
+ * the group lock): before the first session's thread starts, or between
+ * sessions.  While a session applies, a new upstream with another origin
+ * is accepted only if the children would be the same. */
 
 static int
 children_of (struct br_group *g, const char *origin,
@@ -273,6 +274,18 @@ children_of (struct br_group *g, const char *origin,
   return n;
 }
 
+static bool
+same_children (const struct br_group *g, const struct br_node_cfg **nodes,
+               int n)
+{
+  if ((size_t) n != g->n_peers)
+    return false;
+  for (int i = 0; i < n; i++)
+    if (g->peers[i]->node != nodes[i])
+      return false;
+  return true;
+}
+
 int
 br__relay_check (struct br_group *g, const char *origin, char *err,
                  size_t errlen)
@@ -281,22 +294,54 @@ br__relay_check (struct br_group *g, const char *origin, char *err,
   const struct br_link_cfg *links[BR_MAX_PEERS];
   int n;
 
-  if (g->origin[0] == '\0' || strcmp (g->origin, origin) == 0)
+  if (g->origin[0] == '\0' || strcmp (g->origin, origin) == 0 ||
+      !g->applying)
     return 0;
   n = children_of (g, origin, nodes, links, err, errlen);
   if (n < 0)
     return n;
-  bool same = (size_t) n == g->n_peers;
-  for (int i = 0; same && i < n; i++)
-    same = g->peers[i]->node == nodes[i];
-  if (same)
+  if (same_children (g, nodes, n))
     return 0;
-  snprintf (err, errlen, "group %s on node %s forwards the writes of %s to "
-            "%zu node(s); with %s as primary it would forward to %d other "
-            "node(s): restart blockrelayd on %s to change the direction",
-            g->name, g->e->self->name, g->origin, g->n_peers, origin, n,
-            g->e->self->name);
+  snprintf (err, errlen, "group %s on node %s is applying the writes of %s "
+            "and forwards them to %zu node(s); with %s as primary it would "
+            "forward to %d: try again once that stream has stopped",
+            g->name, g->e->self->name, g->origin, g->n_peers, origin, n);
   return -EBUSY;
+}
+
+/* Loop thread, no apply thread running: stop every peer of G; they are
+ * freed at close (their handles close asynchronously). */
+static int
+retire_peers (struct br_group *g)
+{
+  struct br_engine *e = g->e;
+  struct br_peer **nr = realloc (e->retired, (e->n_retired + g->n_peers) *
+                                 sizeof *nr);
+
+  if (nr == NULL)
+    return -ENOMEM;
+  e->retired = nr;
+  for (size_t i = 0; i < g->n_peers; i++) {
+    br__peer_close (g->peers[i]);
+    e->retired[e->n_retired++] = g->peers[i];
+    g->peers[i] = NULL;
+  }
+  g->n_peers = 0;
+  for (size_t vi = 0; vi < g->n_vols; vi++)
+    g->vols[vi]->slot_mask = 0;
+  return 0;
+}
+
+static void
+record_origin (struct br_group *g, const char *origin)
+{
+  snprintf (g->origin, sizeof g->origin, "%s", origin);
+  if (g->e->role != BR_ROLE_REPLICA)
+    return;
+  for (size_t vi = 0; vi < g->n_vols; vi++)
+    if (br_sb_set_origin (g->vols[vi]->sb, origin) < 0)
+      br_error ("%s: cannot record origin %s in the scoreboard",
+                g->vols[vi]->cfg->name, origin);
 }
 
 int
@@ -305,38 +350,84 @@ br__relay_start (struct br_group *g, const char *origin, char *err,
 {
   const struct br_node_cfg *nodes[BR_MAX_PEERS];
   const struct br_link_cfg *links[BR_MAX_PEERS];
-  bool relay = g->e->role == BR_ROLE_REPLICA;
+  bool relay = g->e->role == BR_ROLE_REPLICA, changed;
   int n, r;
 
+  if (g->origin[0] && strcmp (g->origin, origin) == 0)
+    return 0;
   r = br__relay_check (g, origin, err, errlen);
-  if (r < 0 || g->origin[0]) {
-    if (r == 0 && strcmp (g->origin, origin) != 0)
-      br_info ("group %s: now receiving the writes of %s (was %s); same "
-               "downstream", g->name, origin, g->origin);
-    if (r == 0)
-      snprintf (g->origin, sizeof g->origin, "%s", origin);
+  if (r < 0)
     return r;
-  }
   n = children_of (g, origin, nodes, links, err, errlen);
   if (n < 0)
     return n;
+  changed = g->origin[0] != '\0';
+  if (changed && same_children (g, nodes, n)) {
+    br_info ("group %s: now receiving the writes of %s (was %s); same "
+             "downstream", g->name, origin, g->origin);
+    record_origin (g, origin);
+    return 0;
+  }
+  if (changed) {
+    br_warn ("group %s: the writes now come from %s (was %s): the "
+             "downstream changes, and every new child gets a full sync",
+             g->name, origin, g->origin);
+    if ((r = retire_peers (g)) < 0) {
+      snprintf (err, errlen, "out of memory");
+      return r;
+    }
+  }
   for (int i = 0; i < n; i++) {
+    struct br_peer *p;
+
     r = br__group_add_peer (g, nodes[i], links[i], err, errlen);
     if (r < 0)
       return r;
+    p = g->peers[g->n_peers - 1];
     /* An async child of a relay pulls ahead rather than hold up the
      * upstream, unless the file says otherwise. */
     if (relay && links[i]->mode == BR_MODE_ASYNC &&
         !links[i]->on_congestion_set)
-      g->peers[g->n_peers - 1]->congestion = BR_CONGESTION_PULL_AHEAD;
-    if (relay)
-      br__peer_start (g->peers[g->n_peers - 1]);
+      p->congestion = BR_CONGESTION_PULL_AHEAD;
+    /* A child this copy did not track until now may differ anywhere. */
+    for (size_t vi = 0; changed && vi < g->n_vols; vi++)
+      if ((r = br_sb_mark_all (g->vols[vi]->sb, g->vols[vi]->slot[p->idx]))
+          < 0) {
+        snprintf (err, errlen, "cannot mark %s for a full sync",
+                  g->vols[vi]->cfg->name);
+        return r;
+      }
+    if (relay && g->e->started_loop)
+      br__peer_start (p);
   }
-  snprintf (g->origin, sizeof g->origin, "%s", origin);
+  record_origin (g, origin);
   if (relay && n > 0)
     br_info ("group %s: relaying the writes of %s to %d node(s)", g->name,
              origin, n);
   return 0;
+}
+
+/* Replica role, at start: resume relaying for the origin the scoreboards
+ * recorded, so children are resynced even before the upstream is back. */
+static void
+resume_relaying (struct br_engine *e)
+{
+  for (size_t gi = 0; gi < e->n_groups; gi++) {
+    struct br_group *g = &e->groups[gi];
+    char origin[BR_NAME_MAX + 1], err[512] = "";
+
+    br_sb_origin (g->vols[0]->sb, origin, sizeof origin);
+    if (origin[0] == '\0')
+      continue;
+    if (br_config_node (e->cfg, origin) == NULL) {
+      br_warn ("group %s: the recorded origin %s is not in %s; waiting for "
+               "an upstream", g->name, origin, e->cfg->path);
+      continue;
+    }
+    if (br__relay_start (g, origin, err, sizeof err) < 0)
+      br_error ("group %s: cannot resume relaying for %s: %s", g->name,
+                origin, err);
+  }
 }
 
 int
@@ -475,6 +566,9 @@ br_engine_start (br_engine *e)
   for (size_t gi = 0; gi < e->n_groups; gi++)
     for (size_t pi = 0; pi < e->groups[gi].n_peers; pi++)
       br__peer_start (e->groups[gi].peers[pi]);
+  e->started_loop = true;         /* peers added from now on start at once */
+  if (e->role == BR_ROLE_REPLICA)
+    resume_relaying (e);
   r = uv_thread_create (&e->thread, run_loop, e);
   if (r < 0) {
     br_error ("cannot start the loop thread: %s", uv_strerror (r));
@@ -515,6 +609,9 @@ br_engine_close (br_engine *e)
     pthread_cond_destroy (&g->cond);
   }
   free (e->groups);
+  for (size_t i = 0; i < e->n_retired; i++)
+    br__peer_free (e->retired[i]);
+  free (e->retired);
   for (size_t i = 0; i < e->n_vols; i++) {
     struct br_volume *v = &e->vols[i];
 

@@ -197,6 +197,8 @@ struct br_group {
    * fixed: its peers are its children in the tree rooted there).  Empty
    * until then.  Loop thread. */
   char origin[BR_NAME_MAX + 1];
+  bool applying;                    /* an upstream session's apply thread
+                                       runs (loop thread) */
   atomic_bool cancel;               /* relay: the upstream session is
                                        closing; writers stop waiting */
 };
@@ -220,12 +222,17 @@ struct br_engine {
   uv_loop_t loop;
   uv_thread_t thread;
   bool started;
+  bool started_loop;                /* the loop is initialised (peers can
+                                       be started) */
   uv_async_t wakeup;                /* records were queued */
   uv_async_t stop;
   uv_timer_t tick;                  /* housekeeping: retries, resync */
   atomic_bool wake_pending;
   bool assume_clean;                /* a new replica starts in sync */
   struct br_replica *replica;       /* replica role */
+  struct br_peer **retired;         /* relay peers dropped when the origin
+                                       changed; freed at close */
+  size_t n_retired;
   struct br_control *control;
   time_t started_at;
 };
@@ -269,11 +276,15 @@ int br__group_add_peer (struct br_group *g, const struct br_node_cfg *node,
                         const struct br_link_cfg *link, char *err,
                         size_t errlen);
 /* Replica role: can G relay for ORIGIN?  0, or -EBUSY with the reason in
- * ERR when G already relays for another origin with other children. */
+ * ERR when G relays for another origin with other children while an
+ * upstream session is applying. */
 int br__relay_check (struct br_group *g, const char *origin, char *err,
                      size_t errlen);
 /* Replica role: G relays for ORIGIN from now on: its children in the tree
- * rooted at ORIGIN become its peers and start connecting. */
+ * rooted at ORIGIN become its peers and start connecting (peers of an
+ * earlier origin that are not children now are retired; new ones get a
+ * full sync).  Recorded in the scoreboards, so that a restarted relay
+ * resumes forwarding before its upstream is back (br_engine_start). */
 int br__relay_start (struct br_group *g, const char *origin, char *err,
                      size_t errlen);
 

@@ -519,6 +519,7 @@ session_close (struct br_replica_session *s, const char *fmt, ...)
     pthread_join (s->thread, NULL);
     pthread_join (s->syncer, NULL);
     s->thread_running = false;
+    s->g->applying = false;
   }
   uv_close ((uv_handle_t *) &s->notify, on_handle_closed);
   uv_close ((uv_handle_t *) &s->tcp, on_handle_closed);
@@ -798,6 +799,7 @@ on_auth (struct br_replica_session *s, const uint8_t *mac)
     return;
   }
   s->thread_running = true;
+  s->g->applying = true;
   br_info ("group %s: replicating from %s (%s)", s->g->name, s->peer,
            s->addr);
 }

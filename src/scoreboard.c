@@ -25,7 +25,10 @@
  *                   +60  4  reserved
  *      648    64  history[8]      earlier generations of this copy, newest
  *                                  first, 0 = empty (set_gen pushes)
- *      712  3384  padding         0
+ *      712    64  origin          replica: the primary whose stream this
+ *                                 copy last relayed, NUL-padded; "" =
+ *                                 none (older files have 0 here)
+ *      776  3320  padding         0
  *     4096        bitmap of slot i at 4096 + i * bitmap_bytes, where
  *                 bitmap_bytes = ceil(nregions / 8) rounded up to 4096.
  *                 Little-endian u64 words: region r is bit r % 64 of word
@@ -140,7 +143,8 @@ struct br_sb_header_disk {
   char node[BR_SB_NODE_MAX];            /* 72 */
   struct br_sb_peer_disk peers[BR_SB_MAX_PEERS]; /* 136 */
   uint64_t history[BR_SB_HISTORY];               /* 648 */
-  uint8_t padding[BR_SB_HDR_SIZE - 712];         /* 712 */
+  char origin[BR_SB_NODE_MAX];                   /* 712 */
+  uint8_t padding[BR_SB_HDR_SIZE - 776];         /* 776 */
 } __attribute__ ((packed));
 
 _Static_assert (sizeof (struct br_sb_peer_disk) == 64, "peer record size");
@@ -153,7 +157,7 @@ _Static_assert (sizeof (struct br_sb_header_disk) == BR_SB_HDR_SIZE,
 OFF (version, 8); OFF (header_size, 12); OFF (volume_size, 16);
 OFF (granularity, 24); OFF (nslots, 28); OFF (nregions, 32); OFF (flags, 40);
 OFF (uuid, 48); OFF (gen, 64); OFF (node, 72); OFF (peers, 136);
-OFF (history, 648); OFF (padding, 712);
+OFF (history, 648); OFF (origin, 712); OFF (padding, 776);
 _Static_assert (offsetof (struct br_sb_peer_disk, gen) == 48, "peer gen");
 _Static_assert (offsetof (struct br_sb_peer_disk, flags) == 56, "peer flags");
 
@@ -518,6 +522,32 @@ int
 br_sb_set_peer_gen (br_scoreboard *sb, int slot, uint64_t gen)
 {
   return slot_ok (slot) ? hdr_set (sb, H_PEER_GEN, slot, gen, 0) : -EINVAL;
+}
+
+/* The origin is written under hlock and read only by the loop thread. */
+void
+br_sb_origin (const br_scoreboard *sb, char *buf, size_t len)
+{
+  snprintf (buf, len, "%.*s", BR_SB_NODE_MAX - 1, sb->hdr->origin);
+}
+
+int
+br_sb_set_origin (br_scoreboard *sb, const char *origin)
+{
+  int r;
+
+  if (strlen (origin) >= BR_SB_NODE_MAX)
+    return -EINVAL;
+  HLOCK (sb);
+  if (strncmp (sb->hdr->origin, origin, BR_SB_NODE_MAX) == 0) {
+    HUNLOCK (sb);
+    return 0;
+  }
+  memset (sb->hdr->origin, 0, sizeof sb->hdr->origin);
+  memcpy (sb->hdr->origin, origin, strlen (origin));
+  r = msync_range (sb, BR_SB_HDR_SIZE);
+  HUNLOCK (sb);
+  return r;
 }
 
 /* The name is written once, when the slot is allocated (under hlock). */

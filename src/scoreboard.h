@@ -88,6 +88,10 @@ int br_sb_set_flags (br_scoreboard *sb, uint32_t set, uint32_t clear);
 uint64_t br_sb_peer_gen (const br_scoreboard *sb, int slot);
 int br_sb_set_peer_gen (br_scoreboard *sb, int slot, uint64_t gen);
 const char *br_sb_peer_name (const br_scoreboard *sb, int slot); /* "" if free */
+/* Replica: the node whose stream this copy last relayed ("" = none), so a
+ * restarted relay forwards to its children before its upstream is back. */
+void br_sb_origin (const br_scoreboard *sb, char *buf, size_t len);
+int br_sb_set_origin (br_scoreboard *sb, const char *origin);
 
 /* Group-commit statistics (for status output and tests).  Added to the
  * original interface. */
