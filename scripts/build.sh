@@ -5,5 +5,6 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-build}
 shift || true
-cmake -S "$top" -B "$top/$dir" -DBR_WERROR=ON "$@" >/dev/null
-make -C "$top/$dir" -j"$(nproc)" --no-print-directory
+case $dir in /*) ;; *) dir=$top/$dir ;; esac    # relative: to the top
+cmake -S "$top" -B "$dir" -DBR_WERROR=ON "$@" >/dev/null
+make -C "$dir" -j"$(nproc)" --no-print-directory

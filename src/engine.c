@@ -605,6 +605,7 @@ br_engine_close (br_engine *e)
     for (size_t pi = 0; pi < g->n_peers; pi++)
       br__peer_free (g->peers[pi]);
     free (g->vols);
+    free (g->rw);
     pthread_mutex_destroy (&g->lock);
     pthread_cond_destroy (&g->cond);
   }

@@ -409,6 +409,103 @@ wait_for_peers (struct br_group *g, uint32_t mask, const uint64_t *epochs,
   return ret;
 }
 
+/* ---- a relay's waits for its sync peers, pipelined ----
+ *
+ * A relay does not wait for its sync peers record by record (one round
+ * trip per record would cap a sync chain at a few thousand writes a
+ * second).  It queues the record, writes locally, remembers
+ * (up_seq, seq, mask, epochs) and applies the next record; the upstream's
+ * ACK watermarks are held below the first up_seq not yet acknowledged by
+ * every sync peer that got it (replica.c send_ack), so the upstream still
+ * learns "applied" (or "durable") only once the whole sync chain has it.
+ * Peers with on-peer-loss block or fail keep the plain wait, whose
+ * policies need a waiting writer. */
+
+static bool
+all_log (const struct br_group *g, uint32_t mask)
+{
+  for (size_t i = 0; i < g->n_peers; i++)
+    if ((mask & (1u << i)) && g->peers[i]->link->on_peer_loss != BR_LOSS_LOG)
+      return false;
+  return true;
+}
+
+/* Remember a wait (group lock NOT held); -ENOMEM: the caller waits. */
+static int
+relay_defer (struct br_group *g, uint64_t up_seq, uint64_t seq, uint32_t mask,
+             const uint64_t *epochs, bool durable)
+{
+  struct br_relay_wait *w;
+
+  pthread_mutex_lock (&g->lock);
+  if (g->rw_len == g->rw_cap) {
+    size_t ncap = g->rw_cap ? g->rw_cap * 2 : 256;
+    struct br_relay_wait *n = malloc (ncap * sizeof *n);
+
+    if (n == NULL) {
+      pthread_mutex_unlock (&g->lock);
+      return -ENOMEM;
+    }
+    for (size_t i = 0; i < g->rw_len; i++)
+      n[i] = g->rw[(g->rw_head + i) % g->rw_cap];
+    free (g->rw);
+    g->rw = n;
+    g->rw_cap = ncap;
+    g->rw_head = 0;
+  }
+  w = &g->rw[(g->rw_head + g->rw_len++) % g->rw_cap];
+  w->up_seq = up_seq;
+  w->seq = seq;
+  w->mask = mask;
+  w->durable = durable;
+  memcpy (w->epochs, epochs, sizeof w->epochs);
+  pthread_mutex_unlock (&g->lock);
+  return 0;
+}
+
+uint64_t
+br__relay_hold (struct br_group *g)
+{
+  while (g->rw_len > 0) {
+    const struct br_relay_wait *w = &g->rw[g->rw_head];
+
+    for (size_t i = 0; i < g->n_peers; i++) {
+      const struct br_peer *p = g->peers[i];
+
+      if (!(w->mask & (1u << i)) || p->epoch != w->epochs[i] ||
+          !peer_connected (p))
+        continue;               /* acknowledged, or lost: logged (I5) */
+      if (p->applied < w->seq || (w->durable && p->durable < w->seq))
+        return w->up_seq;
+    }
+    g->rw_head = (g->rw_head + 1) % g->rw_cap;
+    g->rw_len--;
+  }
+  return UINT64_MAX;
+}
+
+void
+br__relay_reset (struct br_group *g)
+{
+  pthread_mutex_lock (&g->lock);
+  g->rw_head = g->rw_len = 0;
+  pthread_mutex_unlock (&g->lock);
+}
+
+/* The end of a relayed operation: wait for the sync peers, or leave it to
+ * br__relay_hold. */
+static int
+relay_finish (struct br_group *g, uint64_t up_seq, uint64_t seq,
+              uint32_t mask, const uint64_t *epochs, bool durable)
+{
+  if (mask == 0)
+    return 0;
+  if (all_log (g, mask) &&
+      relay_defer (g, up_seq, seq, mask, epochs, durable) == 0)
+    return 0;
+  return wait_for_peers (g, mask, epochs, seq, durable, true);
+}
+
 /* on-peer-loss: fail refuses writes up front while such a peer is away
  * (racy read; a loss after it is caught by wait_for_peers). */
 static bool
@@ -427,7 +524,8 @@ must_fail (const struct br_group *g)
  * relay's apply thread (RELAY: data that came from upstream). */
 static int
 replicate (struct br_volume *v, uint8_t type, uint16_t flags,
-           const void *buf, size_t count, uint64_t off, bool relay)
+           const void *buf, size_t count, uint64_t off, bool relay,
+           uint64_t up_seq)
 {
   struct br_group *g = v->g;
   uint64_t first, last, seq, epochs[BR_MAX_PEERS];
@@ -513,7 +611,9 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
               (unsigned long long) off, count, br_strerror (-err));
     return err;
   }
-  return wait_for_peers (g, wait_mask, epochs, seq, fua, relay);
+  if (relay)
+    return relay_finish (g, up_seq, seq, wait_mask, epochs, fua);
+  return wait_for_peers (g, wait_mask, epochs, seq, fua, false);
 }
 
 int
@@ -533,7 +633,7 @@ br_volume_pwrite (br_volume *v, const void *buf, size_t count, uint64_t off,
     return 0;
   }
   return replicate (v, BR_T_WRITE, fua ? BR_F_FUA : 0, buf, count, off,
-                    false);
+                    false, 0);
 }
 
 int
@@ -542,7 +642,7 @@ br_volume_zero (br_volume *v, size_t count, uint64_t off, bool may_trim,
 {
   uint16_t flags = (fua ? BR_F_FUA : 0) | (may_trim ? BR_F_MAY_TRIM : 0);
 
-  return replicate (v, BR_T_ZERO, flags, NULL, count, off, false);
+  return replicate (v, BR_T_ZERO, flags, NULL, count, off, false, 0);
 }
 
 int
@@ -556,7 +656,7 @@ br_volume_pread (br_volume *v, void *buf, size_t count, uint64_t off)
 /* FLUSH: a FLUSH record in the stream, the local disk synced (LOCAL),
  * then wait until every sync peer has everything before it durable. */
 static int
-flush_stream (struct br_volume *v, bool local, bool relay)
+flush_stream (struct br_volume *v, bool local, bool relay, uint64_t up_seq)
 {
   struct br_group *g = v->g;
   uint64_t seq, epochs[BR_MAX_PEERS];
@@ -581,13 +681,15 @@ flush_stream (struct br_volume *v, bool local, bool relay)
     br_error ("%s: local flush failed: %s", v->cfg->name, br_strerror (-err));
     return err;
   }
-  return wait_for_peers (g, wait_mask, epochs, seq, true, relay);
+  if (relay)
+    return relay_finish (g, up_seq, seq, wait_mask, epochs, true);
+  return wait_for_peers (g, wait_mask, epochs, seq, true, false);
 }
 
 int
 br_volume_flush (br_volume *v)
 {
-  return flush_stream (v, true, false);
+  return flush_stream (v, true, false, 0);
 }
 
 /* ---- relaying (a replica's apply thread) ---- */
@@ -598,14 +700,15 @@ br__relay_write (struct br_volume *v, const struct br_frame_hdr *h,
 {
   if (h->type == BR_T_WRITE)
     return replicate (v, BR_T_WRITE, h->flags, payload, h->length, h->offset,
-                      true);
-  return replicate (v, BR_T_ZERO, h->flags, NULL, h->count, h->offset, true);
+                      true, h->seq);
+  return replicate (v, BR_T_ZERO, h->flags, NULL, h->count, h->offset, true,
+                    h->seq);
 }
 
 int
-br__relay_flush (struct br_volume *v)
+br__relay_flush (struct br_volume *v, uint64_t up_seq)
 {
-  return flush_stream (v, false, true);
+  return flush_stream (v, false, true, up_seq);
 }
 
 /* This copy of V is now consistent at GEN (its upstream's SYNCED was

@@ -201,6 +201,19 @@ struct br_group {
                                        runs (loop thread) */
   atomic_bool cancel;               /* relay: the upstream session is
                                        closing; writers stop waiting */
+  struct br_relay_wait *rw;         /* relay: a ring of pending waits, */
+  size_t rw_cap, rw_head, rw_len;   /* in up_seq order, under lock */
+};
+
+/* A relay's record that its sync peers have not acknowledged yet: the
+ * upstream is not told UP_SEQ is applied (or durable) until they have, or
+ * have lost the connection they had (group.c, br__relay_hold). */
+struct br_relay_wait {
+  uint64_t up_seq;                  /* in the upstream's stream */
+  uint64_t seq;                     /* in this group's stream */
+  uint32_t mask;                    /* sync peers that got it */
+  bool durable;                     /* FUA / FLUSH: wait for durable */
+  uint64_t epochs[BR_MAX_PEERS];
 };
 
 struct br_replica;
@@ -247,8 +260,14 @@ uint64_t br__region (const struct br_volume *v, uint64_t off);
  * Return 0, -errno, or -ECANCELED once g->cancel is set. */
 int br__relay_write (struct br_volume *v, const struct br_frame_hdr *h,
                      const void *payload);
-int br__relay_flush (struct br_volume *v);
+int br__relay_flush (struct br_volume *v, uint64_t up_seq);
 void br__relay_synced (struct br_volume *v, uint64_t gen);
+/* Group lock held: the first upstream sequence number whose sync peers
+ * have not all acknowledged it (UINT64_MAX: none); the upstream's ACK
+ * watermarks stay below it.  br__relay_reset forgets every pending wait
+ * (a new upstream session). */
+uint64_t br__relay_hold (struct br_group *g);
+void br__relay_reset (struct br_group *g);
 /* Group lock held: wake the writers waiting for a sequence number at or
  * below UPTO (a watermark moved), or all of them (a peer changed state). */
 void br__group_notify (struct br_group *g, uint64_t upto);
@@ -309,6 +328,9 @@ void br__peer_free (struct br_peer *p);
 /* replica.c (loop thread) */
 int br__replica_start (struct br_engine *e);
 void br__replica_stop (struct br_engine *e);
+/* A peer of relay group G acknowledged or was lost: the upstream may be
+ * owed a new ACK. */
+void br__replica_kick (struct br_group *g);
 
 /* control.c (loop thread) */
 int br__control_start (struct br_engine *e);

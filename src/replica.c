@@ -253,7 +253,7 @@ apply_one (struct br_replica_session *s, const struct op *o)
                       o->h.flags & BR_F_MAY_TRIM);
     break;
   default:                      /* FLUSH: asks for a sync round */
-    return s->g->n_peers ? br__relay_flush (v) : 0;
+    return s->g->n_peers ? br__relay_flush (v, o->h.seq) : 0;
   }
   if (err == 0)
     atomic_store (&s->dirty[o->h.volume], true);   /* after the write: S1 */
@@ -413,6 +413,18 @@ send_ack (struct br_replica_session *s)
   error = s->error;
   queued = s->queued;
   pthread_mutex_unlock (&s->lock);
+  if (s->g->n_peers) {
+    /* A relay: not before its sync peers have it (group.c). */
+    uint64_t hold;
+
+    pthread_mutex_lock (&s->g->lock);
+    hold = br__relay_hold (s->g);
+    pthread_mutex_unlock (&s->g->lock);
+    if (hold <= applied)
+      applied = hold - 1;
+    if (hold <= durable)
+      durable = hold - 1;
+  }
 
   if (!s->reading && queued < READ_PAUSE_BYTES / 2) {
     s->reading = true;
@@ -442,6 +454,13 @@ static void
 on_notify (uv_async_t *a)
 {
   send_ack (a->data);
+}
+
+void
+br__replica_kick (struct br_group *g)
+{
+  if (g->upstream && g->upstream->st == S_RUNNING)
+    send_ack (g->upstream);
 }
 
 /* ---- closing ---- */
@@ -776,6 +795,7 @@ on_auth (struct br_replica_session *s, const uint8_t *mac)
     }
   }
   atomic_store (&s->g->cancel, false);
+  br__relay_reset (s->g);           /* waits of an earlier stream */
   s->st = S_RUNNING;
   s->rd.max_payload = 0;            /* authenticated: full-size frames */
   s->dirty = calloc (s->g->n_vols, sizeof *s->dirty);
