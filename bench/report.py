@@ -5,9 +5,10 @@
 
 RESULTS_DIR holds round-N/CONFIG/WORKLOAD.json (fio --output-format=json,
 one directory per round), cpu.tsv (round, config, workload, wall seconds,
-server CPU cores, whole-machine busy cores, fio CPU cores) and checks.tsv
-(config, check, result).  The first CONFIG is the baseline B that ratios
-refer to.  With several rounds every figure is the median over the rounds.
+server CPU cores, whole-machine busy cores, fio CPU cores), settle.tsv
+(round, config, workload, seconds until the replicas caught up after it)
+and checks.tsv (config, check, result).  The first CONFIG is the baseline
+B that ratios refer to.  With several rounds every figure is the median over the rounds.
 Standard library only.
 """
 
@@ -285,6 +286,40 @@ def main():
                 _, srv, busy, fio = x
                 other = max(0.0, busy - srv - fio)
                 row.append(f"{srv:.2f} / {fio:.2f} / {other:.2f}")
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+
+    # Catch-up: how long the replicas needed, after each write workload,
+    # until nothing was queued or dirty on any sending node.
+    acc = {}
+    try:
+        with open(os.path.join(res, "settle.tsv")) as f:
+            for line in f:
+                p = line.rstrip("\n").split("\t")
+                if len(p) >= 4:
+                    acc.setdefault((p[1], p[2]), []).append(float(p[3]))
+    except OSError:
+        pass
+    if acc:
+        steps = [("prefill", "prefill"), ("seqwrite", TITLES["seqwrite"]),
+                 ("randwrite32", TITLES["randwrite32"]),
+                 ("randwrite1", TITLES["randwrite1"])]
+        out.append("### Catch-up after each write workload\n")
+        out.append("Seconds from the end of the fio run until every peer of "
+                   "every sending node (in hop order) had nothing queued or "
+                   "dirty (`blockrelay status --wait replicating`, which "
+                   "polls every 50 ms; median over rounds).  Near 0 for a "
+                   "sync hop; for an async hop, the backlog the primary's "
+                   "throughput left behind.\n")
+        out.append("| config | " + " | ".join(t for _, t in steps) + " |")
+        out.append("|---|" + "--:|" * len(steps))
+        for c in cfgs:
+            if not any((c, w) in acc for w, _ in steps):
+                continue
+            row = [c]
+            for w, _ in steps:
+                xs = acc.get((c, w))
+                row.append(f"{statistics.median(xs):.2f}" if xs else "n/a")
             out.append("| " + " | ".join(row) + " |")
         out.append("")
 
