@@ -599,6 +599,9 @@ br_engine_close (br_engine *e)
   if (e == NULL)
     return;
   br_engine_stop (e);
+  for (size_t i = 0; i < e->n_retired; i++)   /* they point to groups */
+    br__peer_free (e->retired[i]);
+  free (e->retired);
   for (size_t gi = 0; gi < e->n_groups; gi++) {
     struct br_group *g = &e->groups[gi];
 
@@ -610,9 +613,6 @@ br_engine_close (br_engine *e)
     pthread_cond_destroy (&g->cond);
   }
   free (e->groups);
-  for (size_t i = 0; i < e->n_retired; i++)
-    br__peer_free (e->retired[i]);
-  free (e->retired);
   for (size_t i = 0; i < e->n_vols; i++) {
     struct br_volume *v = &e->vols[i];
 

@@ -17,7 +17,8 @@ BUILDDIR=${BUILDDIR:-$SRCDIR/build}
 BR_SANITIZE=${BR_SANITIZE:-}
 BLOCKRELAY=$BUILDDIR/blockrelay
 BLOCKRELAYD=$BUILDDIR/blockrelayd
-PLUGIN=$BUILDDIR/nbdkit-blockrelay-plugin.so
+PLUGIN=${BR_PLUGIN:-$BUILDDIR/nbdkit-blockrelay-plugin.so}  # BR_PLUGIN: e.g. an
+# uninstrumented plugin next to TSan-built daemons
 
 # Short path: Unix socket paths are limited to 108 bytes.
 T=$(mktemp -d /tmp/brt.XXXXXX)
