@@ -4,7 +4,8 @@
 #   2. build with -Wall -Wextra -Werror and run every unit and integration
 #      test (ctest),
 #   3. build with ASan+UBSan and run them all again,
-#   4. build with TSan and run the threaded core's unit tests.
+#   4. build with TSan and run the threaded core's unit tests, and the
+#      relay tests with TSan-built blockrelayd processes.
 # Usage: scripts/test.sh [--quick]   (--quick: step 2 only)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,3 +32,8 @@ run build-asan "ASan+UBSan build: unit + integration"
 
 scripts/build.sh build-tsan -DBR_SANITIZE=thread
 run build-tsan "TSan build: threaded core (unit)" -L unit
+# The relay runs in blockrelayd (TSan-built); nbdkit is not instrumented, so
+# the primary loads the default build's plugin.
+BR_PLUGIN=$top/build/nbdkit-blockrelay-plugin.so \
+  run build-tsan "TSan build: relays (integration)" \
+  -R 'integration/(sync-chain|relay-resume|topo-chain)$'
