@@ -120,6 +120,27 @@ links:
 EOF
 }
 
+# write_local_config FILE NODES...: one 64M volume vol0, the named nodes
+# on 127.0.0.1 with distinct free ports and fast fault settings (heartbeat
+# 200ms, timeout 1s, reconnect-max 300ms), data in $T/<node>; the links
+# come from standard input (YAML lines after "links:").
+write_local_config() {
+  local file=$1 n p used=" "
+  shift
+  {
+    echo "settings: {heartbeat: 200ms, heartbeat-timeout: 1s, reconnect-max: 300ms}"
+    printf 'volumes:\n  - {name: vol0, size: 64M}\nnodes:\n'
+    for n in "$@"; do
+      p=$(free_port)
+      while [[ $used == *" $p "* ]]; do p=$(free_port); done
+      used+="$p "
+      echo "  - {name: $n, address: 127.0.0.1:$p, data-dir: $T/$n}"
+    done
+    echo "links:"
+    cat
+  } > "$file"
+}
+
 # start_replica CONFIG NODE: blockrelayd, waits for its pidfile.
 start_replica() {
   local cfg=$1 node=$2

@@ -18,18 +18,7 @@ need nbdkit
 need_ackwriter
 
 CFG=$T/chain.yaml
-PA=$(free_port); PB=$(free_port); PC=$(free_port)
-while [ "$PB" = "$PA" ]; do PB=$(free_port); done
-while [ "$PC" = "$PA" ] || [ "$PC" = "$PB" ]; do PC=$(free_port); done
-cat > "$CFG" <<EOF
-settings: {heartbeat: 200ms, heartbeat-timeout: 1s, reconnect-max: 300ms}
-volumes:
-  - {name: vol0, size: 64M}
-nodes:
-  - {name: a, address: 127.0.0.1:$PA, data-dir: $T/a}
-  - {name: b, address: 127.0.0.1:$PB, data-dir: $T/b}
-  - {name: c, address: 127.0.0.1:$PC, data-dir: $T/c}
-links:
+write_local_config "$CFG" a b c <<EOF
   - {between: [a, b], mode: sync}
   - {between: [b, c], mode: sync, rate: 4M}
 EOF
