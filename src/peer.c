@@ -357,11 +357,27 @@ decide_direction (struct br_peer *p, const struct br_welcome *w)
     int slot = v->slot[p->idx];
     uint64_t ours = br_sb_gen (v->sb), base = br_sb_peer_gen (v->sb, slot);
 
-    /* The peer holds a generation this copy had (now, or earlier in its
-     * own history: the bitmap has tracked every difference since), or the
-     * one we last synced it at. */
-    if (br_sb_gen_known (v->sb, wv->gen) || (base != 0 && wv->gen == base))
+    /* The peer holds our generation, or the one we last synced it at:
+     * the bitmap has tracked every difference since. */
+    if (wv->gen == ours || (base != 0 && wv->gen == base))
       continue;
+    /* An earlier generation of ours.  If we synced this peer before, its
+     * bitmap has tracked every difference since; if we never did (we took
+     * that generation over as a replica, and this node is primary now),
+     * nothing here tracked what the peer received meanwhile: full sync. */
+    if (br_sb_gen_known (v->sb, wv->gen)) {
+      if (base != 0)
+        continue;
+      br_warn ("%s: peer %s holds generation %016llx, an earlier one of "
+               "this copy, but was never synced from here: full sync of "
+               "%llu bytes", v->cfg->name, p->node->name,
+               (unsigned long long) wv->gen, (unsigned long long) v->size);
+      if (br_sb_mark_all (v->sb, slot) < 0) {
+        peer_lost (p, true, "cannot mark %s for a full sync", v->cfg->name);
+        return -1;
+      }
+      continue;
+    }
     /* A relay that holds nothing yet (its own full sync from upstream has
      * not finished) cannot judge a peer that holds data: wait until it
      * has adopted its upstream's generation, then compare again. */

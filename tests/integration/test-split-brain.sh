@@ -11,6 +11,8 @@
 # and after).  Each side still holds exactly its own writes.
 # Control: histories that did not diverge (clean stops right after the
 # initial sync, writes on the primary only) are never called split brain.
+# Last: a replica promoted while it is behind (the old primary holds writes
+# it never got) is refused by the old primary, now its replica.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faultlib2.sh"
 need nbdkit qemu-io
@@ -123,5 +125,39 @@ for cycle in $(seq 1 12); do
   stop_node $B
   same_images "$IMG_A" "$IMG_B"
 done
+
+# 7. A replica made primary while it is behind.  east writes a region
+# while west is down (east's bitmap holds it for west), both stop, and
+# west is started as the primary with east as its replica.  west's
+# generation history contains east's generation (it adopted it), but east
+# holds writes west never got: east must refuse (split brain), not report
+# "in sync" while the copies differ, and nothing may be overwritten.
+rm -rf "$T/$A" "$T/$B"
+start_replica "$CFG" $B
+start_primary "$CFG" $A
+qemu-io -f raw -c 'write -P 0x44 0 1M' "$NBD_URI/vol0" >/dev/null || fail "write"
+wait_in_sync "$CFG" $A
+stop_node $B
+qemu-io -f raw -c 'write -P 0x55 4M 64k' "$NBD_URI/vol0" >/dev/null ||
+  fail "write while $B is down"
+stop_node $A
+sha_a=$(image_sha "$IMG_A")
+sha_b=$(image_sha "$IMG_B")
+start_replica "$CFG" $A
+start_primary_nowait "$CFG" $B "$T/$B-as-primary.log"
+wait_peer_state "$CFG" $B failed 30 >/dev/null ||
+  fail "$B (promoted while behind) did not stop replicating to $A"
+peer_snapshot "$CFG" $B
+grep -qi "split brain" <<<"$P_error" ||
+  fail "promoted while behind: last_error is '$P_error', not a split brain"
+for _ in $(seq 100); do grep -q "holds 1 regions that $B" "$T/$A.log" && break; sleep 0.05; done
+grep "holds 1 regions that $B" "$T/$A.log" >&2 ||
+  fail "$A did not say it holds a region $B lacks"
+stop_node $B
+stop_node $A
+[ "$(image_sha "$IMG_A")" = "$sha_a" ] || fail "$A's image was overwritten"
+[ "$(image_sha "$IMG_B")" = "$sha_b" ] || fail "$B's image changed"
+log "a replica promoted while behind is refused by the copy that is ahead"
+
 no_bad_frames
 log "done in $((SECONDS - start)) s"
