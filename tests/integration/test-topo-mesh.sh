@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# A mesh (config/mesh.yaml: a, b, c, every pair linked), each node in its
+# own network namespace (netlib.sh), and the same generated file used with
+# two different primaries.
+#
+# 1. a is the primary: its status lists b (sync) and c (async) as direct
+#    peers, and its group's downstream is b and c; b and c are replicas
+#    with a as their upstream and no peers of their own (in a mesh every
+#    node is one hop from the primary: nobody relays).  fio writes with
+#    crc32c verification at a; then a's peers get in sync, every node is
+#    stopped cleanly and the three copies must be identical.
+# 2. The primary moves to b, with the same file: b now serves with
+#    nbdkit, a and c run blockrelayd.  Every copy keeps its data as it was
+#    left (a clean switch-over).  a, the old primary, knows b was in sync
+#    with it at a's generation, and b continues that history, so a must
+#    rejoin as b's replica without a split-brain refusal and without a
+#    full sync.  c holds a's generation too, but b never synced c (b was a
+#    replica until now, with no record of what c received), so b gives c
+#    a full sync rather than trust an empty bitmap; c accepts it (its
+#    generation is one it was in sync with a at, and it holds nothing
+#    that b lacks).  b's peers must be a (sync) and c (async), directly; a
+#    and c none.  fio with verification at b; in sync; stop; three
+#    identical copies.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/faultlib.sh"
+. "$(dirname "$0")/netlib.sh"
+need nbdkit fio
+need_ackwriter                        # for $PY (status JSON parsing)
+
+CFG=$T/mesh.yaml
+TOPO_VOLUME_SIZE=64M topo_up "$SRCDIR/config/mesh.yaml" "$CFG" \
+  "heartbeat: 200ms" "heartbeat-timeout: 2s" "reconnect-max: 500ms"
+
+# run_fio NODE TAG: fio with crc32c verification on NODE's export.
+run_fio() {
+  (cd "$T" && ns_exec "$1" fio --name="mesh-$2" --ioengine=nbd \
+    --uri="$NBD_URI_NS/vol0" --rw=randwrite --bsrange=4k-64k --iodepth=8 \
+    --size=64M --io_size=96M --verify=crc32c --do_verify=1 \
+    --verify_state_save=0 --randseed=$RANDOM --output="$T/fio-$2.out") ||
+    { cat "$T/fio-$2.out" >&2; fail "fio ($2) failed"; }
+  grep -q "err= 0" "$T/fio-$2.out" ||
+    { cat "$T/fio-$2.out" >&2; fail "fio ($2) reported an error"; }
+  grep -q "read:" "$T/fio-$2.out" ||
+    { cat "$T/fio-$2.out" >&2; fail "fio's ($2) verification did not run"; }
+}
+
+t0=$SECONDS
+# ---- 1. a is the primary
+ns_start_replica "$CFG" b
+ns_start_replica "$CFG" c
+ns_start_primary "$CFG" a
+topo_wait_in_sync "$CFG" a b c
+topo_check_flow "$CFG" a primary "b:sync c:async" "" "b c"
+topo_check_flow "$CFG" b replica "" "a" ""
+topo_check_flow "$CFG" c replica "" "a" ""
+log "primary a: peers b (sync), c (async); b and c: upstream a, no peers"
+run_fio a a
+topo_wait_in_sync "$CFG" a b c
+topo_stop a b c
+topo_same vol0 a b c
+log "primary a: fio verified, copies identical after $((SECONDS - t0))s"
+
+# ---- 2. the same file, b is the primary; every copy as it was
+t1=$SECONDS
+ns_start_replica "$CFG" a
+ns_start_replica "$CFG" c
+ns_start_primary "$CFG" b
+TOPO_SYNC_TIMEOUT=30 topo_wait_in_sync "$CFG" b
+topo_check_flow "$CFG" b primary "a:sync c:async" "" "a c"
+topo_check_flow "$CFG" a replica "" "b" ""
+topo_check_flow "$CFG" c replica "" "b" ""
+log "primary b: peers a (sync), c (async); a and c: upstream b, no peers"
+grep -iE "split.brain|diverg" "$T/a.log" "$T/b.log" "$T/c.log" &&
+  fail "switching the primary to b was refused as a split brain"
+# What b sent each peer to bring it in sync (before any new write): a,
+# identical, next to nothing; c, never synced from b, a full sync (all
+# that fio left: most of the volume).
+"$PY" - "$T/b.json" <<'EOF' || fail "the resyncs after the switch were not what they should be"
+import json, sys
+st = json.load(open(sys.argv[1]))
+sent = {p["node"]: p["sent_bytes"] for v in st["volumes"] for p in v["peers"]}
+print("sent by b to bring its peers in sync: %r" % sent, file=sys.stderr)
+assert sent["a"] < 1 << 20, "a (identical to b) got %d bytes" % sent["a"]
+assert sent["c"] > 24 << 20, "c (full sync) got only %d bytes" % sent["c"]
+EOF
+log "a rejoined as b's replica without a full sync; c fully synced"
+run_fio b b
+topo_wait_in_sync "$CFG" b a c
+topo_stop b a c
+topo_same vol0 b a c
+log "primary b: fio verified, copies identical after $((SECONDS - t1))s"
+log "done in $((SECONDS - t0))s"
