@@ -200,10 +200,12 @@ print_topology (json_t *st)
     snprintf (upb, sizeof upb, "%s%s", up ? up : "-",
               up && !json_is_true (json_object_get (g, "connected"))
               ? " (away)" : "");
-    printf ("%-10s %-10s %-10s %s\n",
+    printf ("%-10s %-10s %-10s %s%s\n",
             json_string_value (json_object_get (g, "name")),
             origin && *origin ? origin : "(none yet)", upb,
-            down[0] ? down : "-");
+            down[0] ? down : "-",
+            json_is_false (json_object_get (g, "consistent"))
+            ? "   (group INCONSISTENT until its resync completes)" : "");
   }
 }
 

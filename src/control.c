@@ -137,19 +137,23 @@ groups_json (struct br_engine *e)
     struct br_group *g = &e->groups[gi];
     json_t *down = json_array (), *vols = json_array ();
     const char *up = NULL;
+    bool consistent = true;             /* a group is one consistent set */
 
     for (size_t pi = 0; pi < g->n_peers; pi++)
       json_array_append_new (down, json_string (g->peers[pi]->node->name));
-    for (size_t vi = 0; vi < g->n_vols; vi++)
+    for (size_t vi = 0; vi < g->n_vols; vi++) {
       json_array_append_new (vols, json_string (g->vols[vi]->cfg->name));
+      consistent &= (br_sb_flags (g->vols[vi]->sb) & BR_SB_CONSISTENT) != 0;
+    }
     if (e->role == BR_ROLE_REPLICA && g->origin[0])
       up = br_topology_parent (e->cfg, g->origin, e->self->name);
     json_array_append_new (groups,
-      json_pack ("{s:s, s:s, s:s?, s:b, s:o, s:o}",
+      json_pack ("{s:s, s:s, s:s?, s:b, s:b, s:o, s:o}",
                  "name", g->name,
                  "origin", g->origin,
                  "upstream", up,
                  "connected", g->upstream != NULL,
+                 "consistent", consistent,
                  "volumes", vols,
                  "downstream", down));
   }

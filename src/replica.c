@@ -724,22 +724,18 @@ on_hello (struct br_replica_session *s, const uint8_t *payload, uint32_t len)
     }
     /* I6, this side's check: our data must not have a history of its
      * own: we are at the upstream's generation, or at the one it last
-     * synced us at, or at the one we last adopted from it, or at one we
-     * were in sync with some peer at (a failover: the new primary had a
-     * generation of ours in its history), or we hold nothing (fresh).
-     * Anything else means we were written as a primary since.  And we must
-     * not hold regions the upstream lacks: bits set for it (it was our
-     * peer and missed writes that we kept) mean it was made primary
-     * behind us. */
+     * synced us at, or at the one we last adopted from it, or we hold
+     * nothing (fresh).  Anything else means we were written as a primary
+     * since, or received writes from another primary that this upstream
+     * may lack (after a failover, a third copy cannot tell: it is refused
+     * until an operator re-seeds it).  And we must not hold regions the
+     * upstream lacks: bits set for it (it was our peer and missed writes
+     * that we kept) mean it was made primary behind us. */
     uint64_t mine = br_sb_gen (v->sb);
     int up = br_sb_peer_slot (v->sb, m->from);
     uint64_t adopted = up >= 0 ? br_sb_peer_gen (v->sb, up) : 0;
     uint64_t ahead = up >= 0 ? br_sb_count (v->sb, up) : 0;
     bool fresh = br_sb_flags (v->sb) & BR_SB_FRESH;
-    bool matched = false;
-    for (int k = 0; k < BR_SB_MAX_PEERS && !matched; k++)
-      matched = br_sb_peer_name (v->sb, k)[0] && br_sb_peer_gen (v->sb, k) &&
-        br_sb_peer_gen (v->sb, k) == mine;
     if (ahead > 0 && !fresh) {
       refuse_as (s, w, BR_WELCOME_SPLIT_BRAIN,
                  "split brain on %s: this node %s holds %llu regions that %s "
@@ -750,7 +746,7 @@ on_hello (struct br_replica_session *s, const uint8_t *payload, uint32_t len)
       goto out;
     }
     if (mine != mv->gen && (mv->peer_gen == 0 || mine != mv->peer_gen) &&
-        (adopted == 0 || mine != adopted) && !matched && !fresh) {
+        (adopted == 0 || mine != adopted) && !fresh) {
       refuse_as (s, w, BR_WELCOME_SPLIT_BRAIN,
                  "split brain on %s: this node %s is at generation %016llx, "
                  "%s is at %016llx (synced us at %016llx); this copy is not "

@@ -14,13 +14,13 @@
 #    left (a clean switch-over).  a, the old primary, knows b was in sync
 #    with it at a's generation, and b continues that history, so a must
 #    rejoin as b's replica without a split-brain refusal and without a
-#    full sync.  c holds a's generation too, but b never synced c (b was a
-#    replica until now, with no record of what c received), so b gives c
-#    a full sync rather than trust an empty bitmap; c accepts it (its
-#    generation is one it was in sync with a at, and it holds nothing
-#    that b lacks).  b's peers must be a (sync) and c (async), directly; a
-#    and c none.  fio with verification at b; in sync; stop; three
-#    identical copies.
+#    full sync.  c holds a's generation too, but b never synced c: nothing
+#    tells whether c received writes from a that b lacks, so c refuses b
+#    (split brain: c's data is not overwritten, b stops trying) until the
+#    operator re-seeds it (removes its data directory) and restarts b;
+#    then b gives it a full sync.  b's peers must be a (sync) and c (async), directly; a and c
+#    none.  fio with verification at b; in sync; stop; three identical
+#    copies.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faultlib.sh"
 . "$(dirname "$0")/netlib.sh"
@@ -62,7 +62,20 @@ log "primary a: fio verified, copies identical after $((SECONDS - t0))s"
 
 # ---- 2. the same file, b is the primary; every copy as it was
 t1=$SECONDS
+sha_c=$(sha256sum < "$T/c/vol0.img")
 ns_start_replica "$CFG" a
+ns_start_replica "$CFG" c
+ns_start_primary "$CFG" b
+for ((i = 0; i < 200; i++)); do
+  grep -q "split brain on vol0: this node c" "$T/c.log" && break
+  sleep 0.05                          # polling c's log for its refusal
+done
+[ $i -lt 200 ] || fail "c, never synced by b, did not refuse b"
+topo_stop b c
+[ "$(sha256sum < "$T/c/vol0.img")" = "$sha_c" ] ||
+  fail "c's image changed although it refused b"
+log "c refused b (it cannot tell whether it holds writes b lacks)"
+rm -rf "${T:?}/c"                     # the operator re-seeds c
 ns_start_replica "$CFG" c
 ns_start_primary "$CFG" b
 TOPO_SYNC_TIMEOUT=30 topo_wait_in_sync "$CFG" b
@@ -70,11 +83,11 @@ topo_check_flow "$CFG" b primary "a:sync c:async" "" "a c"
 topo_check_flow "$CFG" a replica "" "b" ""
 topo_check_flow "$CFG" c replica "" "b" ""
 log "primary b: peers a (sync), c (async); a and c: upstream b, no peers"
-grep -iE "split.brain|diverg" "$T/a.log" "$T/b.log" "$T/c.log" &&
-  fail "switching the primary to b was refused as a split brain"
+grep -iE "split.brain|diverg" "$T/a.log" &&
+  fail "a, the old primary in sync with b, refused b as a split brain"
 # What b sent each peer to bring it in sync (before any new write): a,
-# identical, next to nothing; c, never synced from b, a full sync (all
-# that fio left: most of the volume).
+# identical, next to nothing; c, re-seeded, a full sync (all that fio
+# left: most of the volume).
 "$PY" - "$T/b.json" <<'EOF' || fail "the resyncs after the switch were not what they should be"
 import json, sys
 st = json.load(open(sys.argv[1]))
@@ -83,7 +96,7 @@ print("sent by b to bring its peers in sync: %r" % sent, file=sys.stderr)
 assert sent["a"] < 1 << 20, "a (identical to b) got %d bytes" % sent["a"]
 assert sent["c"] > 24 << 20, "c (full sync) got only %d bytes" % sent["c"]
 EOF
-log "a rejoined as b's replica without a full sync; c fully synced"
+log "a rejoined as b's replica without a full sync; c (re-seeded) fully synced"
 run_fio b b
 topo_wait_in_sync "$CFG" b a c
 topo_stop b a c
