@@ -175,3 +175,50 @@ check_same() {
   "$PY" "$ACKWRITER" same "$1" "$2" 2>>"$T/check.log" ||
     { tail -n 22 "$T/check.log" >&2; fail "$1 and $2 differ"; }
 }
+
+# fio_loop_start NETNS URI: fio back to back in network namespace NETNS
+# (empty: this one) until fio_loop_stop: each run writes 4096 random 4K
+# blocks (at most 500/s, about 8 s) and then reads them back verifying
+# crc32c.  A failed run leaves its output in fio-N.out and stops the loop.
+fio_loop_start() {
+  local ns=$1 uri=$2
+  rm -f "$T/fio-loop-done" "$T/fio-failed"
+  (
+    cd "$T"                             # fio may leave state files in its cwd
+    i=0
+    while [ ! -e "$T/fio-loop-done" ]; do
+      i=$((i + 1))
+      ${ns:+ip netns exec "$ns"} fio --name=loop --ioengine=nbd \
+        --uri="$uri" --rw=randwrite --bs=4k --iodepth=8 \
+        --size=64M --io_size=16M --rate_iops=,500 --verify=crc32c \
+        --do_verify=1 --verify_state_save=0 --randseed=$RANDOM \
+        --output="$T/fio-$i.out" 2>>"$T/fio.err" &&
+        grep -q "err= 0" "$T/fio-$i.out" &&
+        grep -q "read:" "$T/fio-$i.out" ||     # the verification pass ran
+        { echo "$i" > "$T/fio-failed"; exit 1; }
+      echo "$i" > "$T/fio-runs"
+    done
+  ) &
+  FIO_LOOP_PID=$!
+  BR_PIDS+=("$FIO_LOOP_PID")
+}
+
+# fio_ok: fails the test if a fio run of the loop has failed.
+fio_ok() {
+  local n
+  [ ! -e "$T/fio-failed" ] && return 0
+  n=$(cat "$T/fio-failed")
+  cat "$T/fio-$n.out" "$T/fio.err" >&2
+  fail "fio run $n failed (verification error or I/O error)"
+}
+
+# fio_loop_stop: let the current run finish; fails on any failed run.
+# FIO_RUNS gets the number of runs.
+fio_loop_stop() {
+  local rc=0
+  touch "$T/fio-loop-done"
+  wait_exit "$FIO_LOOP_PID" 120 fio || rc=$?
+  fio_ok
+  [ $rc -eq 0 ] || fail "the fio loop exited $rc"
+  FIO_RUNS=$(cat "$T/fio-runs" 2>/dev/null || echo 0)
+}

@@ -342,3 +342,32 @@ topo_same() {
     same_images "$T/$ref/$vol.img" "$T/$n/$vol.img"
   done
 }
+
+# ns_fio_start NODE TAG [fio options]: in the background (FIO_PID), one fio
+# run on NODE's export vol0 (the primary's, in its namespace): random
+# writes of 4K..64K over the volume, then a read-back pass verifying every
+# block's crc32c; output in $T/fio-TAG.out.  Extra options (e.g. --rate=,12m
+# or --io_size=96M) are appended.
+ns_fio_start() {
+  local node=$1 tag=$2 ns
+  shift 2
+  eval "ns=\$NS_$node"
+  (cd "$T" && exec ip netns exec "$ns" fio --name="$tag" --ioengine=nbd \
+    --uri="$NBD_URI_NS/vol0" --rw=randwrite --bsrange=4k-64k --iodepth=8 \
+    --size=64M --io_size=64M --verify=crc32c --do_verify=1 \
+    --verify_state_save=0 --randseed=$RANDOM --output="$T/fio-$tag.out" "$@") &
+  FIO_PID=$!
+  BR_PIDS+=("$FIO_PID")
+}
+
+# ns_fio_wait TAG: wait for ns_fio_start's run; fails unless it exited 0,
+# reported no error and its verification pass ran.
+ns_fio_wait() {
+  local tag=$1 rc=0
+  wait_exit "$FIO_PID" 120 fio || rc=$?
+  [ $rc -eq 0 ] || { cat "$T/fio-$tag.out" >&2; fail "fio ($tag) failed"; }
+  grep -q "err= 0" "$T/fio-$tag.out" ||
+    { cat "$T/fio-$tag.out" >&2; fail "fio ($tag) reported an error"; }
+  grep -q "read:" "$T/fio-$tag.out" ||
+    { cat "$T/fio-$tag.out" >&2; fail "fio's ($tag) verification did not run"; }
+}

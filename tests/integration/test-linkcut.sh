@@ -95,33 +95,10 @@ wait_in_sync "$CFG" a 30
 # random 4K blocks (at most 500/s, about 8 s) and then reads them back and
 # verifies them.  A failed run leaves its output in fio-N.out and stops the
 # loop.
-(
-  cd "$T"                             # fio may leave state files in its cwd
-  i=0
-  while [ ! -e "$T/cuts-done" ]; do
-    i=$((i + 1))
-    ip netns exec "$NS_A" fio --name=linkcut --ioengine=nbd \
-      --uri="nbd://127.0.0.1:10809/vol0" --rw=randwrite --bs=4k --iodepth=8 \
-      --size=64M --io_size=16M --rate_iops=,500 --verify=crc32c \
-      --do_verify=1 --verify_state_save=0 --randseed=$RANDOM \
-      --output="$T/fio-$i.out" 2>>"$T/fio.err" &&
-      grep -q "err= 0" "$T/fio-$i.out" &&
-      grep -q "read:" "$T/fio-$i.out" ||     # the verification pass ran
-      { echo "$i" > "$T/fio-failed"; exit 1; }
-    echo "$i" > "$T/fio-runs"
-  done
-) &
-fio_pid=$!
-BR_PIDS+=("$fio_pid")
+fio_loop_start "$NS_A" "nbd://127.0.0.1:10809/vol0"
 WRITER_NETNS=$NS_A start_writer "nbd://127.0.0.1:10809/vol1" "$T/w.acks" 0 \
   --rate 200 --depth 4 --max-seconds 600
 
-fio_ok() {
-  [ ! -e "$T/fio-failed" ] && return 0
-  n=$(cat "$T/fio-failed")
-  cat "$T/fio-$n.out" "$T/fio.err" >&2
-  fail "fio run $n failed (verification error or I/O error)"
-}
 
 want=$(rand $MIN_CUTS 6)
 t0=$SECONDS
@@ -143,12 +120,8 @@ for ((cut = 1; cut <= want; cut++)); do
     fail "the peers did not return to replicating after cut $cut"
   log "link up: replicating again after $((($(date +%s%N) - tup) / 1000000)) ms"
 done
-touch "$T/cuts-done"
-rc=0
-wait_exit "$fio_pid" 120 fio || rc=$?
-fio_ok
-[ $rc -eq 0 ] || fail "the fio loop exited $rc"
-log "$want cuts during $(cat "$T/fio-runs") fio runs, all verified, in $((SECONDS - t0))s"
+fio_loop_stop
+log "$want cuts during $FIO_RUNS fio runs, all verified, in $((SECONDS - t0))s"
 rc=0
 stop_writer || rc=$?
 [ $rc -eq 0 ] || fail "a write to vol1 failed (writer exit $rc); see writer.log"

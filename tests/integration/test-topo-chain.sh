@@ -52,33 +52,10 @@ log "flow: a -> b -> c -> d, in sync after $((SECONDS - t0))s"
 
 # fio back to back on vol0 until the faults are over (as test-linkcut.sh):
 # 4096 random 4K writes at most 500/s, then a verifying read pass.
-(
-  cd "$T"                             # fio may leave state files in its cwd
-  i=0
-  while [ ! -e "$T/faults-done" ]; do
-    i=$((i + 1))
-    ip netns exec "$NS_a" fio --name=chain --ioengine=nbd \
-      --uri="$NBD_URI_NS/vol0" --rw=randwrite --bs=4k --iodepth=8 \
-      --size=64M --io_size=16M --rate_iops=,500 --verify=crc32c \
-      --do_verify=1 --verify_state_save=0 --randseed=$RANDOM \
-      --output="$T/fio-$i.out" 2>>"$T/fio.err" &&
-      grep -q "err= 0" "$T/fio-$i.out" &&
-      grep -q "read:" "$T/fio-$i.out" ||     # the verification pass ran
-      { echo "$i" > "$T/fio-failed"; exit 1; }
-    echo "$i" > "$T/fio-runs"
-  done
-) &
-fio_pid=$!
-BR_PIDS+=("$fio_pid")
+fio_loop_start "$NS_a" "$NBD_URI_NS/vol0"
 WRITER_NETNS=$NS_a start_writer "$NBD_URI_NS/vol1" "$T/w.acks" 0 \
   --rate 200 --depth 4 --max-seconds 600
 
-fio_ok() {
-  [ ! -e "$T/fio-failed" ] && return 0
-  n=$(cat "$T/fio-failed")
-  cat "$T/fio-$n.out" "$T/fio.err" >&2
-  fail "fio run $n failed (verification error or I/O error)"
-}
 more_acks() { wait_acks "$T/w.acks" $(($(acks "$T/w.acks") + $1)) "$2"; }
 
 more_acks 100 10
@@ -127,15 +104,11 @@ log "b - c restored: replicating again after" \
   "$((($(date +%s%N) - tr) / 1000000)) ms"
 more_acks 40 5
 
-touch "$T/faults-done"
-rc=0
-wait_exit "$fio_pid" 120 fio || rc=$?
-fio_ok
-[ $rc -eq 0 ] || fail "the fio loop exited $rc"
+fio_loop_stop
 rc=0
 stop_writer || rc=$?
 [ $rc -eq 0 ] || fail "a write to vol1 failed (writer exit $rc); see writer.log"
-log "faults done at +$((SECONDS - t0))s: $(cat "$T/fio-runs") fio runs" \
+log "faults done at +$((SECONDS - t0))s: $FIO_RUNS fio runs" \
   "verified, $(acks "$T/w.acks") acknowledged writes"
 
 topo_wait_in_sync "$CFG" a b c

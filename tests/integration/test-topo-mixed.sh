@@ -33,12 +33,7 @@ topo_check_flow "$CFG" c replica "" a ""
 topo_check_flow "$CFG" d replica "" b ""
 log "flow: a -> b (sync), c (async); b -> d (async, 40M)"
 
-(cd "$T" && exec ip netns exec "$NS_a" fio --name=mixed --ioengine=nbd \
-  --uri="$NBD_URI_NS/vol0" --rw=randwrite --bsrange=4k-64k --iodepth=8 \
-  --size=64M --io_size=64M --rate=,12m --verify=crc32c --do_verify=1 \
-  --verify_state_save=0 --randseed=$RANDOM --output="$T/fio.out") &
-fio_pid=$!
-BR_PIDS+=("$fio_pid")
+ns_fio_start a mixed --rate=,12m
 
 # state NODE PEER: the state of NODE's peer PEER.
 state() {
@@ -72,11 +67,7 @@ wait_peer_state "$CFG" b 30 syncing replicating >/dev/null ||
   fail "b did not reconnect to d"
 grep -q "peer d" "$T/a.log" && fail "a dealt with d, which is b's peer"
 
-rc=0
-wait_exit "$fio_pid" 120 fio || rc=$?
-[ $rc -eq 0 ] || { cat "$T/fio.out" >&2; fail "fio failed"; }
-grep -q "err= 0" "$T/fio.out" || { cat "$T/fio.out" >&2; fail "fio reported an error"; }
-grep -q "read:" "$T/fio.out" || { cat "$T/fio.out" >&2; fail "fio's verification pass did not run"; }
+ns_fio_wait mixed
 topo_wait_in_sync "$CFG" a b
 topo_stop a b c d
 topo_same vol0 a b c d
