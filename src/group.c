@@ -65,6 +65,8 @@ br__rec_new (uint8_t type, uint16_t flags, uint32_t volume, uint64_t seq,
   r->h.offset = offset;
   r->bytes = bytes;
   r->born_ms = br__now_ms ();
+  r->adopted = false;
+  r->payload = r->data;
   if (type == BR_T_WRITE && len > 0) {
     memcpy (r->data, data, len);
     r->h.length = len;
@@ -72,6 +74,23 @@ br__rec_new (uint8_t type, uint16_t flags, uint32_t volume, uint64_t seq,
   }
   else if (type == BR_T_ZERO)
     r->h.count = bytes;
+  return r;
+}
+
+struct br_rec *
+br__rec_adopt (uint16_t flags, uint32_t volume, uint64_t offset, uint32_t len,
+               uint8_t *buf, uint64_t sum)
+{
+  struct br_rec *r = br__rec_new (BR_T_WRITE, flags, volume, 0, offset, 0,
+                                  NULL);
+
+  if (r == NULL)
+    return NULL;
+  r->bytes = len;
+  r->h.length = len;
+  r->h.payload_sum = sum;
+  r->payload = buf;
+  r->adopted = true;
   return r;
 }
 
@@ -85,8 +104,11 @@ br__rec_seal (struct br_rec *r, uint64_t seq)
 void
 br__rec_put (struct br_rec *r)
 {
-  if (r && atomic_fetch_sub (&r->refs, 1) == 1)
+  if (r && atomic_fetch_sub (&r->refs, 1) == 1) {
+    if (r->adopted)
+      free (r->payload);
     free (r);
+  }
 }
 
 /* ---- FIFO of records ---- */
@@ -520,14 +542,40 @@ must_fail (const struct br_group *g)
   return false;
 }
 
+/* What a relay's apply thread passes to replicate() (NULL for the
+ * primary's clients). */
+struct relay_in {
+  uint64_t up_seq;                  /* in the upstream's stream */
+  uint8_t **payload;                /* WRITE: its buffer, which the record
+                                       takes instead of copying it */
+  uint64_t sum;                     /* its checksum, verified on receipt */
+};
+
+static struct br_rec *
+make_rec (struct br_volume *v, uint8_t type, uint16_t flags, const void *buf,
+          size_t count, uint64_t off, const struct relay_in *ri)
+{
+  struct br_rec *r;
+
+  if (ri && type == BR_T_WRITE && ri->payload && *ri->payload) {
+    r = br__rec_adopt (flags, v->id, off, count, *ri->payload, ri->sum);
+    if (r)
+      *ri->payload = NULL;
+    return r;
+  }
+  return br__rec_new (type, flags, v->id, 0, off, count, buf);
+}
+
 /* The common path of WRITE and ZERO, for the primary's clients and for a
- * relay's apply thread (RELAY: data that came from upstream). */
+ * relay's apply thread (RI: data that came from upstream).  BUF stays
+ * valid until the end: a record that adopted it is held until then. */
 static int
 replicate (struct br_volume *v, uint8_t type, uint16_t flags,
-           const void *buf, size_t count, uint64_t off, bool relay,
-           uint64_t up_seq)
+           const void *buf, size_t count, uint64_t off,
+           const struct relay_in *ri)
 {
   struct br_group *g = v->g;
+  bool relay = ri != NULL;
   uint64_t first, last, seq, epochs[BR_MAX_PEERS];
   uint32_t wait_mask;
   struct br_rec *r = NULL;
@@ -566,7 +614,7 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
   /* Copy the data and checksum it outside the lock when a peer will
    * probably want it (the state is read racily; rechecked below). */
   if (any_connected (g))
-    r = br__rec_new (type, flags, v->id, 0, off, count, buf);
+    r = make_rec (v, type, flags, buf, count, off, ri);
 
   pthread_mutex_lock (&g->lock);
   if (wait_for_queue_space (g, type == BR_T_WRITE ? count : 0, relay) < 0) {
@@ -578,15 +626,13 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
   seq = ++g->next_seq;
   br__bits_note_write (v, first, last, seq);
   if (r == NULL && any_connected (g))
-    r = br__rec_new (type, flags, v->id, 0, off, count, buf);
+    r = make_rec (v, type, flags, buf, count, off, ri);
   if (r)
     br__rec_seal (r, seq);
   wait_mask = enqueue (g, r, type == BR_T_WRITE ? count : 0, epochs);
   pthread_mutex_unlock (&g->lock);
-  if (r) {
-    br__rec_put (r);            /* the queues hold their own references */
-    br__wake (g->e);
-  }
+  if (r)
+    br__wake (g->e);            /* our reference: until BUF is written */
 
   if (type == BR_T_WRITE)
     err = br_disk_pwrite (v->disk, buf, count, off);
@@ -603,6 +649,7 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
     pthread_mutex_unlock (&g->lock);
   }
   br_rangelock_unlock (&v->locks, first, last);
+  br__rec_put (r);                  /* the queues hold their own */
 
   if (err < 0) {
     br_error ("%s: local %s at %llu+%zu failed: %s (the peers will get "
@@ -612,7 +659,7 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
     return err;
   }
   if (relay)
-    return relay_finish (g, up_seq, seq, wait_mask, epochs, fua);
+    return relay_finish (g, ri->up_seq, seq, wait_mask, epochs, fua);
   return wait_for_peers (g, wait_mask, epochs, seq, fua, false);
 }
 
@@ -633,7 +680,7 @@ br_volume_pwrite (br_volume *v, const void *buf, size_t count, uint64_t off,
     return 0;
   }
   return replicate (v, BR_T_WRITE, fua ? BR_F_FUA : 0, buf, count, off,
-                    false, 0);
+                    NULL);
 }
 
 int
@@ -642,7 +689,7 @@ br_volume_zero (br_volume *v, size_t count, uint64_t off, bool may_trim,
 {
   uint16_t flags = (fua ? BR_F_FUA : 0) | (may_trim ? BR_F_MAY_TRIM : 0);
 
-  return replicate (v, BR_T_ZERO, flags, NULL, count, off, false, 0);
+  return replicate (v, BR_T_ZERO, flags, NULL, count, off, NULL);
 }
 
 int
@@ -696,13 +743,15 @@ br_volume_flush (br_volume *v)
 
 int
 br__relay_write (struct br_volume *v, const struct br_frame_hdr *h,
-                 const void *payload)
+                 uint8_t **payload)
 {
+  struct relay_in ri = { .up_seq = h->seq, .payload = payload,
+                         .sum = h->payload_sum };
+
   if (h->type == BR_T_WRITE)
-    return replicate (v, BR_T_WRITE, h->flags, payload, h->length, h->offset,
-                      true, h->seq);
-  return replicate (v, BR_T_ZERO, h->flags, NULL, h->count, h->offset, true,
-                    h->seq);
+    return replicate (v, BR_T_WRITE, h->flags, *payload, h->length,
+                      h->offset, &ri);
+  return replicate (v, BR_T_ZERO, h->flags, NULL, h->count, h->offset, &ri);
 }
 
 int

@@ -50,12 +50,20 @@ struct br_rec {
   uint8_t hdr[BR_WIRE_HDR_SIZE];    /* h encoded */
   uint64_t bytes;                   /* range covered (WRITE/ZERO), else 0 */
   uint32_t born_ms;                 /* br__now_ms at creation (lag) */
-  uint8_t data[];                   /* h.length bytes for WRITE */
+  bool adopted;                     /* payload is a malloc'd buffer of its
+                                       own, freed with the record */
+  uint8_t *payload;                 /* h.length bytes: data[] or adopted */
+  uint8_t data[];
 };
 
 struct br_rec *br__rec_new (uint8_t type, uint16_t flags, uint32_t volume,
                             uint64_t seq, uint64_t offset, uint64_t bytes,
                             const void *data);
+/* A WRITE record that takes BUF (malloc'd, LEN bytes, checksum SUM already
+ * verified) instead of copying it: a relay forwards what it received. */
+struct br_rec *br__rec_adopt (uint16_t flags, uint32_t volume,
+                              uint64_t offset, uint32_t len, uint8_t *buf,
+                              uint64_t sum);
 /* Give R its sequence number and encode its frame header. */
 void br__rec_seal (struct br_rec *r, uint64_t seq);
 void br__rec_put (struct br_rec *r);
@@ -254,12 +262,13 @@ struct br_engine {
 uint64_t br__region (const struct br_volume *v, uint64_t off);
 /* A relay's apply thread (replica.c) passes what it applies from upstream
  * through the write path, to forward it to the group's peers.  WRITE /
- * ZERO with H's flags (FUA, MAY_TRIM, RESYNC); FLUSH only forwards and
+ * ZERO with H's flags (FUA, MAY_TRIM, RESYNC); a WRITE's *PAYLOAD (malloc'd)
+ * may be taken by the record (then *PAYLOAD is NULL); FLUSH only forwards and
  * waits (the replica's sync thread makes its own disk durable); SYNCED
  * forwards the generation to every peer that is in sync with this copy.
  * Return 0, -errno, or -ECANCELED once g->cancel is set. */
 int br__relay_write (struct br_volume *v, const struct br_frame_hdr *h,
-                     const void *payload);
+                     uint8_t **payload);
 int br__relay_flush (struct br_volume *v, uint64_t up_seq);
 void br__relay_synced (struct br_volume *v, uint64_t gen);
 /* Group lock held: the first upstream sequence number whose sync peers

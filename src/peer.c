@@ -206,7 +206,7 @@ send_frame (struct br_peer *p, uint8_t type, const void *payload,
   s->n = 1;
   s->recs[0] = r;
   s->bufs[0] = uv_buf_init ((char *) r->hdr, BR_WIRE_HDR_SIZE);
-  s->bufs[1] = uv_buf_init ((char *) r->data, len);
+  s->bufs[1] = uv_buf_init ((char *) r->payload, len);
   p->writes_in_flight++;
   p->last_tx_ms = uv_now (&p->g->e->loop);
   int err = uv_write (&s->req, (uv_stream_t *) &p->tcp, s->bufs, 2,
@@ -294,7 +294,7 @@ flush_queue (struct br_peer *p)
       s->recs[i] = r;
       s->bufs[nb++] = uv_buf_init ((char *) r->hdr, BR_WIRE_HDR_SIZE);
       if (r->h.length)
-        s->bufs[nb++] = uv_buf_init ((char *) r->data, r->h.length);
+        s->bufs[nb++] = uv_buf_init ((char *) r->payload, r->h.length);
       br_debug (BR_DEBUG_WIRE, "-> %s type %u seq %llu off %llu len %u",
                 p->node->name, r->h.type, (unsigned long long) r->h.seq,
                 (unsigned long long) r->h.offset, r->h.length);

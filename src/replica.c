@@ -220,7 +220,7 @@ apply_synced (struct br_replica_session *s, const struct op *o)
 }
 
 static int
-apply_one (struct br_replica_session *s, const struct op *o)
+apply_one (struct br_replica_session *s, struct op *o)
 {
   struct br_volume *v = s->g->vols[o->h.volume];
   int err;
@@ -244,11 +244,11 @@ apply_one (struct br_replica_session *s, const struct op *o)
   case BR_T_SYNCED:
     return apply_synced (s, o);
   case BR_T_WRITE:
-    err = s->g->n_peers ? br__relay_write (v, &o->h, o->payload)
+    err = s->g->n_peers ? br__relay_write (v, &o->h, &o->payload)
       : br_disk_pwrite (v->disk, o->payload, o->h.length, o->h.offset);
     break;
   case BR_T_ZERO:
-    err = s->g->n_peers ? br__relay_write (v, &o->h, NULL)
+    err = s->g->n_peers ? br__relay_write (v, &o->h, &o->payload)
       : br_disk_zero (v->disk, o->h.count, o->h.offset,
                       o->h.flags & BR_F_MAY_TRIM);
     break;
