@@ -42,7 +42,7 @@ TARGETS4 = [
 # For information (no target): what each extra hop or peer costs, as a
 # ratio to the single-peer configuration with the same first hop.
 COMPARE4 = [
-    ("cascade", "sync"), ("cascade-async", "async"),
+    ("cascade", "sync"), ("cascade-async", "async"), ("cascade-sync", "sync"),
     ("one-to-two", "sync"), ("one-to-two-async", "async"),
 ]
 # Reference figures quoted in issue 2 for QEMU's write-blocking mirror.

@@ -10,6 +10,7 @@
 #   cascade      a -> b (sync) -> c (async): the plugin on a, blockrelayd on
 #                b (a relay: it forwards what it applies) and on c
 #   cascade-async  the same with both hops async
+#   (cascade-sync, both hops sync: only on request with --configs)
 #   one-to-two   a -> b (sync) and a -> c (async), directly
 #   (one-to-two-async, both async: only on request with --configs)
 #   qemu-mirror  qemu-storage-daemon exporting a raw file over NBD, with a
@@ -47,8 +48,9 @@ usage: bench/run.sh [options]
                     (default: under /var/tmp)
   --output FILE     Markdown report (default: bench/last-run.md)
   --configs LIST    comma-separated subset/order of B,none,async,sync,
-                    cascade,cascade-async,one-to-two,one-to-two-async,
-                    qemu-mirror (default: all but one-to-two-async; B first)
+                    cascade,cascade-async,cascade-sync,one-to-two,
+                    one-to-two-async,qemu-mirror (default: all but
+                    cascade-sync and one-to-two-async; B first)
   --size SIZE       volume size (default 1G)
   --builddir DIR    where blockrelayd, blockrelay and the plugin are
                     (default: \$BUILDDIR or <repo>/build)
@@ -110,7 +112,7 @@ die() { log "ERROR: $*"; exit 1; }
 IFS=, read -r -a CFG_LIST <<<"$CONFIGS"
 for c in "${CFG_LIST[@]}"; do
   case $c in
-    B|none|async|sync|cascade|cascade-async|one-to-two|one-to-two-async|qemu-mirror) ;;
+    B|none|async|sync|cascade|cascade-async|cascade-sync|one-to-two|one-to-two-async|qemu-mirror) ;;
     *) die "unknown configuration '$c'" ;;
   esac
 done
@@ -348,6 +350,7 @@ topo_links() {
     async|sync) echo "a b $1" ;;
     cascade) echo "a b sync"; echo "b c async" ;;           # a -> b -> c
     cascade-async) echo "a b async"; echo "b c async" ;;
+    cascade-sync) echo "a b sync"; echo "b c sync" ;;
     one-to-two) echo "a b sync"; echo "a c async" ;;        # a -> b, a -> c
     one-to-two-async) echo "a b async"; echo "a c async" ;;
   esac
@@ -355,7 +358,7 @@ topo_links() {
 
 # node_status CFG CONF NODE TAG: NODE's status, appended to RES/CFG-status.txt.
 node_status() {
-  { echo "# $4: node $3"
+  { echo "# round $ROUND, $4: node $3"
     "$BLOCKRELAY" status --config "$2" --node "$3" 2>&1 || true
     echo; } >>"$RES/$1-status.txt"
 }
@@ -391,7 +394,6 @@ run_blockrelay() {
   } >"$conf"
   "$BLOCKRELAY" check-config "$conf" >>"$LOGS/$cfg.log" 2>&1 ||
     die "$cfg: bad topology $conf"
-  : >"$RES/$cfg-status.txt"
   # Replicas first, the last hop first; then the primary.
   SERVER_PIDS=()
   for ((i = ${#nodes[@]} - 1; i >= 1; i--)); do
@@ -410,7 +412,7 @@ run_blockrelay() {
   STATUS_NODES=("${senders[@]}")
   [ ${#senders[@]} -gt 0 ] || STATUS_NODES=(a)
   # Ready when every sending node, in hop order, has every peer replicating
-  # and clean (a relay's new child gets a full sync from the relay first).
+  # and clean (including any resync a relay owes its children).
   for n in "${STATUS_NODES[@]}"; do
     run_wait status "$BLOCKRELAY" status --config "$conf" --node "$n" \
       --wait replicating --timeout 300 >>"$LOGS/status.log" 2>&1 ||
@@ -420,8 +422,8 @@ run_blockrelay() {
   st=$(cat "$RES/$cfg-status.txt")
   for i in "${!lfrom[@]}"; do
     # Each link shows as a replicating peer of the right mode on its sender.
-    awk -v n="${lfrom[i]}" -v to="${lto[i]}" -v m="${lmode[i]}" '
-      $0 == "# before: node " n { on = 1; next } /^# / { on = 0 }
+    awk -v r="$ROUND" -v n="${lfrom[i]}" -v to="${lto[i]}" -v m="${lmode[i]}" '
+      $0 == "# round " r ", before: node " n { on = 1; next } /^# / { on = 0 }
       on && $0 ~ (" " to " +" m " +replicating ") { ok = 1 }
       END { exit !ok }' <<<"$st" ||
       die "$cfg: ${lfrom[i]} does not show ${lto[i]} as a replicating ${lmode[i]} peer: $st"
@@ -532,7 +534,7 @@ for cfg in "${CFG_LIST[@]}"; do
   sync -f "$WORK"
   case $cfg in
     B) run_B ;;
-    none|async|sync|cascade|cascade-async|one-to-two|one-to-two-async)
+    none|async|sync|cascade|cascade-async|cascade-sync|one-to-two|one-to-two-async)
       run_blockrelay "$cfg" ;;
     qemu-mirror)
       if [ $HAVE_QEMU -eq 0 ]; then
