@@ -1,0 +1,275 @@
+/* blockrelay — a replica session's apply and sync threads.
+ *
+ * The loop thread (replica.c) validates every frame and queues it on the
+ * session; the apply thread applies the queue strictly in stream order
+ * (I3) and publishes the applied watermark; the sync thread makes data
+ * durable and publishes the durable watermark.  A relay's apply thread
+ * passes each record through the write path (group.c br__relay_*), which
+ * forwards it to the node's own peers.
+ *
+ * Invariants (see also R1-R4 in replica.c):
+ *   R3. A disk error stops the session's applying at that record: the
+ *       record and everything after it are never acknowledged; an ERROR
+ *       frame tells the upstream why (fail_locked, sent by the loop).
+ *   S1, S2 below.
+ */
+#include "replica.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+#define SYNC_BYTES (16u * 1024 * 1024)
+#define SYNC_MS 50
+
+/* The apply thread writes records in stream order and never waits for
+ * stable storage; the sync thread makes data durable (fdatasync of every
+ * volume written since its last round) when asked.  Protocol:
+ *
+ *   apply: pwrite; dirty[vol] = true; applied = seq
+ *   sync:  target = applied; for each vol: if exchange (dirty, false):
+ *          fdatasync; durable = target
+ *
+ * Setting dirty after the pwrite returns and clearing it before the
+ * fdatasync makes every write at or below target covered by the round
+ * (S1).  Rounds are requested on FLUSH and FUA, after SYNC_BYTES of
+ * writes, and SYNC_MS after the oldest unsynced write, busy or idle (S2:
+ * under any steady load the durable watermark trails by at most about
+ * SYNC_MS, so bits and resyncs are not held up).  SYNCED is applied by the
+ * apply thread itself: it needs its data durable before the header says
+ * "consistent at generation G".
+ */
+
+static void
+request_sync (struct br_replica_session *s)
+{
+  s->sync_req = true;
+  pthread_cond_signal (&s->sync_cond);
+}
+
+/* Sync every volume written since the last round (S1). */
+static int
+sync_dirty (struct br_replica_session *s)
+{
+  for (size_t i = 0; i < s->g->n_vols; i++)
+    if (atomic_exchange (&s->dirty[i], false)) {
+      int err = br_disk_flush (s->g->vols[i]->disk);
+      if (err < 0) {
+        atomic_store (&s->dirty[i], true);
+        return err;
+      }
+    }
+  return 0;
+}
+
+static void
+fail_locked (struct br_replica_session *s, uint64_t seq, int err,
+             const char *what)
+{
+  if (s->error)
+    return;
+  s->error = -err;
+  s->error_seq = seq;
+  snprintf (s->errmsg, sizeof s->errmsg, "%s failed: %s", what,
+            br_strerror (-err));
+  br_error ("group %s from %s: %s; no further writes are applied",
+            s->g->name, s->peer, s->errmsg);
+  uv_async_send (&s->notify);
+}
+
+void *
+br__sync_thread (void *arg)
+{
+  struct br_replica_session *s = arg;
+
+  pthread_mutex_lock (&s->lock);
+  for (;;) {
+    uint64_t target;
+    int err;
+
+    while (!s->sync_req && !s->stop)
+      pthread_cond_wait (&s->sync_cond, &s->lock);
+    if (s->stop || s->error)
+      break;
+    s->sync_req = false;
+    target = s->applied;
+    pthread_mutex_unlock (&s->lock);
+    err = sync_dirty (s);
+    pthread_mutex_lock (&s->lock);
+    if (err < 0) {
+      fail_locked (s, target + 1, err, "fdatasync");
+      break;
+    }
+    if (target > s->durable) {
+      s->durable = target;
+      uv_async_send (&s->notify);
+    }
+  }
+  pthread_mutex_unlock (&s->lock);
+  return NULL;
+}
+
+/* SYNCED: everything before it is applied; make it durable, then adopt
+ * the upstream's generation and mark this copy consistent. */
+static int
+apply_synced (struct br_replica_session *s, const struct op *o)
+{
+  struct br_volume *v = s->g->vols[o->h.volume];
+  int slot, err;
+
+  /* Every volume, whatever its dirty flag says: a sync round running in
+   * the other thread may have taken the flag and not finished yet. */
+  for (size_t i = 0; i < s->g->n_vols; i++)
+    if ((err = br_disk_flush (s->g->vols[i]->disk)) < 0)
+      return err;
+  slot = br_sb_peer_slot (v->sb, s->peer);
+  if ((err = br_sb_set_gen (v->sb, o->h.count)) < 0 ||
+      (slot >= 0 && (err = br_sb_set_peer_gen (v->sb, slot, o->h.count)) < 0) ||
+      (err = br_sb_set_flags (v->sb, BR_SB_CONSISTENT, BR_SB_FRESH)) < 0)
+    return err;
+  br_info ("%s: in sync with %s at generation %016llx", v->cfg->name,
+           s->peer, (unsigned long long) o->h.count);
+  if (s->g->n_peers)
+    br__relay_synced (v, o->h.count);
+  return 0;
+}
+
+static int
+apply_one (struct br_replica_session *s, struct op *o)
+{
+  struct br_volume *v = s->g->vols[o->h.volume];
+  int err;
+
+  /* The first resync record makes this copy inconsistent (a mix of old
+   * and new regions) until SYNCED; durably, before it is applied.  Every
+   * volume of the group: the group is one consistent set, and its SYNCED
+   * records come together at the end of the resync. */
+  if ((o->h.flags & BR_F_RESYNC) &&
+      (br_sb_flags (v->sb) & BR_SB_CONSISTENT)) {
+    for (size_t i = 0; i < s->g->n_vols; i++)
+      if ((err = br_sb_set_flags (s->g->vols[i]->sb, 0,
+                                  BR_SB_CONSISTENT)) < 0)
+        return err;
+    br_info ("group %s: resync from %s started; inconsistent until it "
+             "completes", s->g->name, s->peer);
+  }
+  /* A relay passes writes through the write path, which marks them in
+   * its scoreboard for its own peers and forwards them (group.c). */
+  switch (o->h.type) {
+  case BR_T_SYNCED:
+    return apply_synced (s, o);
+  case BR_T_WRITE:
+    err = s->g->n_peers ? br__relay_write (v, &o->h, &o->payload)
+      : br_disk_pwrite (v->disk, o->payload, o->h.length, o->h.offset);
+    break;
+  case BR_T_ZERO:
+    err = s->g->n_peers ? br__relay_write (v, &o->h, &o->payload)
+      : br_disk_zero (v->disk, o->h.count, o->h.offset,
+                      o->h.flags & BR_F_MAY_TRIM);
+    break;
+  default:                      /* FLUSH: asks for a sync round */
+    return s->g->n_peers ? br__relay_flush (v, o->h.seq) : 0;
+  }
+  if (err == 0)
+    atomic_store (&s->dirty[o->h.volume], true);   /* after the write: S1 */
+  return err;
+}
+
+static void
+deadline_in (struct timespec *ts, long ms)
+{
+  clock_gettime (CLOCK_REALTIME, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+void *
+br__apply_thread (void *arg)
+{
+  struct br_replica_session *s = arg;
+  uint64_t unsynced = 0;
+  uint32_t oldest = 0;          /* br__now_ms of the oldest unsynced write */
+  bool pending = false;         /* writes not yet covered by a request */
+
+  pthread_mutex_lock (&s->lock);
+  for (;;) {
+    struct op *o;
+    int err;
+
+    while (s->head == NULL && !s->stop && !s->error) {
+      if (!pending) {
+        pthread_cond_wait (&s->cond, &s->lock);
+        continue;
+      }
+      struct timespec ts;
+      uint32_t age = br__now_ms () - oldest;
+      deadline_in (&ts, age >= SYNC_MS ? 0 : SYNC_MS - age);
+      if (pthread_cond_timedwait (&s->cond, &s->lock, &ts) == ETIMEDOUT &&
+          s->head == NULL) {
+        request_sync (s);       /* S2, idle */
+        pending = false;
+        unsynced = 0;
+      }
+    }
+    if (s->stop || s->error)
+      break;
+    o = s->head;
+    s->head = o->next;
+    if (s->head == NULL)
+      s->tail = NULL;
+    s->queued -= o->h.length;
+    pthread_mutex_unlock (&s->lock);
+
+    err = apply_one (s, o);
+
+    pthread_mutex_lock (&s->lock);
+    if (err == -ECANCELED) {    /* the session is closing (relay) */
+      free (o->payload);
+      free (o);
+      break;
+    }
+    if (err < 0) {
+      char what[128];
+      snprintf (what, sizeof what, "%s: %s of %u bytes at offset %llu",
+                s->g->vols[o->h.volume]->cfg->name,
+                o->h.type == BR_T_SYNCED ? "sync"
+                : o->h.type == BR_T_ZERO ? "zero" : "write",
+                o->h.type == BR_T_ZERO ? (unsigned) o->h.count : o->h.length,
+                (unsigned long long) o->h.offset);
+      fail_locked (s, o->h.seq, err, what);
+      free (o->payload);
+      free (o);
+      break;
+    }
+    s->applied = o->h.seq;
+    if (o->h.type == BR_T_SYNCED && o->h.seq > s->durable)
+      s->durable = o->h.seq;    /* apply_synced synced everything */
+    else if (o->h.type == BR_T_WRITE || o->h.type == BR_T_ZERO) {
+      if (!pending)
+        oldest = br__now_ms ();
+      pending = true;
+      unsynced += o->h.length;
+    }
+    if (pending && (o->h.type == BR_T_FLUSH || (o->h.flags & BR_F_FUA) ||
+                    unsynced >= SYNC_BYTES ||
+                    (uint32_t) (br__now_ms () - oldest) >= SYNC_MS)) {
+      request_sync (s);         /* S2, busy */
+      pending = false;
+      unsynced = 0;
+    }
+    else if (o->h.type == BR_T_FLUSH)
+      request_sync (s);         /* nothing new, but answer the FLUSH */
+    free (o->payload);
+    free (o);
+    uv_async_send (&s->notify);
+  }
+  pthread_mutex_unlock (&s->lock);
+  return NULL;
+}

@@ -1,0 +1,77 @@
+/* blockrelay — the replica's session, shared by replica.c (the loop
+ * thread: connections, handshake, validation, ACKs) and apply.c (the
+ * apply and sync threads of each session).  Not installed.
+ *
+ * Lock rules: s->lock protects the op queue, the watermarks and the error
+ * shared between the loop thread and the session's two threads; the loop
+ * thread never does disk I/O.
+ */
+#ifndef BR_REPLICA_H
+#define BR_REPLICA_H
+
+#include "internal.h"
+
+struct op {
+  struct op *next;
+  struct br_frame_hdr h;
+  uint8_t *payload;
+};
+
+enum sess_state { S_HELLO, S_AUTH, S_RUNNING, S_CLOSING };
+
+struct br_replica_session {
+  struct br_replica *rep;
+  struct br_replica_session *next;
+  uv_tcp_t tcp;
+  uv_async_t notify;                /* apply thread -> loop: send ACK */
+  int handles_open;
+  struct br_wire_reader rd;
+  enum sess_state st;
+  struct br_group *g;
+  char peer[BR_WIRE_NAME_MAX];
+  char origin[BR_WIRE_NAME_MAX];    /* whose writes the stream carries */
+  char addr[64];
+  uint8_t client_nonce[BR_WIRE_NONCE_SIZE];
+  uint8_t server_nonce[BR_WIRE_NONCE_SIZE];
+  uint64_t last_seq;                /* last seq received (R2) */
+  uint64_t last_rx_ms;              /* uv_now of the last bytes received */
+  bool reading;
+  uint64_t rx_bytes;
+
+  /* Shared with the apply thread, under lock. */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  pthread_t thread, syncer;
+  pthread_cond_t sync_cond;
+  bool thread_running, stop, sync_req;
+  atomic_bool *dirty;               /* per volume: written, not synced */
+  struct op *head, *tail;
+  uint64_t queued;                  /* payload bytes waiting */
+  uint64_t applied, durable;
+  int error;                        /* errno of a failed apply, R3 */
+  uint64_t error_seq;
+  char errmsg[256];
+
+  /* Loop thread: the ACK in flight. */
+  uv_write_t ack_req;
+  bool ack_busy, error_sent;
+  uint64_t sent_applied, sent_durable;
+  uint8_t ack_frame[BR_WIRE_HDR_SIZE + BR_WIRE_MSG_MAX];
+};
+
+struct br_replica {
+  struct br_engine *e;
+  uv_tcp_t listener;
+  uv_timer_t heartbeat;             /* drops silent upstreams */
+  bool stopping;
+  int handles_open;                 /* at stop: listener, timer, sessions;
+                                       freed when all have closed */
+  struct br_replica_session *sessions;
+};
+
+/* apply.c: the session's threads (started by replica.c's on_auth, joined
+ * by session_close after s->stop is set and signalled). */
+void *br__apply_thread (void *arg);
+void *br__sync_thread (void *arg);
+
+#endif
