@@ -288,23 +288,27 @@ print_table (json_t *st)
     }
   }
   if (json_array_size (ups) > 0) {
-    printf ("\n%-12s %-10s %-16s %12s %12s %12s\n", "UPSTREAM", "GROUP",
-            "ADDRESS", "APPLIED-SEQ", "DURABLE-SEQ", "RECEIVED");
+    printf ("\n%-12s %-10s %-16s %-6s %12s %12s %12s %10s\n", "UPSTREAM",
+            "GROUP", "ADDRESS", "MODE", "APPLIED-SEQ", "DURABLE-SEQ",
+            "RECEIVED", "PENDING");
     json_array_foreach (ups, i, p) {
-      char rx[32];
+      char rx[32], pend[32];
       const char *err = json_string_value (json_object_get (p, "error"));
 
       human_bytes (json_integer_value (json_object_get (p, "received_bytes")),
                    rx, sizeof rx);
-      printf ("%-12s %-10s %-16s %12lld %12lld %12s\n",
+      human_bytes (json_integer_value (json_object_get (p, "pending_bytes")),
+                   pend, sizeof pend);
+      printf ("%-12s %-10s %-16s %-6s %12lld %12lld %12s %10s\n",
               json_string_value (json_object_get (p, "node")),
               json_string_value (json_object_get (p, "group")),
               json_string_value (json_object_get (p, "address")),
+              json_string_value (json_object_get (p, "mode")),
               (long long) json_integer_value (json_object_get (p,
                                                                "applied_seq")),
               (long long) json_integer_value (json_object_get (p,
                                                                "durable_seq")),
-              rx);
+              rx, pend);
       if (err && *err)
         printf ("%-12s   error: %s\n", "", err);
     }

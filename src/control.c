@@ -40,13 +40,6 @@ struct client {
   bool answered;
 };
 
-void br__replica_foreach (struct br_engine *e,
-                          void (*fn) (void *arg, const char *peer,
-                                      const char *group, const char *addr,
-                                      uint64_t applied, uint64_t durable,
-                                      uint64_t rx_bytes, const char *error),
-                          void *arg);
-
 static json_t *
 peer_json (struct br_peer *p, struct br_volume *v)
 {
@@ -110,20 +103,28 @@ peer_json (struct br_peer *p, struct br_volume *v)
   return o;
 }
 
+struct upstream_ctx {
+  struct br_engine *e;
+  json_t *list;
+};
+
 static void
-add_upstream (void *arg, const char *peer, const char *group,
-              const char *addr, uint64_t applied, uint64_t durable,
-              uint64_t rx_bytes, const char *error)
+add_upstream (void *arg, const struct br_upstream_info *u)
 {
-  json_array_append_new (arg, json_pack ("{s:s, s:s, s:s, s:I, s:I, s:I, "
-                                         "s:s}",
-                                         "node", peer, "group", group,
-                                         "address", addr,
-                                         "applied_seq", (json_int_t) applied,
-                                         "durable_seq", (json_int_t) durable,
-                                         "received_bytes",
-                                         (json_int_t) rx_bytes,
-                                         "error", error));
+  struct upstream_ctx *c = arg;
+  const struct br_link_cfg *l = br_config_link (c->e->cfg, u->peer,
+                                                c->e->self->name);
+
+  json_array_append_new (c->list,
+    json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s}",
+               "node", u->peer, "group", u->group, "address", u->addr,
+               "mode", l && l->mode == BR_MODE_SYNC ? "sync" : "async",
+               "rate", (json_int_t) (l ? l->rate : 0),
+               "applied_seq", (json_int_t) u->applied,
+               "durable_seq", (json_int_t) u->durable,
+               "received_bytes", (json_int_t) u->rx_bytes,
+               "pending_bytes", (json_int_t) u->pending_bytes,
+               "error", u->error));
 }
 
 /* The topology as this node sees it: per group, whose writes it carries,
@@ -183,7 +184,8 @@ status_json (struct br_engine *e)
                  "disk", br_disk_path (v->disk),
                  "peers", peers));
   }
-  br__replica_foreach (e, add_upstream, ups);
+  br__replica_foreach (e, add_upstream,
+                       &(struct upstream_ctx) { .e = e, .list = ups });
   return json_pack ("{s:b, s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:o}",
                     "ok", 1,
                     "node", e->self->name,

@@ -340,6 +340,17 @@ void br__replica_stop (struct br_engine *e);
 /* A peer of relay group G acknowledged or was lost: the upstream may be
  * owed a new ACK. */
 void br__replica_kick (struct br_group *g);
+/* For the control socket: one running upstream session. */
+struct br_upstream_info {
+  const char *peer, *group, *addr, *error;
+  uint64_t applied, durable;        /* watermarks as last computed */
+  uint64_t rx_bytes;                /* received on the connection */
+  uint64_t pending_bytes;           /* received, not yet applied */
+};
+void br__replica_foreach (struct br_engine *e,
+                          void (*fn) (void *arg,
+                                      const struct br_upstream_info *u),
+                          void *arg);
 
 /* control.c (loop thread) */
 int br__control_start (struct br_engine *e);

@@ -817,26 +817,25 @@ br__replica_stop (struct br_engine *e)
  * each running session. */
 void
 br__replica_foreach (struct br_engine *e,
-                     void (*fn) (void *arg, const char *peer,
-                                 const char *group, const char *addr,
-                                 uint64_t applied, uint64_t durable,
-                                 uint64_t rx_bytes, const char *error),
+                     void (*fn) (void *arg, const struct br_upstream_info *u),
                      void *arg)
 {
   if (e->replica == NULL)
     return;
   for (struct br_replica_session *s = e->replica->sessions; s; s = s->next) {
-    uint64_t applied, durable;
+    struct br_upstream_info u = { .peer = s->peer, .group = s->g->name,
+                                  .addr = s->addr, .rx_bytes = s->rx_bytes };
     char err[256];
 
     if (s->st != S_RUNNING)
       continue;
     pthread_mutex_lock (&s->lock);
-    applied = s->applied;
-    durable = s->durable;
+    u.applied = s->applied;
+    u.durable = s->durable;
+    u.pending_bytes = s->queued;
     snprintf (err, sizeof err, "%s", s->error ? s->errmsg : "");
     pthread_mutex_unlock (&s->lock);
-    fn (arg, s->peer, s->g->name, s->addr, applied, durable, s->rx_bytes,
-        err);
+    u.error = err;
+    fn (arg, &u);
   }
 }
