@@ -823,12 +823,14 @@ br__replica_foreach (struct br_engine *e,
   if (e->replica == NULL)
     return;
   for (struct br_replica_session *s = e->replica->sessions; s; s = s->next) {
-    struct br_upstream_info u = { .peer = s->peer, .group = s->g->name,
-                                  .addr = s->addr, .rx_bytes = s->rx_bytes };
+    struct br_upstream_info u;
     char err[256];
 
-    if (s->st != S_RUNNING)
+    if (s->st != S_RUNNING)         /* no group yet during the handshake */
       continue;
+    u = (struct br_upstream_info) { .peer = s->peer, .group = s->g->name,
+                                    .addr = s->addr,
+                                    .rx_bytes = s->rx_bytes };
     pthread_mutex_lock (&s->lock);
     u.applied = s->applied;
     u.durable = s->durable;
