@@ -197,9 +197,11 @@ build_groups (struct br_engine *e)
   return 0;
 }
 
-int
-br__group_add_peer (struct br_group *g, const struct br_node_cfg *node,
-                    const struct br_link_cfg *link, char *err, size_t errlen)
+/* Add a peer for NODE over LINK to G, with a scoreboard slot in each
+ * volume (not started). */
+static int
+group_add_peer (struct br_group *g, const struct br_node_cfg *node,
+                const struct br_link_cfg *link, char *err, size_t errlen)
 {
   int idx = g->n_peers;
 
@@ -380,7 +382,7 @@ br__relay_start (struct br_group *g, const char *origin, char *err,
   for (int i = 0; i < n; i++) {
     struct br_peer *p;
 
-    r = br__group_add_peer (g, nodes[i], links[i], err, errlen);
+    r = group_add_peer (g, nodes[i], links[i], err, errlen);
     if (r < 0)
       return r;
     p = g->peers[g->n_peers - 1];

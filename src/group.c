@@ -638,7 +638,9 @@ replicate (struct br_volume *v, uint8_t type, uint16_t flags,
     err = br_disk_pwrite (v->disk, buf, count, off);
   else
     err = br_disk_zero (v->disk, count, off, flags & BR_F_MAY_TRIM);
-  if (err == 0 && fua)
+  /* FUA: durable here before the reply.  A relay's session syncs on FUA
+   * itself (apply.c) before it reports the record durable upstream. */
+  if (err == 0 && fua && !relay)
     err = br_disk_flush (v->disk);
   if (err < 0) {
     /* The record may already be on the peers while this disk refused it:
@@ -700,10 +702,11 @@ br_volume_pread (br_volume *v, void *buf, size_t count, uint64_t off)
   return br_disk_pread (v->disk, buf, count, off);
 }
 
-/* FLUSH: a FLUSH record in the stream, the local disk synced (LOCAL),
- * then wait until every sync peer has everything before it durable. */
+/* FLUSH: a FLUSH record in the stream, the local disk synced (by the
+ * session's sync thread for a relay: apply.c), then wait until every sync
+ * peer has everything before it durable.  RELAY: as for replicate(). */
 static int
-flush_stream (struct br_volume *v, bool local, bool relay, uint64_t up_seq)
+flush_stream (struct br_volume *v, bool relay, uint64_t up_seq)
 {
   struct br_group *g = v->g;
   uint64_t seq, epochs[BR_MAX_PEERS];
@@ -724,7 +727,7 @@ flush_stream (struct br_volume *v, bool local, bool relay, uint64_t up_seq)
     br__wake (g->e);
   }
 
-  if (local && (err = br_disk_flush (v->disk)) < 0) {
+  if (!relay && (err = br_disk_flush (v->disk)) < 0) {
     br_error ("%s: local flush failed: %s", v->cfg->name, br_strerror (-err));
     return err;
   }
@@ -736,7 +739,29 @@ flush_stream (struct br_volume *v, bool local, bool relay, uint64_t up_seq)
 int
 br_volume_flush (br_volume *v)
 {
-  return flush_stream (v, true, false, 0);
+  return flush_stream (v, false, 0);
+}
+
+/* Group lock held: append to P's queue a SYNCED record for V at GEN, with
+ * the next sequence number.  False (and P is dropped by the loop thread,
+ * then compares generations again) if there is no memory for it. */
+bool
+br__queue_synced (struct br_peer *p, struct br_volume *v, uint64_t gen)
+{
+  struct br_rec *r = br__rec_new (BR_T_SYNCED, 0, v->id, 0, 0, 0, NULL);
+
+  if (r) {
+    r->h.count = gen;
+    br__rec_seal (r, ++v->g->next_seq);
+  }
+  if (r == NULL || br__fifo_push (&p->q, r) < 0) {
+    br__rec_put (r);
+    snprintf (p->last_error, sizeof p->last_error,
+              "out of memory queueing a record");
+    p->must_drop = true;
+    return false;
+  }
+  return true;
 }
 
 /* ---- relaying (a replica's apply thread) ---- */
@@ -757,7 +782,7 @@ br__relay_write (struct br_volume *v, const struct br_frame_hdr *h,
 int
 br__relay_flush (struct br_volume *v, uint64_t up_seq)
 {
-  return flush_stream (v, false, true, up_seq);
+  return flush_stream (v, true, up_seq);
 }
 
 /* This copy of V is now consistent at GEN (its upstream's SYNCED was
@@ -775,23 +800,9 @@ br__relay_synced (struct br_volume *v, uint64_t gen)
   pthread_mutex_lock (&g->lock);
   for (size_t i = 0; i < g->n_peers; i++) {
     struct br_peer *p = g->peers[i];
-    struct br_rec *r;
 
-    if (p->state != BR_PEER_REPLICATING)
-      continue;
-    r = br__rec_new (BR_T_SYNCED, 0, v->id, 0, 0, 0, NULL);
-    if (r) {
-      r->h.count = gen;
-      br__rec_seal (r, ++g->next_seq);
-    }
-    if (r == NULL || br__fifo_push (&p->q, r) < 0) {
-      br__rec_put (r);
-      snprintf (p->last_error, sizeof p->last_error,
-                "out of memory queueing a record");
-      p->must_drop = true;      /* reconnects and compares generations */
-      continue;
-    }
-    queued = true;
+    if (p->state == BR_PEER_REPLICATING && br__queue_synced (p, v, gen))
+      queued = true;
   }
   pthread_mutex_unlock (&g->lock);
   if (queued)

@@ -271,6 +271,9 @@ int br__relay_write (struct br_volume *v, const struct br_frame_hdr *h,
                      uint8_t **payload);
 int br__relay_flush (struct br_volume *v, uint64_t up_seq);
 void br__relay_synced (struct br_volume *v, uint64_t gen);
+/* Group lock held: queue SYNCED (V now in sync at GEN) to P; false if it
+ * could not be queued (P is then dropped and reconnects). */
+bool br__queue_synced (struct br_peer *p, struct br_volume *v, uint64_t gen);
 /* Group lock held: the first upstream sequence number whose sync peers
  * have not all acknowledged it (UINT64_MAX: none); the upstream's ACK
  * watermarks stay below it.  br__relay_reset forgets every pending wait
@@ -298,11 +301,6 @@ bool br__oos_test (const struct br_peer *p, uint32_t vol, uint64_t rg);
 void br__wake (struct br_engine *e);
 
 /* engine.c (loop thread, or at open) */
-/* Add a peer for NODE over LINK to G, with a scoreboard slot in each
- * volume (not started). */
-int br__group_add_peer (struct br_group *g, const struct br_node_cfg *node,
-                        const struct br_link_cfg *link, char *err,
-                        size_t errlen);
 /* Replica role: can G relay for ORIGIN?  0, or -EBUSY with the reason in
  * ERR when G relays for another origin with other children while an
  * upstream session is applying. */
@@ -337,8 +335,8 @@ void br__peer_free (struct br_peer *p);
 /* replica.c (loop thread) */
 int br__replica_start (struct br_engine *e);
 void br__replica_stop (struct br_engine *e);
-/* A peer of relay group G acknowledged or was lost: the upstream may be
- * owed a new ACK. */
+/* A peer of group G acknowledged or was lost: a relay's upstream may be
+ * owed a new ACK (nothing to do without an upstream session). */
 void br__replica_kick (struct br_group *g);
 /* For the control socket: one running upstream session. */
 struct br_upstream_info {

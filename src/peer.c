@@ -134,8 +134,7 @@ peer_lost (struct br_peer *p, bool failed, const char *fmt, ...)
   p->queued_bytes = 0;
   br__peer_set_state (p, failed ? BR_PEER_FAILED : BR_PEER_LOGGING);
   pthread_mutex_unlock (&g->lock);
-  if (g->e->role == BR_ROLE_REPLICA)
-    br__replica_kick (g);       /* waits on this peer are over (logged) */
+  br__replica_kick (g);       /* waits on this peer are over (logged) */
 
   br_wire_reader_reset (&p->rd);
   if (p->tcp_open && !uv_is_closing ((uv_handle_t *) &p->tcp))
@@ -535,8 +534,7 @@ on_ack (struct br_peer *p, const struct br_frame_hdr *h)
   }
   br__group_notify (g, p->applied);
   pthread_mutex_unlock (&g->lock);
-  if (g->e->role == BR_ROLE_REPLICA)
-    br__replica_kick (g);       /* the upstream's ACK may have been held */
+  br__replica_kick (g);       /* the upstream's ACK may have been held */
   if (p->state == BR_PEER_SYNCING)
     br__resync_step (p);
 }

@@ -79,27 +79,16 @@ br__resync_done (struct br_peer *p)
   struct br_group *g = p->g;
 
   for (size_t i = 0; i < g->n_vols; i++) {
-    struct br_rec *r;
+    struct br_volume *v = g->vols[i];
 
     /* A relay whose own copy is being resynced from upstream has nothing
      * consistent to offer yet: the peer gets SYNCED when this copy does
      * (br__relay_synced). */
     if (g->e->role == BR_ROLE_REPLICA &&
-        !(br_sb_flags (g->vols[i]->sb) & BR_SB_CONSISTENT))
+        !(br_sb_flags (v->sb) & BR_SB_CONSISTENT))
       continue;
-    r = br__rec_new (BR_T_SYNCED, 0, i, 0, 0, 0, NULL);
-
-    if (r == NULL) {
-      p->must_drop = true;      /* retried after a reconnect */
-      break;
-    }
-    r->h.count = br_sb_gen (g->vols[i]->sb);
-    br__rec_seal (r, ++g->next_seq);
-    if (br__fifo_push (&p->q, r) < 0) {
-      br__rec_put (r);
-      p->must_drop = true;
-      break;
-    }
+    if (!br__queue_synced (p, v, br_sb_gen (v->sb)))
+      break;                    /* retried after a reconnect */
   }
   br__peer_set_state (p, BR_PEER_REPLICATING);
 }

@@ -10,23 +10,7 @@
 # earlier in PATH (pyenv) may not.
 PY3=/usr/bin/python3
 
-# free_port (overrides lib.sh's for the tests that source this file): a port
-# below the kernel's ephemeral range (ip_local_port_range starts at 32768
-# by default), with no socket on it in any state.  lib.sh's picks from
-# 20000-49999, where a port can be the local end of a client connection
-# (nbdkit then fails with "Address already in use").
-free_port() {
-  local p lo
-  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  [ "$lo" -gt 12000 ] || lo=32768
-  while :; do
-    p=$((10000 + RANDOM % (lo - 10000)))
-    if ! ss -Htan "sport = :$p" | grep -q .; then
-      echo "$p"
-      return
-    fi
-  done
-}
+# Ports come from lib.sh's free_port (below the ephemeral range).
 
 # write_pair_yaml FILE MODE SIZE [LINK_EXTRA] [SETTINGS_EXTRA] [A B]
 # Two nodes (default names a and b, data dirs $T/<name>), one volume vol0,

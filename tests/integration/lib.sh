@@ -64,7 +64,7 @@ need() {
 # holding it) that no socket uses (checked with ss).
 free_port() {
   local p lo
-  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   [ "$lo" -gt 12000 ] || lo=32768
   while :; do
     p=$((10000 + RANDOM % (lo - 10000)))
