@@ -19,8 +19,11 @@
  *   - names (volumes, groups, nodes) are 1..BR_NAME_MAX characters of
  *     [A-Za-z0-9._-], and volume and node names are unique;
  *   - sizes go through br_parse_size(); a volume size is a nonzero multiple
- *     of 512, a granularity a power of two in 4K..64M, a queue-size nonzero;
- *     rate and resync-rate may be 0 (unlimited);
+ *     of 512, a granularity a power of two in 4K..32M, a queue-size nonzero;
+ *     rate and resync-rate may be 0 (unlimited).  The granularity's upper
+ *     bound is the wire's: resync sends a dirty region in one WRITE frame,
+ *     whose payload is at most BR_WIRE_MAX_PAYLOAD, so a larger region
+ *     could never be resynced;
  *   - durations go through br_parse_duration() and must be nonzero;
  *     heartbeat < heartbeat-timeout and reconnect-min <= reconnect-max,
  *     counting defaults;
@@ -52,6 +55,7 @@
 
 #include "config.h"
 #include "config-parse.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -65,7 +69,7 @@
 
 #define MAX_FILE_SIZE (16 * 1024 * 1024)
 #define MIN_GRANULARITY 4096
-#define MAX_GRANULARITY (64 * 1024 * 1024)
+#define MAX_GRANULARITY BR_WIRE_MAX_PAYLOAD   /* a region fits in a frame */
 #define MAX_KEYS 12
 #define SOCKET_PATH_MAX (sizeof ((struct sockaddr_un *) 0)->sun_path - 1)
 
@@ -126,6 +130,9 @@ static const char *const loss_names[] = { "log", "block", "fail", NULL };
 static const char *const congestion_names[] = {
   "block", "pull-ahead", NULL
 };
+_Static_assert ((MAX_GRANULARITY & (MAX_GRANULARITY - 1)) == 0 &&
+                MAX_GRANULARITY >= (1u << 20) && MIN_GRANULARITY >= 1024,
+                "granularity bounds are powers of two written in K and M");
 _Static_assert (BR_MODE_SYNC == 0 && BR_MODE_ASYNC == 1, "mode_names");
 _Static_assert (BR_LOSS_LOG == 0 && BR_LOSS_BLOCK == 1 && BR_LOSS_FAIL == 2,
                 "loss_names");
@@ -492,8 +499,14 @@ get_granularity (struct loader *l, yaml_node_t *n, const char *label,
 
   if (get_size (l, n, label, &v) == -1)
     return -1;
-  if (v < MIN_GRANULARITY || v > MAX_GRANULARITY)
-    return fail (l, n, "%s '%s' is outside 4K..64M", label, TEXT (n));
+  if (v < MIN_GRANULARITY)
+    return fail (l, n, "%s '%s' is outside %uK..%uM", label, TEXT (n),
+                 MIN_GRANULARITY >> 10, MAX_GRANULARITY >> 20);
+  if (v > MAX_GRANULARITY)
+    return fail (l, n, "%s '%s' is outside %uK..%uM: a dirty region is "
+                 "resynced in one frame, and a frame carries at most %uM",
+                 label, TEXT (n), MIN_GRANULARITY >> 10,
+                 MAX_GRANULARITY >> 20, MAX_GRANULARITY >> 20);
   if (v & (v - 1))
     return fail (l, n, "%s '%s' is not a power of two", label, TEXT (n));
   *out = v;

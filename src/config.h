@@ -6,7 +6,10 @@
  * wrong.  The loaded structure is immutable and may be shared by threads.
  *
  *   settings:                      # optional
- *     granularity: 64K             # default region size for volumes
+ *     granularity: 64K             # default region size for volumes: a
+ *                                  # power of two, 4K .. 32M (a dirty
+ *                                  # region is resynced in one frame,
+ *                                  # at most BR_WIRE_MAX_PAYLOAD)
  *     queue-size: 64M              # default async queue bound per link
  *     secret-file: /etc/br.key     # optional shared secret (HMAC auth)
  *     heartbeat: 1s                # idle link probe interval
@@ -68,7 +71,9 @@ enum br_congestion {
 struct br_volume_cfg {
   char *name;
   uint64_t size;                /* bytes, > 0, multiple of 512 */
-  uint32_t granularity;         /* bytes, power of two, 4K .. 64M */
+  uint32_t granularity;         /* bytes, power of two, 4K .. 32M
+                                   (BR_WIRE_MAX_PAYLOAD: a region is
+                                   resynced in one frame) */
   char *group;                  /* group name; defaults to the volume name */
   int line, column;             /* where it was declared (1-based) */
 };

@@ -81,6 +81,14 @@ base | sed 's/size: 1G/size: 0/' > "$T/zero-size.yaml"
 bad zero-size 3 11 "volume size must not be zero"
 base | sed '3a\    granularity: 48K' > "$T/bad-granularity.yaml"
 bad bad-granularity 4 18 "volume granularity '48K' is not a power of two"
+# A granularity above the largest frame (32M) could never be resynced:
+# refused with the bound and the reason, in a volume and in settings
+# (line 1 "settings: {granularity: 64M}", the value at column 25).
+base | sed '3a\    granularity: 64M' > "$T/granularity-over-frame.yaml"
+bad granularity-over-frame 4 18 "volume granularity '64M' is outside 4K..32M: a dirty region is resynced in one frame, and a frame carries at most 32M"
+{ echo 'settings: {granularity: 64M}'; base; } \
+  > "$T/settings-granularity-over-frame.yaml"
+bad settings-granularity-over-frame 1 25 "settings granularity '64M' is outside 4K..32M"
 
 # Link to an unknown node: "  - {between: [a, c], mode: sync}", c at 12:19.
 base | sed 's/\[a, b\]/[a, c]/' > "$T/unknown-node.yaml"

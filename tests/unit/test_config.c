@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "wire.h"
 
 static char dir[64];            /* the temporary directory */
 static char path[128];          /* dir/t.yaml, the file under test */
@@ -762,13 +763,26 @@ END_TEST
 static const struct bad bad_granularities[] = {
   { GRANULARITY ("12K"), "4:18", "volume granularity '12K' is not a power "
     "of two" },
-  { GRANULARITY ("2K"), "4:18", "volume granularity '2K' is outside 4K..64M" },
-  { GRANULARITY ("128M"), "4:18", "'128M' is outside 4K..64M" },
-  { GRANULARITY ("8G"), "4:18", "'8G' is outside 4K..64M" },
+  { GRANULARITY ("2K"), "4:18", "volume granularity '2K' is outside 4K..32M" },
+  /* Above the largest frame payload (BR_WIRE_MAX_PAYLOAD, 32M): such a
+   * region could never be resynced, so the bound and its reason are
+   * named. */
+  { GRANULARITY ("64M"), "4:18", "volume granularity '64M' is outside "
+    "4K..32M: a dirty region is resynced in one frame, and a frame carries "
+    "at most 32M" },
+  { GRANULARITY ("65536K"), "4:18", "'65536K' is outside 4K..32M: a dirty "
+    "region is resynced in one frame" },
+  { GRANULARITY ("128M"), "4:18", "'128M' is outside 4K..32M" },
+  { GRANULARITY ("8G"), "4:18", "'8G' is outside 4K..32M" },
   { GRANULARITY ("big"), "4:18", "volume granularity 'big' is not a size" },
   { SETTINGS_GRANULARITY ("96K"), "2:16", "settings granularity '96K' is "
     "not a power of two" },
-  { SETTINGS_GRANULARITY ("0"), "2:16", "outside 4K..64M" },
+  { SETTINGS_GRANULARITY ("0"), "2:16", "outside 4K..32M" },
+  { SETTINGS_GRANULARITY ("64M"), "2:16", "settings granularity '64M' is "
+    "outside 4K..32M: a dirty region is resynced in one frame, and a frame "
+    "carries at most 32M" },
+  { "settings: {granularity: 1G}\n" BASE, "1:25", "settings granularity "
+    "'1G' is outside 4K..32M: a dirty region is resynced in one frame" },
 };
 
 START_TEST (test_bad_granularity)
@@ -779,15 +793,48 @@ START_TEST (test_bad_granularity)
 }
 END_TEST
 
+/* 4K and 32M (the largest frame payload) are the bounds, for a volume
+ * and in settings, which a volume without its own granularity inherits. */
 START_TEST (test_granularity_limits)
 {
   struct br_config *cfg = load_ok (
     "volumes:\n  - {name: v0, size: 1G, granularity: 4K}\n"
-    "  - {name: v1, size: 1G, granularity: 64M}\n" NODES);
+    "  - {name: v1, size: 1G, granularity: 32M}\n" NODES);
 
   ck_assert_uint_eq (cfg->volumes[0].granularity, 4096);
-  ck_assert_uint_eq (cfg->volumes[1].granularity, 64 << 20);
+  ck_assert_uint_eq (cfg->volumes[1].granularity, 32 << 20);
   br_config_free (cfg);
+
+  cfg = load_ok ("settings: {granularity: 32M}\n" BASE);
+  ck_assert_uint_eq (cfg->granularity, 32 << 20);
+  ck_assert_uint_eq (cfg->volumes[0].granularity, 32 << 20);
+  br_config_free (cfg);
+
+  cfg = load_ok ("settings: {granularity: 4K}\n"
+                 "volumes:\n  - {name: v0, size: 1G, granularity: 32M}\n"
+                 NODES);
+  ck_assert_uint_eq (cfg->volumes[0].granularity, 32 << 20);
+  br_config_free (cfg);
+}
+END_TEST
+
+/* The upper bound is the wire's largest payload, whatever its value:
+ * BR_WIRE_MAX_PAYLOAD bytes load, twice that is refused. */
+START_TEST (test_granularity_frame_bound)
+{
+  char text[512], err[1024];
+  struct br_config *cfg;
+
+  snprintf (text, sizeof text, "settings: {granularity: %u}\n" BASE,
+            BR_WIRE_MAX_PAYLOAD);
+  cfg = load_ok (text);
+  ck_assert_uint_eq (cfg->volumes[0].granularity, BR_WIRE_MAX_PAYLOAD);
+  br_config_free (cfg);
+
+  snprintf (text, sizeof text, "settings: {granularity: %u}\n" BASE,
+            2 * BR_WIRE_MAX_PAYLOAD);
+  ck_assert_ptr_null (load (text, err, sizeof err));
+  ck_assert_msg (strstr (err, "resynced in one frame") != NULL, "%s", err);
 }
 END_TEST
 
@@ -1188,6 +1235,7 @@ config_suite (void)
   tcase_add_test (good, test_ipv6_and_port_forms);
   tcase_add_test (good, test_name_of_max_length);
   tcase_add_test (good, test_granularity_limits);
+  tcase_add_test (good, test_granularity_frame_bound);
   tcase_add_test (good, test_examples_load);
   suite_add_tcase (s, good);
 
