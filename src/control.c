@@ -9,6 +9,14 @@
  * The status snapshot takes each group's lock briefly; it never blocks on
  * I/O.  A stale socket file left by a crashed process is replaced; a live
  * one (another process answers) is an error.
+ *
+ * Every accepted client is on the control's list until its handle is
+ * closed, so br__control_stop() can close the connections that are still
+ * open (a client that sent nothing, or half a line) along with the
+ * listener: the loop runs until its last handle is closed, and one open
+ * client would otherwise keep nbdkit's .cleanup and blockrelayd's SIGTERM
+ * waiting forever.  Handles are freed only in their close callbacks, and
+ * close_client() is the one place that closes a client (at most once).
  */
 #include "internal.h"
 
@@ -27,14 +35,18 @@
 
 #define REQUEST_MAX 4096
 
+struct client;
+
 struct br_control {
   struct br_engine *e;
   uv_pipe_t server;
+  struct client *clients;       /* open clients, not yet closing */
 };
 
 struct client {
   uv_pipe_t pipe;
-  struct br_engine *e;
+  struct br_control *ctl;       /* NULL once off the list */
+  struct client *prev, *next;
   char buf[REQUEST_MAX];
   size_t len;
   bool answered;
@@ -219,10 +231,30 @@ handle_request (struct br_engine *e, const char *line)
   return reply;
 }
 
+/* The close callback of the listener and of clients: DATA is the struct
+ * that holds the handle. */
 static void
-on_client_closed (uv_handle_t *h)
+on_closed (uv_handle_t *h)
 {
   free (h->data);
+}
+
+/* Take C off its control's list and close it; a client already closing
+ * (its reply's write is cancelled by the close) is left alone. */
+static void
+close_client (struct client *c)
+{
+  if (c->ctl) {
+    if (c->prev)
+      c->prev->next = c->next;
+    else
+      c->ctl->clients = c->next;
+    if (c->next)
+      c->next->prev = c->prev;
+    c->ctl = NULL;
+  }
+  if (!uv_is_closing ((uv_handle_t *) &c->pipe))
+    uv_close ((uv_handle_t *) &c->pipe, on_closed);
 }
 
 static void
@@ -231,13 +263,13 @@ on_reply_written (uv_write_t *req, int status)
   struct client *c = req->data;
 
   free (req);
-  uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+  close_client (c);
 }
 
 static void
 answer (struct client *c)
 {
-  json_t *reply = handle_request (c->e, c->buf);
+  json_t *reply = handle_request (c->ctl->e, c->buf);
   char *text = json_dumps (reply, JSON_COMPACT);
   size_t len = text ? strlen (text) : 0;
   uv_write_t *req = malloc (sizeof *req + len + 1);
@@ -249,7 +281,7 @@ answer (struct client *c)
   if (req == NULL || text == NULL) {
     free (req);
     free (text);
-    uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+    close_client (c);
     return;
   }
   memcpy ((char *) (req + 1), text, len);
@@ -259,7 +291,7 @@ answer (struct client *c)
   req->data = c;
   if (uv_write (req, (uv_stream_t *) &c->pipe, &b, 1, on_reply_written) < 0) {
     free (req);
-    uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+    close_client (c);
   }
 }
 
@@ -286,7 +318,7 @@ on_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
       answer (c);
     }
     else
-      uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+      close_client (c);
     return;
   }
   c->len += nread;
@@ -297,7 +329,7 @@ on_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     answer (c);
   }
   else if (c->len == sizeof c->buf - 1)
-    uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+    close_client (c);
 }
 
 static void
@@ -311,11 +343,15 @@ on_connection (uv_stream_t *server, int status)
   c = calloc (1, sizeof *c);
   if (c == NULL)
     return;
-  c->e = ctl->e;
   uv_pipe_init (&ctl->e->loop, &c->pipe, 0);
   c->pipe.data = c;
+  c->ctl = ctl;
+  c->next = ctl->clients;
+  if (c->next)
+    c->next->prev = c;
+  ctl->clients = c;
   if (uv_accept (server, (uv_stream_t *) &c->pipe) < 0) {
-    uv_close ((uv_handle_t *) &c->pipe, on_client_closed);
+    close_client (c);
     return;
   }
   uv_read_start ((uv_stream_t *) &c->pipe, on_alloc, on_read);
@@ -368,7 +404,7 @@ br__control_start (struct br_engine *e)
     err = uv_listen ((uv_stream_t *) &ctl->server, 8, on_connection);
   if (err < 0) {
     br_error ("cannot listen on %s: %s", e->control_path, uv_strerror (err));
-    uv_close ((uv_handle_t *) &ctl->server, on_client_closed);
+    uv_close ((uv_handle_t *) &ctl->server, on_closed);
     return err;
   }
   e->control = ctl;
@@ -380,7 +416,9 @@ br__control_stop (struct br_engine *e)
 {
   if (e->control == NULL)
     return;
-  uv_close ((uv_handle_t *) &e->control->server, on_client_closed);
+  while (e->control->clients)
+    close_client (e->control->clients);
+  uv_close ((uv_handle_t *) &e->control->server, on_closed);
   unlink (e->control_path);
   e->control = NULL;
 }

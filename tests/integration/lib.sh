@@ -172,23 +172,26 @@ start_primary() {
     --timeout 30 >/dev/null || fail "primary $node never reached replicating"
 }
 
-# stop NODE: SIGTERM and wait for the process to exit; fails on a nonzero
-# exit (a sanitizer report makes the process exit nonzero).
+# stop_node NODE [SECONDS]: SIGTERM and wait for the process to exit; fails
+# on a nonzero exit (a sanitizer report makes the process exit nonzero),
+# and on a process still running SECONDS (default 60) after the signal.
 stop_node() {
-  local node=$1 pid rc=0 i=0
+  local node=$1 limit=${2:-60} pid rc=0 i=0
   eval "pid=\${PID_$node:-}"
   [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  # A process that does not exit within a minute is hung: show where, then
+  # A process that does not exit within the limit is hung: show where, then
   # kill it (the test fails either way).
   while kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid")" != Z ]; do
-    if [ $i -ge 1200 ]; then
-      log "$node ($pid) did not exit within 60 s of SIGTERM"
+    if [ $i -ge $((limit * 20)) ]; then
+      log "$node ($pid) did not exit within $limit s of SIGTERM"
       command -v gdb >/dev/null &&
         gdb -p "$pid" -batch -ex "thread apply all bt 12" 2>/dev/null |
         grep -E '^Thread|^#' >&2
       kill -KILL "$pid"
-      break
+      wait "$pid" 2>/dev/null
+      eval "PID_$node="
+      fail "$node did not exit within $limit s of SIGTERM (stacks above)"
     fi
     sleep 0.05
     i=$((i + 1))
