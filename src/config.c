@@ -6,7 +6,8 @@
  *
  *   top level  settings (optional), volumes, nodes, links (optional)
  *   settings   granularity, queue-size, secret-file, heartbeat,
- *              heartbeat-timeout, reconnect-min, reconnect-max
+ *              heartbeat-timeout, reconnect-min, reconnect-max,
+ *              activity-window
  *   volume     name, size (required); group, granularity
  *   node       name, address, data-dir (required); control, disks
  *   link       between, mode (required); rate, queue-size, on-peer-loss,
@@ -24,9 +25,10 @@
  *     bound is the wire's: resync sends a dirty region in one WRITE frame,
  *     whose payload is at most BR_WIRE_MAX_PAYLOAD, so a larger region
  *     could never be resynced;
- *   - durations go through br_parse_duration() and must be nonzero;
- *     heartbeat < heartbeat-timeout and reconnect-min <= reconnect-max,
- *     counting defaults;
+ *   - durations go through br_parse_duration() and must be nonzero,
+ *     except activity-window, which may be 0 (clear as soon as durable)
+ *     and is at most MAX_ACTIVITY_WINDOW_MS; heartbeat < heartbeat-timeout
+ *     and reconnect-min <= reconnect-max, counting defaults;
  *   - enumerations (mode, on-peer-loss, on-congestion) are exact lower-case
  *     words; on-congestion: pull-ahead is for async links only, whereas
  *     on-peer-loss on an async link is accepted and has no effect;
@@ -78,6 +80,10 @@
 #define DEFAULT_RECONNECT_MIN_MS 100
 #define DEFAULT_RECONNECT_MAX_MS 5000
 #define DEFAULT_BLOCK_TIMEOUT_MS 30000
+#define DEFAULT_ACTIVITY_WINDOW_MS 30000
+/* A window is seconds to minutes: every region written within it is
+ * resynced after a crash, so an hour already means nearly everything. */
+#define MAX_ACTIVITY_WINDOW_MS (60 * 60 * 1000)
 
 #define TEXT(node) ((const char *) (node)->data.scalar.value)
 #define LINE(node) ((node)->start_mark.line + 1)
@@ -111,7 +117,8 @@ static const struct schema top_schema = {
 };
 static const struct schema settings_schema = {
   "settings", { "granularity", "queue-size", "secret-file", "heartbeat",
-                "heartbeat-timeout", "reconnect-min", "reconnect-max" }
+                "heartbeat-timeout", "reconnect-min", "reconnect-max",
+                "activity-window" }
 };
 static const struct schema volume_schema = {
   "volume", { "name", "size", "group", "granularity" }
@@ -458,10 +465,10 @@ get_size (struct loader *l, yaml_node_t *n, const char *label, uint64_t *out)
   return 0;
 }
 
-/* A nonzero duration in milliseconds. */
+/* A duration in milliseconds, zero included. */
 static int
-get_duration (struct loader *l, yaml_node_t *n, const char *label,
-              uint64_t *out_ms)
+get_any_duration (struct loader *l, yaml_node_t *n, const char *label,
+                  uint64_t *out_ms)
 {
   const char *s = scalar (l, n, label), *problem;
 
@@ -469,6 +476,16 @@ get_duration (struct loader *l, yaml_node_t *n, const char *label,
     return -1;
   if ((problem = br__duration_problem (s, out_ms)) != NULL)
     return bad_value (l, n, label, s, problem);
+  return 0;
+}
+
+/* A nonzero duration in milliseconds. */
+static int
+get_duration (struct loader *l, yaml_node_t *n, const char *label,
+              uint64_t *out_ms)
+{
+  if (get_any_duration (l, n, label, out_ms) == -1)
+    return -1;
   if (*out_ms == 0)
     return fail (l, n, "%s must not be zero", label);
   return 0;
@@ -594,6 +611,25 @@ misordered (struct loader *l, const struct fields *f,
                setting_text (f, low, low_ms, low_text, sizeof low_text));
 }
 
+/* How long a region's bit stays set after its last write (bits.c, C4);
+ * 0 clears it as soon as the peer has it durably. */
+static int
+get_activity_window (struct loader *l, yaml_node_t *n, uint64_t *out_ms)
+{
+  const char *label = "settings activity-window";
+  char max[32];
+
+  if (get_any_duration (l, n, label, out_ms) == -1)
+    return -1;
+  if (*out_ms > MAX_ACTIVITY_WINDOW_MS) {
+    br__format_duration (MAX_ACTIVITY_WINDOW_MS, max, sizeof max);
+    return fail (l, n, "%s '%s' is longer than %s: every region written "
+                 "within the window is resynced after a crash", label,
+                 TEXT (n), max);
+  }
+  return 0;
+}
+
 static int
 load_settings (struct loader *l, yaml_node_t *n)
 {
@@ -624,7 +660,9 @@ load_settings (struct loader *l, yaml_node_t *n)
                      &cfg->reconnect_min_ms) == -1) ||
       ((v = field (&f, "reconnect-max")) &&
        get_duration (l, v, "settings reconnect-max",
-                     &cfg->reconnect_max_ms) == -1))
+                     &cfg->reconnect_max_ms) == -1) ||
+      ((v = field (&f, "activity-window")) &&
+       get_activity_window (l, v, &cfg->activity_window_ms) == -1))
     return -1;
   if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_ms)
     return misordered (l, &f, "heartbeat", cfg->heartbeat_ms,
@@ -913,6 +951,7 @@ br_config_load (const char *path, struct br_config **out,
     l.cfg->heartbeat_timeout_ms = DEFAULT_HEARTBEAT_TIMEOUT_MS;
     l.cfg->reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
     l.cfg->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
+    l.cfg->activity_window_ms = DEFAULT_ACTIVITY_WINDOW_MS;
     r = load_top (&l, yaml_document_get_root_node (&l.doc));
     yaml_document_delete (&l.doc);
     if (r == 0 && br_topology_check (l.cfg, err, errlen) < 0)

@@ -16,6 +16,13 @@
  *     heartbeat-timeout: 5s        # no frame for this long: peer lost
  *     reconnect-min: 100ms         # reconnect backoff, doubling up to
  *     reconnect-max: 5s            #   this bound
+ *     activity-window: 30s         # a region's dirty bit stays set this
+ *                                  # long after its last write, so a
+ *                                  # region being rewritten needs no new
+ *                                  # msync; 0 = clear as soon as the peer
+ *                                  # has it durably; at most 1h (after a
+ *                                  # crash, regions written within the
+ *                                  # window are resynced as well)
  *   volumes:
  *     - {name: vol0, size: 1G, group: db, granularity: 64K}
  *   nodes:
@@ -117,6 +124,8 @@ struct br_config {
   uint64_t heartbeat_timeout_ms;/* settings.heartbeat-timeout, default 5s */
   uint64_t reconnect_min_ms;    /* settings.reconnect-min, default 100ms */
   uint64_t reconnect_max_ms;    /* settings.reconnect-max, default 5s */
+  uint64_t activity_window_ms;  /* settings.activity-window, default 30s,
+                                   0 .. 1h; 0 = clear when durable */
   struct br_volume_cfg *volumes;
   size_t n_volumes;
   struct br_node_cfg *nodes;

@@ -90,6 +90,13 @@ bad granularity-over-frame 4 18 "volume granularity '64M' is outside 4K..32M: a 
   > "$T/settings-granularity-over-frame.yaml"
 bad settings-granularity-over-frame 1 25 "settings granularity '64M' is outside 4K..32M"
 
+# activity-window: 0 is allowed, more than 1h is not (value at 1:29).
+{ echo 'settings: {activity-window: 0}'; base; } > "$T/window-zero.yaml"
+"$BLOCKRELAY" check-config "$T/window-zero.yaml" >/dev/null ||
+  fail "check-config refuses activity-window: 0"
+{ echo 'settings: {activity-window: 2h}'; base; } > "$T/window-too-long.yaml"
+bad window-too-long 1 29 "settings activity-window '2h' is longer than 1h"
+
 # Link to an unknown node: "  - {between: [a, c], mode: sync}", c at 12:19.
 base | sed 's/\[a, b\]/[a, c]/' > "$T/unknown-node.yaml"
 bad unknown-node 12 19 "link names unknown node 'c'"

@@ -232,6 +232,7 @@ START_TEST (test_defaults)
   ck_assert_uint_eq (cfg->heartbeat_timeout_ms, 5000);
   ck_assert_uint_eq (cfg->reconnect_min_ms, 100);
   ck_assert_uint_eq (cfg->reconnect_max_ms, 5000);
+  ck_assert_uint_eq (cfg->activity_window_ms, 30000);
   ck_assert_int_eq (cfg->links[0].on_peer_loss, BR_LOSS_LOG);
   ck_assert_uint_eq (cfg->links[0].block_timeout_ms, 30000);
   ck_assert_uint_eq (cfg->links[0].resync_rate, 0);
@@ -250,6 +251,7 @@ START_TEST (test_defaults_sync)
   ck_assert_uint_eq (cfg->heartbeat_timeout_ms, 5000);
   ck_assert_uint_eq (cfg->reconnect_min_ms, 100);
   ck_assert_uint_eq (cfg->reconnect_max_ms, 5000);
+  ck_assert_uint_eq (cfg->activity_window_ms, 30000);
   ck_assert_int_eq (cfg->links[0].on_peer_loss, BR_LOSS_LOG);
   ck_assert_uint_eq (cfg->links[0].block_timeout_ms, 30000);
   ck_assert_uint_eq (cfg->links[0].resync_rate, 0);
@@ -306,6 +308,30 @@ START_TEST (test_outage_keys)
   ck_assert_int_eq (k->on_peer_loss, BR_LOSS_LOG);
   ck_assert_uint_eq (k->block_timeout_ms, 1000);
   ck_assert_int_eq (k->on_congestion, BR_CONGESTION_BLOCK);
+  br_config_free (cfg);
+}
+END_TEST
+
+/* settings activity-window: any duration from 0 (clear as soon as the
+ * peer has the region durably) up to 1h, in any unit. */
+static const struct {
+  const char *text;
+  uint64_t ms;
+} good_windows[] = {
+  { "0", 0 }, { "0s", 0 }, { "0ms", 0 }, { "1ms", 1 }, { "250ms", 250 },
+  { "45", 45000 }, { "30s", 30000 }, { "2m", 120000 }, { "60m", 3600000 },
+  { "1h", 3600000 }, { "3600000ms", 3600000 },
+};
+
+START_TEST (test_activity_window)
+{
+  char text[512];
+  struct br_config *cfg;
+
+  snprintf (text, sizeof text, "settings:\n  activity-window: %s\n" BASE,
+            good_windows[_i].text);
+  cfg = load_ok (text);
+  ck_assert_uint_eq (cfg->activity_window_ms, good_windows[_i].ms);
   br_config_free (cfg);
 }
 END_TEST
@@ -660,7 +686,10 @@ START_TEST (test_unknown_key_settings)
   ck_assert_load_error ("settings:\n  queue_size: 1M\n" BASE, "2:3",
                         "unknown key 'queue_size' in settings (expected: "
                         "granularity, queue-size, secret-file, heartbeat, "
-                        "heartbeat-timeout, reconnect-min, reconnect-max)");
+                        "heartbeat-timeout, reconnect-min, reconnect-max, "
+                        "activity-window)");
+  ck_assert_load_error ("settings:\n  activity_window: 1s\n" BASE, "2:3",
+                        "unknown key 'activity_window' in settings");
   ck_assert_load_error ("settings:\n  heartbeat-interval: 1s\n" BASE, "2:3",
                         "unknown key 'heartbeat-interval' in settings");
 }
@@ -900,6 +929,28 @@ static const struct bad bad_durations_in_file[] = {
     "be zero" },
   { SETTING ("reconnect-max: -5s"), "2:18", "settings reconnect-max '-5s' "
     "is negative" },
+  /* "  activity-window: X" puts X at 2:20.  Zero is allowed (above). */
+  { SETTING ("activity-window: ''"), "2:20", "settings activity-window is "
+    "empty" },
+  { SETTING ("activity-window: -30s"), "2:20", "settings activity-window "
+    "'-30s' is negative" },
+  { SETTING ("activity-window: long"), "2:20", "settings activity-window "
+    "'long' " NOT_A_DURATION },
+  { SETTING ("activity-window: 30sec"), "2:20", "settings activity-window "
+    "'30sec' has an unknown unit" },
+  { SETTING ("activity-window: 1d"), "2:20", "'1d' has an unknown unit" },
+  { SETTING ("activity-window: [30s]"), "2:20", "settings activity-window "
+    "must be a scalar, not a sequence" },
+  { SETTING ("activity-window: 3600001ms"), "2:20", "settings "
+    "activity-window '3600001ms' is longer than 1h: every region written "
+    "within the window is resynced after a crash" },
+  { SETTING ("activity-window: 61m"), "2:20", "'61m' is longer than 1h" },
+  { "settings: {activity-window: 2h}\n" BASE, "1:29", "settings "
+    "activity-window '2h' is longer than 1h" },
+  { SETTING ("activity-window: 18446744073709551615ms"), "2:20",
+    "is longer than 1h" },
+  { SETTING ("activity-window: 1s\n  activity-window: 2s"), "3:3",
+    "duplicate key 'activity-window' in settings (first at 2:3)" },
   { SYNC_LINK ("block-timeout: 0"), "9:20", "link block-timeout must not be "
     "zero" },
   { SYNC_LINK ("block-timeout: 30 s"), "9:20", "link block-timeout '30 s' "
@@ -1227,6 +1278,7 @@ config_suite (void)
   tcase_add_test (good, test_defaults_sync);
   tcase_add_test (good, test_outage_keys);
   tcase_add_test (good, test_outage_limits);
+  LOOP (good, test_activity_window, good_windows);
   tcase_add_test (good, test_relative_to_file);
   tcase_add_test (good, test_single_node_no_links);
   tcase_add_test (good, test_empty_links);
