@@ -12,6 +12,11 @@
  * --wait polls the socket until every peer of every volume is in STATE
  * (e.g. replicating) and every dirty count is 0 when STATE is
  * "replicating" — the readiness signal scripts use.
+ *
+ * The errors in the table (a peer's last error, an upstream's error) may
+ * hold a peer's words, e.g. its refusal message: they are printed through
+ * br_escape_text(), so control characters cannot reach the terminal or
+ * forge lines.  --json prints the answer as received (JSON escapes them).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -27,6 +32,11 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "util.h"
+
+/* An error of the status table once escaped; longer ones are cut and
+ * marked "..." (br_escape_text). */
+#define ERROR_TEXT_MAX 1024
 
 static int
 usage (FILE *fp, int code)
@@ -244,6 +254,7 @@ print_table (json_t *st)
               "completed\n", "");
     json_array_foreach (peers, j, p) {
       char dirty[32], queued[32], since[32], rate[32], lag[64], lagb[32];
+      char safe[ERROR_TEXT_MAX];
       const char *err = json_string_value (json_object_get (p, "last_error"));
       json_int_t cap = json_integer_value (json_object_get (p, "rate"));
 
@@ -274,7 +285,8 @@ print_table (json_t *st)
               json_string_value (json_object_get (p, "state")), since,
               dirty, queued, rate, lag);
       if (err && *err)
-        printf ("%-12s   last error: %s\n", "", err);
+        printf ("%-12s   last error: %s\n", "",
+                br_escape_text (safe, sizeof safe, err, strlen (err)));
       if (!strcmp (json_string_value (json_object_get (p, "state")),
                    "syncing"))
         printf ("%-12s   resync: %lld bytes left at %lld B/s, eta %llds\n",
@@ -292,7 +304,7 @@ print_table (json_t *st)
             "GROUP", "ADDRESS", "MODE", "APPLIED-SEQ", "DURABLE-SEQ",
             "RECEIVED", "PENDING");
     json_array_foreach (ups, i, p) {
-      char rx[32], pend[32];
+      char rx[32], pend[32], safe[ERROR_TEXT_MAX];
       const char *err = json_string_value (json_object_get (p, "error"));
 
       human_bytes (json_integer_value (json_object_get (p, "received_bytes")),
@@ -310,7 +322,8 @@ print_table (json_t *st)
                                                                "durable_seq")),
               rx, pend);
       if (err && *err)
-        printf ("%-12s   error: %s\n", "", err);
+        printf ("%-12s   error: %s\n", "",
+                br_escape_text (safe, sizeof safe, err, strlen (err)));
     }
   }
 }

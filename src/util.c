@@ -1,10 +1,17 @@
-/* blockrelay — small helpers shared by the engine's modules.  See util.h. */
+/* blockrelay — small helpers shared by the engine's modules.  See util.h.
+ *
+ * br_escape_text() works in two passes over the (bounded) input: the
+ * length of the whole escaped text first, so that it knows before writing
+ * whether the "..." marker is needed and can stop at the last escape that
+ * leaves room for it.  One function, escape_byte(), says how a byte is
+ * written, for both passes. */
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +35,60 @@ br_strerror (int errnum)
   const char *d = strerrordesc_np (errnum);
 
   return d ? d : "unknown error";
+}
+
+/* The escape of byte C into E (at least 4 bytes); returns its length. */
+static size_t
+escape_byte (unsigned char c, char *e)
+{
+  static const char hex[] = "0123456789abcdef";
+
+  if (c == '\\') {
+    e[0] = e[1] = '\\';
+    return 2;
+  }
+  if (c >= 0x20 && c < 0x7f) {
+    e[0] = c;
+    return 1;
+  }
+  e[0] = '\\';
+  e[1] = 'x';
+  e[2] = hex[c >> 4];
+  e[3] = hex[c & 15];
+  return 4;
+}
+
+const char *
+br_escape_text (char *buf, size_t size, const char *text, size_t len)
+{
+  static const char more[] = "...";
+  const size_t more_len = sizeof more - 1;
+  size_t i, n, out = 0, total = 0, room;
+  bool cut;
+  char e[4];
+
+  if (size == 0)
+    return buf;
+  len = strnlen (text, len);
+  for (i = 0; i < len && total < size; i++)
+    total += escape_byte (text[i], e);
+  cut = total >= size;          /* it does not fit with its NUL */
+  /* The bytes for escapes: all of them, or what leaves room for "...". */
+  room = !cut ? total : size - 1 > more_len ? size - 1 - more_len : 0;
+  for (i = 0; i < len; i++) {
+    n = escape_byte (text[i], e);
+    if (out + n > room)
+      break;
+    memcpy (buf + out, e, n);
+    out += n;
+  }
+  if (cut) {
+    n = size - 1 - out < more_len ? size - 1 - out : more_len;
+    memcpy (buf + out, more, n);
+    out += n;
+  }
+  buf[out] = '\0';
+  return buf;
 }
 
 int
