@@ -43,6 +43,8 @@
  * "consistent at generation G".
  */
 
+static void *thread_exit (struct br_replica_session *s);
+
 static void
 request_sync (struct br_replica_session *s)
 {
@@ -56,7 +58,7 @@ sync_dirty (struct br_replica_session *s)
 {
   for (size_t i = 0; i < s->g->n_vols; i++)
     if (atomic_exchange (&s->dirty[i], false)) {
-      int err = br_disk_flush (s->g->vols[i]->disk);
+      int err = br__volume_sync (s->g->vols[i]);
       if (err < 0) {
         atomic_store (&s->dirty[i], true);
         return err;
@@ -109,11 +111,40 @@ br__sync_thread (void *arg)
     }
   }
   pthread_mutex_unlock (&s->lock);
-  return NULL;
+  return thread_exit (s);
+}
+
+/* A resync starts (the RESYNC marker, or a RESYNC record as a second
+ * line of defence): this copy is a mix of old and new regions until
+ * SYNCED, durably so before anything that follows is applied.  Every
+ * volume of the group: the group is one consistent set, and its SYNCED
+ * records come together at the end of the resync.  A relay's children in
+ * sync with it become inconsistent with it (the marker is forwarded). */
+static int
+mark_inconsistent (struct br_replica_session *s)
+{
+  struct br_group *g = s->g;
+  bool was = false;
+  int err;
+
+  for (size_t i = 0; i < g->n_vols; i++) {
+    if (!(br_sb_flags (g->vols[i]->sb) & BR_SB_CONSISTENT))
+      continue;
+    was = true;
+    if ((err = br_sb_set_flags (g->vols[i]->sb, 0, BR_SB_CONSISTENT)) < 0)
+      return err;
+  }
+  if (was)
+    br_info ("group %s: resync from %s started; inconsistent until it "
+             "completes", g->name, s->peer);
+  if (g->n_peers)
+    br__relay_resync_begin (g);
+  return 0;
 }
 
 /* SYNCED: everything before it is applied; make it durable, then adopt
- * the upstream's generation and mark this copy consistent. */
+ * the upstream's generation and mark this copy consistent (and no longer
+ * fresh: it has been synced). */
 static int
 apply_synced (struct br_replica_session *s, const struct op *o)
 {
@@ -123,7 +154,7 @@ apply_synced (struct br_replica_session *s, const struct op *o)
   /* Every volume, whatever its dirty flag says: a sync round running in
    * the other thread may have taken the flag and not finished yet. */
   for (size_t i = 0; i < s->g->n_vols; i++)
-    if ((err = br_disk_flush (s->g->vols[i]->disk)) < 0)
+    if ((err = br__volume_sync (s->g->vols[i])) < 0)
       return err;
   slot = br_sb_peer_slot (v->sb, s->peer);
   if ((err = br_sb_set_gen (v->sb, o->h.count)) < 0 ||
@@ -143,22 +174,15 @@ apply_one (struct br_replica_session *s, struct op *o)
   struct br_volume *v = s->g->vols[o->h.volume];
   int err;
 
-  /* The first resync record makes this copy inconsistent (a mix of old
-   * and new regions) until SYNCED; durably, before it is applied.  Every
-   * volume of the group: the group is one consistent set, and its SYNCED
-   * records come together at the end of the resync. */
   if ((o->h.flags & BR_F_RESYNC) &&
-      (br_sb_flags (v->sb) & BR_SB_CONSISTENT)) {
-    for (size_t i = 0; i < s->g->n_vols; i++)
-      if ((err = br_sb_set_flags (s->g->vols[i]->sb, 0,
-                                  BR_SB_CONSISTENT)) < 0)
-        return err;
-    br_info ("group %s: resync from %s started; inconsistent until it "
-             "completes", s->g->name, s->peer);
-  }
+      (br_sb_flags (v->sb) & BR_SB_CONSISTENT) &&
+      (err = mark_inconsistent (s)) < 0)
+    return err;
   /* A relay passes writes through the write path, which marks them in
-   * its scoreboard for its own peers and forwards them (group.c). */
+   * its scoreboard for its own peers and forwards them (relay.c). */
   switch (o->h.type) {
+  case BR_T_RESYNC:
+    return mark_inconsistent (s);
   case BR_T_SYNCED:
     return apply_synced (s, o);
   case BR_T_WRITE:
@@ -176,6 +200,16 @@ apply_one (struct br_replica_session *s, struct op *o)
   if (err == 0)
     atomic_store (&s->dirty[o->h.volume], true);   /* after the write: S1 */
   return err;
+}
+
+/* Each thread, as it returns: the loop thread joins them once both have
+ * (replica.c finish_close). */
+static void *
+thread_exit (struct br_replica_session *s)
+{
+  atomic_fetch_add (&s->threads_exited, 1);
+  uv_async_send (&s->notify);
+  return NULL;
 }
 
 static void
@@ -271,5 +305,5 @@ br__apply_thread (void *arg)
     uv_async_send (&s->notify);
   }
   pthread_mutex_unlock (&s->lock);
-  return NULL;
+  return thread_exit (s);
 }

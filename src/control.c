@@ -63,7 +63,7 @@ peer_json (struct br_peer *p, struct br_volume *v)
   char addr[300];
 
   snprintf (addr, sizeof addr, "%s:%s", p->node->host, p->node->port);
-  pthread_mutex_lock (&g->lock);
+  br_mutex_lock (&g->lock);
   /* Held regions are in sync with the peer (bits.c): not dirty. */
   dirty = br_sb_count (v->sb, v->slot[p->idx]);
   dirty = (dirty > p->n_held[v->id] ? dirty - p->n_held[v->id] : 0) * gran;
@@ -96,7 +96,7 @@ peer_json (struct br_peer *p, struct br_volume *v)
                  "node", p->node->name,
                  "address", addr,
                  "mode", p->mode == BR_MODE_SYNC ? "sync" : "async",
-                 "state", br__peer_state_name (p->state),
+                 "state", br_peer_state_name (p->state),
                  "since", (json_int_t) p->since,
                  "dirty_bytes", (json_int_t) dirty,
                  "queued_bytes", (json_int_t) p->queued_bytes,
@@ -111,7 +111,7 @@ peer_json (struct br_peer *p, struct br_volume *v)
                  "resync_rate_cap", (json_int_t) p->link->resync_rate,
                  "lag_bytes", (json_int_t) lag_bytes,
                  "lag_seconds", lag_s);
-  pthread_mutex_unlock (&g->lock);
+  br_mutex_unlock (&g->lock);
   return o;
 }
 

@@ -20,7 +20,11 @@
  *      watermark moves or a peer changes state.
  * The loop thread takes the group lock for short, non-blocking sections
  * and only ever trylocks region stripes.  Disk I/O and msync never happen
- * under the group lock.
+ * under the group lock, and never on the loop thread: what needs the disk
+ * (resync reads, marking a full sync, recording a peer's generation,
+ * syncing a volume, preparing a relay) is posted to the engine's task
+ * thread (tasks.c).  Functions documented "group lock held" assert it in
+ * debug builds (BR_ASSERT_LOCKED).
  */
 #ifndef BR_INTERNAL_H
 #define BR_INTERNAL_H
@@ -34,10 +38,13 @@
 #include <uv.h>
 
 #include "config.h"
+#include "peerfsm.h"
 #include "disk.h"
 #include "engine.h"
 #include "rangelock.h"
 #include "scoreboard.h"
+#include "util.h"
+#include "verdict.h"
 #include "wire.h"
 
 #define BR_MAX_PEERS BR_SB_MAX_PEERS
@@ -79,33 +86,9 @@ struct br_rec *br__fifo_pop (struct br_fifo *f);
 void br__fifo_truncate (struct br_fifo *f, size_t n);
 void br__fifo_free (struct br_fifo *f);
 
-/* ---- peers (peer.c): the primary's side of a link ----
- *
- * State diagram (transitions made by the named functions in peer.c):
- *
- *   LOGGING --reconnect timer--> CONNECTING --connected--> HANDSHAKE
- *      ^                                                    |  welcome ok
- *      |                                      dirty bits?   v
- *      +---- any error / EOF / refusal ---- SYNCING <--- yes-+-no--> REPLICATING
- *                                            |   bits reach 0 ---------^
- * A REFUSED handshake moves to FAILED and retries with the long backoff;
- * a split brain moves to FAILED and stays there (halted).
- *
- *   REPLICATING/SYNCING --async queue full, pull-ahead--> AHEAD
- *   AHEAD --queue drained--> SYNCING (bits taken as the out-of-sync set)
- */
-enum br_peer_state {
-  BR_PEER_LOGGING,       /* not connected: writes only set bits */
-  BR_PEER_CONNECTING,
-  BR_PEER_HANDSHAKE,
-  BR_PEER_SYNCING,       /* connected; resyncing dirty regions + live writes */
-  BR_PEER_REPLICATING,   /* connected; bits only for unacknowledged writes */
-  BR_PEER_FAILED,        /* refused or hard error; retried slowly */
-  BR_PEER_AHEAD,         /* connected, async queue overflowed (pull-ahead):
-                            live writes only set bits until it drains */
-};
-const char *br__peer_state_name (enum br_peer_state s);
-
+/* ---- peers: the upstream side of a link ----
+ * States, events and the transition table are in peerfsm.h/peerfsm.c;
+ * br__peer_event() is the only function that changes p->state. */
 struct br_group;
 
 struct br_peer {
@@ -117,7 +100,9 @@ struct br_peer {
   enum br_congestion congestion;    /* the link's, or pull-ahead for an
                                        async child of a relay by default */
 
-  /* Under g->lock (state is also read racily, with atomics, as a hint). */
+  /* Under g->lock (state is also read racily, with atomics, as a hint).
+   * state changes only in br__peer_event (peerfsm.c); q, n_sent,
+   * queued_bytes and resync_inflight only in queue.c. */
   enum br_peer_state state;
   uint64_t epoch;                   /* bumps on every connection loss */
   time_t since;                     /* when state was entered */
@@ -125,6 +110,7 @@ struct br_peer {
   struct br_fifo q;                 /* enqueued, not yet durable */
   size_t n_sent;                    /* q[0 .. n_sent) handed to uv_write */
   uint64_t queued_bytes;            /* data bytes in q (not yet durable) */
+  uint64_t resync_inflight;         /* RESYNC records in q */
   uint64_t queue_limit;
   uint64_t start_seq;               /* stream starts after this seq */
   uint64_t applied, durable;        /* watermarks from the peer's ACKs */
@@ -140,9 +126,8 @@ struct br_peer {
   uint64_t resync_total;            /* regions in oos at the snapshot */
   uint64_t resync_start_ms;         /* uv_now at the snapshot */
   uint64_t sent_bytes;
-  bool halted;                      /* split brain: no reconnecting */
-  bool must_drop;                   /* a writer could not queue: the loop
-                                       thread drops the connection */
+  atomic_bool must_drop;            /* a writer could not queue (DROP):
+                                       the loop thread closes the socket */
 
   /* Loop thread only. */
   uv_tcp_t tcp;
@@ -159,6 +144,10 @@ struct br_peer {
   uint64_t state_ms;                /* uv_now when CONNECTING/HANDSHAKE began */
   double tokens, resync_tokens;     /* rate limits (bytes) */
   uint64_t tokens_ms;               /* uv_now of the last refill */
+  bool resync_busy;                 /* a resync batch is on the task
+                                       thread (resync.c) */
+  bool welcome_busy;                /* the handshake waits for a full-sync
+                                       mark on the task thread (peer.c) */
   uint64_t **held;                  /* per volume: regions in sync whose
                                        bit is kept for now (bits.c) */
   uint64_t *n_held;                 /* per volume */
@@ -183,7 +172,22 @@ struct br_volume {
   uint32_t slot_mask;               /* all of them */
   uint64_t *last_seq;               /* per region, under g->lock */
   uint32_t *last_write_ms;          /* per region (br__now_ms), g->lock */
+  uint64_t *fail_seq;               /* per region, under g->lock: the seq
+                                       of the last write that failed on
+                                       this disk after its record was
+                                       queued (only a RESYNC record newer
+                                       than it brings the region in sync) */
   struct br_rangelock locks;
+  /* Local durability (bits.c C5): a sync of this disk takes generation
+   * ++sync_started before its fdatasync and raises sync_done to it after;
+   * a write that completed when sync_started was K is durable here once
+   * sync_done > K.  written_gen[r] is that K for region r's last write
+   * (written under the region's stripe). */
+  _Atomic uint64_t sync_started, sync_done;
+  uint64_t *written_gen;
+  atomic_bool want_sync;            /* bits wait for a local sync */
+  bool sync_busy;                   /* loop thread: a sync task is posted */
+  uint64_t sync_ms;                 /* loop thread: uv_now of the last */
 };
 
 struct br_group {
@@ -194,7 +198,7 @@ struct br_group {
   struct br_peer *peers[BR_MAX_PEERS];
   size_t n_peers;
 
-  pthread_mutex_t lock;
+  struct br_mutex lock;
   pthread_cond_t cond;              /* writers waiting for queue space */
   unsigned space_waiters;
   struct br_waiter *waiters;        /* writers waiting for peers (group.c) */
@@ -206,7 +210,8 @@ struct br_group {
    * until then.  Loop thread. */
   char origin[BR_NAME_MAX + 1];
   bool applying;                    /* an upstream session's apply thread
-                                       runs (loop thread) */
+                                       runs or has not exited yet (loop
+                                       thread) */
   atomic_bool cancel;               /* relay: the upstream session is
                                        closing; writers stop waiting */
   struct br_relay_wait *rw;         /* relay: a ring of pending waits, */
@@ -255,84 +260,203 @@ struct br_engine {
                                        changed; freed at close */
   size_t n_retired;
   struct br_control *control;
+  struct br_tasks *tasks;           /* the task thread (tasks.c) */
   time_t started_at;
 };
 
-/* group.c */
-uint64_t br__region (const struct br_volume *v, uint64_t off);
-/* A relay's apply thread (replica.c) passes what it applies from upstream
- * through the write path, to forward it to the group's peers.  WRITE /
- * ZERO with H's flags (FUA, MAY_TRIM, RESYNC); a WRITE's *PAYLOAD (malloc'd)
- * may be taken by the record (then *PAYLOAD is NULL); FLUSH only forwards and
- * waits (the replica's sync thread makes its own disk durable); SYNCED
- * forwards the generation to every peer that is in sync with this copy.
- * Return 0, -errno, or -ECANCELED once g->cancel is set. */
-int br__relay_write (struct br_volume *v, const struct br_frame_hdr *h,
-                     uint8_t **payload);
-int br__relay_flush (struct br_volume *v, uint64_t up_seq);
-void br__relay_synced (struct br_volume *v, uint64_t gen);
-/* Group lock held: queue SYNCED (V now in sync at GEN) to P; false if it
- * could not be queued (P is then dropped and reconnects). */
+/* ---- queue.c: a peer's queue, the one owner of q, n_sent, queued_bytes
+ * and resync_inflight (group lock held for all of them) ---- */
+/* Append R (taking a reference).  -ENOMEM: nothing changed. */
+int br__queue_push (struct br_peer *p, struct br_rec *r);
+/* Retire the records the peer has made durable (seq <= p->durable), in
+ * order; FN (if not NULL) sees each before it is released. */
+void br__queue_retire (struct br_peer *p,
+                       void (*fn) (struct br_peer *p, struct br_rec *r,
+                                   void *arg), void *arg);
+/* Drop the records not handed to the socket yet (pull-ahead). */
+void br__queue_drop_unsent (struct br_peer *p);
+/* Drop every record (the connection is over). */
+void br__queue_clear (struct br_peer *p);
+/* The records [n_sent, n_sent + n) are handed to the socket. */
+void br__queue_sent (struct br_peer *p, size_t n);
+/* Queue the RESYNC marker (BR_FX_RESYNC_BEGIN); false if it could not be
+ * (the peer is then dropped: must_drop). */
+bool br__queue_resync_begin (struct br_peer *p);
+/* Queue SYNCED (V now in sync at GEN) to P; false as above. */
 bool br__queue_synced (struct br_peer *p, struct br_volume *v, uint64_t gen);
-/* Group lock held: the first upstream sequence number whose sync peers
- * have not all acknowledged it (UINT64_MAX: none); the upstream's ACK
- * watermarks stay below it.  br__relay_reset forgets every pending wait
- * (a new upstream session). */
-uint64_t br__relay_hold (struct br_group *g);
-void br__relay_reset (struct br_group *g);
+
+/* ---- peerfsm.c ---- */
+/* Group lock held: apply EV to P (F1-F3 in peerfsm.c).  False, with an
+ * internal error logged (and an assertion in debug builds), if the table
+ * does not allow EV in P's state. */
+bool br__peer_event (struct br_peer *p, enum br_peer_event ev);
+/* Racy read of the state (a hint for writers outside the lock). */
+static inline enum br_peer_state
+br__peer_state (const struct br_peer *p)
+{
+  return __atomic_load_n (&p->state, __ATOMIC_ACQUIRE);
+}
+
+/* ---- group.c: the write path ---- */
+uint64_t br__region (const struct br_volume *v, uint64_t off);
+/* What a relay's apply thread passes to the write path (NULL for the
+ * primary's clients). */
+struct br_relay_in {
+  uint64_t up_seq;                  /* in the upstream's stream */
+  uint8_t **payload;                /* WRITE: its buffer, which the record
+                                       takes instead of copying it */
+  uint64_t sum;                     /* its checksum, verified on receipt */
+};
+/* Which sync peers must acknowledge a record, with their epochs. */
+struct br_wait {
+  uint64_t seq;
+  uint32_t mask;
+  uint64_t epochs[BR_MAX_PEERS];
+};
+/* Steps 1-5 of group.c's write path for a WRITE or ZERO; W says whom to
+ * wait for.  0, -errno (local failure, logged), -ECANCELED (relay). */
+int br__write_path (struct br_volume *v, uint8_t type, uint16_t flags,
+                    const void *buf, size_t count, uint64_t off,
+                    const struct br_relay_in *ri, struct br_wait *w);
+/* A FLUSH record in the stream (RELAY: the relay's sync thread syncs the
+ * disk, else it is synced here).  0 or -errno. */
+int br__flush_path (struct br_volume *v, bool relay, struct br_wait *w);
+/* Step 6: wait for the peers of W (applied, or DURABLE); FLUSH: the
+ * promise of a FLUSH in each peer state (group.c).  0, -EIO, -ECANCELED. */
+int br__wait_for_peers (struct br_group *g, const struct br_wait *w,
+                        bool durable, bool flush, bool relay);
 /* Group lock held: wake the writers waiting for a sequence number at or
  * below UPTO (a watermark moved), or all of them (a peer changed state). */
 void br__group_notify (struct br_group *g, uint64_t upto);
 void br__group_notify_all (struct br_group *g);
+/* Make V's disk durable and advance its sync generations (C5).  Any
+ * thread but the loop thread.  0 or -errno. */
+int br__volume_sync (struct br_volume *v);
+void br__wake (struct br_engine *e);
 
-/* bits.c (group lock held) */
-#define BR_CLEAR_HOLD_MS 30000    /* activity window: see bits.c */
-#define BR_CLEAR_SCAN_MS 500
+/* ---- relay.c: a replica that forwards (cascade) ---- */
+int br__relay_write (struct br_volume *v, const struct br_frame_hdr *h,
+                     uint8_t **payload);
+int br__relay_flush (struct br_volume *v, uint64_t up_seq);
+void br__relay_synced (struct br_volume *v, uint64_t gen);
+void br__relay_resync_begin (struct br_group *g);
+/* Group lock held: lower *APPLIED and *DURABLE (the watermarks a relay
+ * reports upstream) below the first upstream record its sync peers have
+ * not acknowledged.  br__relay_reset forgets every pending wait. */
+void br__relay_hold (struct br_group *g, uint64_t *applied,
+                     uint64_t *durable);
+void br__relay_reset (struct br_group *g);
+/* Can G relay for ORIGIN?  0, or -EBUSY with the reason in ERR when G
+ * relays for another origin with other children while an upstream session
+ * is applying. */
+int br__relay_check (struct br_group *g, const char *origin, char *err,
+                     size_t errlen);
+/* G relays for ORIGIN from now on: its children in the tree rooted at
+ * ORIGIN become its peers.  Three steps, so that the loop thread never
+ * touches the disk: br__relay_plan (loop thread: what changes; *OUT is
+ * NULL when nothing does), br__relay_prepare (task thread: scoreboard
+ * slots, full-sync marks of new children, the origin recorded durably),
+ * br__relay_commit (loop thread: old peers retired, new ones published
+ * and started; frees the plan).  br__relay_start does all three on the
+ * calling thread, before the loop runs (engine open and start). */
+struct br_relay_plan;
+int br__relay_plan (struct br_group *g, const char *origin,
+                    struct br_relay_plan **out, char *err, size_t errlen);
+int br__relay_prepare (struct br_relay_plan *plan, char *err, size_t errlen);
+void br__relay_commit (struct br_relay_plan *plan);
+void br__relay_plan_free (struct br_relay_plan *plan);
+int br__relay_start (struct br_group *g, const char *origin, char *err,
+                     size_t errlen);
+/* Replica role, at start: resume relaying for the recorded origin. */
+void br__relay_resume (struct br_engine *e);
+
+/* ---- bits.c: when a bit may clear (I2; group lock held) ---- */
+/* The rule (pure; C1-C5 in bits.c). */
+enum br_clear { BR_CLEAR_NOW, BR_CLEAR_HOLD, BR_CLEAR_KEEP };
+struct br_clear_in {
+  uint64_t last_seq;                /* the region's last write */
+  uint64_t durable;                 /* the peer's durable watermark */
+  bool out_of_sync;                 /* in the peer's out-of-sync set */
+  bool stripe_busy;                 /* a writer holds the region's stripe */
+  bool local_durable;               /* the last write is durable here */
+  uint32_t age_ms;                  /* since the region's last write */
+  uint32_t window_ms;               /* settings activity-window */
+  bool no_window;                   /* clean stop: ignore the window */
+};
+enum br_clear br_clear_rule (const struct br_clear_in *in);
+/* A durable RESYNC record of seq REC_SEQ brings a region in sync only if
+ * it was read after the region's last local write failure (FAIL_SEQ). */
+bool br_resync_clears (uint64_t rec_seq, uint64_t fail_seq);
+#define BR_CLEAR_SCAN_MS 500      /* held regions looked at again */
 uint32_t br__now_ms (void);
 int br__bits_init (struct br_peer *p);
 void br__bits_free (struct br_peer *p);
 void br__bits_note_write (struct br_volume *v, uint64_t first, uint64_t last,
                           uint64_t seq);
+/* After a local write of regions FIRST..LAST completed (stripes held). */
+void br__bits_note_written (struct br_volume *v, uint64_t first,
+                            uint64_t last);
 void br__bits_scan (struct br_peer *p, bool no_window);
 void br__bits_mark_out_of_sync (struct br_volume *v, uint64_t first,
-                                uint64_t last);
+                                uint64_t last, uint64_t seq);
+/* P's durable watermark moved: retire records, clear what I2 allows. */
 void br__group_clear_durable (struct br_group *g, struct br_peer *p);
+/* Loop thread: post a sync of every volume whose bits wait for one. */
+void br__bits_sync_tick (struct br_engine *e);
 bool br__oos_test (const struct br_peer *p, uint32_t vol, uint64_t rg);
-void br__wake (struct br_engine *e);
 
-/* engine.c (loop thread, or at open) */
-/* Replica role: can G relay for ORIGIN?  0, or -EBUSY with the reason in
- * ERR when G relays for another origin with other children while an
- * upstream session is applying. */
-int br__relay_check (struct br_group *g, const char *origin, char *err,
-                     size_t errlen);
-/* Replica role: G relays for ORIGIN from now on: its children in the tree
- * rooted at ORIGIN become its peers and start connecting (peers of an
- * earlier origin that are not children now are retired; new ones get a
- * full sync).  Recorded in the scoreboards, so that a restarted relay
- * resumes forwarding before its upstream is back (br_engine_start). */
-int br__relay_start (struct br_group *g, const char *origin, char *err,
-                     size_t errlen);
+/* ---- tasks.c: the task thread (disk work for the loop thread) ---- */
+/* Loop thread (or before the loop runs).  WORK runs on the task thread,
+ * in posting order; DONE then runs on the loop thread with CANCELLED false, or with CANCELLED true (WORK not run)
+ * when the engine stops first.  -ENOMEM: nothing was posted. */
+int br__task_post (struct br_engine *e, void (*work) (void *arg),
+                   void (*done) (void *arg, bool cancelled), void *arg);
+int br__tasks_start (struct br_engine *e);
+void br__tasks_stop (struct br_engine *e);     /* loop thread, at stop */
 
-/* peer.c (loop thread) */
+/* ---- handshake.c (pure checks of both sides) ---- */
+/* The handshake's volume entry for V as seen by the peer in SLOT (-1: no
+ * slot yet): name, geometry, flags and the generation view (verdict.h). */
+void br__vol_view (const struct br_volume *v, int slot,
+                   struct br_wire_vol *out);
+/* The verdict for one volume: SRC sends to DST. */
+struct br_verdict br__vol_verdict (const struct br_wire_vol *src,
+                                   const struct br_wire_vol *dst,
+                                   uint32_t hello_flags);
+/* The HELLO flags G's upstream side sends. */
+uint32_t br__hello_flags (const struct br_group *g);
+/* Upstream: true (with WHY) if the accepting WELCOME W does not describe
+ * exactly P's group. */
+bool br__welcome_problem (const struct br_peer *p, const struct br_welcome *w,
+                          char *why, size_t len);
+/* Downstream: BR_WELCOME_OK (with *G and W's volumes filled) if HELLO M
+ * may start a session, else the refusal status with WHY. */
+uint16_t br__hello_problem (struct br_engine *e, const struct br_hello *m,
+                            struct br_group **g, struct br_welcome *w,
+                            char *why, size_t len);
+
+/* ---- peer.c (loop thread) ---- */
 int br__peer_init (struct br_group *g, int idx, const struct br_node_cfg *n,
                    const struct br_link_cfg *l);
 void br__peer_start (struct br_peer *p);
 void br__peer_flush_queue (struct br_peer *p);
 void br__peer_refill (struct br_peer *p);     /* rate-limit buckets */
 void br__peer_fail (struct br_peer *p, const char *msg);
-
-/* resync.c (group lock NOT held, loop thread; br__resync_snapshot and
- * br__resync_done with the group lock held) */
-int br__resync_snapshot (struct br_peer *p);
-void br__resync_done (struct br_peer *p);
-void br__resync_step (struct br_peer *p);
-void br__peer_set_state (struct br_peer *p, enum br_peer_state s);
 void br__peer_tick (struct br_peer *p);
 void br__peer_close (struct br_peer *p);
 void br__peer_free (struct br_peer *p);
 
-/* replica.c (loop thread) */
+/* ---- resync.c ---- */
+/* Group lock held: the out-of-sync set becomes the scoreboard's bits. */
+int br__resync_snapshot (struct br_peer *p);
+/* Group lock held: walk the set from the start again. */
+void br__resync_restart (struct br_peer *p);
+/* Group lock held (BR_FX_SYNCED): one SYNCED per volume. */
+void br__resync_done (struct br_peer *p);
+/* Loop thread: queue more resync records (reads on the task thread). */
+void br__resync_step (struct br_peer *p);
+
+/* ---- replica.c (loop thread) ---- */
 int br__replica_start (struct br_engine *e);
 void br__replica_stop (struct br_engine *e);
 /* A peer of group G acknowledged or was lost: a relay's upstream may be
@@ -350,7 +474,7 @@ void br__replica_foreach (struct br_engine *e,
                                       const struct br_upstream_info *u),
                           void *arg);
 
-/* control.c (loop thread) */
+/* ---- control.c (loop thread) ---- */
 int br__control_start (struct br_engine *e);
 void br__control_stop (struct br_engine *e);
 

@@ -1,21 +1,25 @@
-/* blockrelay — the primary's side of a link: connection, handshake,
- * sending the group's stream, acknowledgements, and resync.
+/* blockrelay — the upstream side of a link: connection, handshake,
+ * sending the group's stream, acknowledgements, heartbeat.
  *
  * Everything here runs on the engine's loop thread, except that the queue,
  * the watermarks and the state are shared with writers under the group
- * lock (see internal.h for the lock order and the state diagram).
+ * lock.  States change only through br__peer_event (peerfsm.c, which
+ * holds the diagram); this file makes these events:
  *
- * Transitions and the function that makes each one:
+ *   CONNECT        start_connect()       (reconnect timer)
+ *   CONNECTED      on_connect()          (HELLO sent)
+ *   SYNC_NEEDED    finish_handshake()    (the verdict left dirty regions)
+ *   IN_SYNC        finish_handshake()    (nothing dirty)
+ *   SPLIT_BRAIN    on_welcome()          (verdict, or the replica says so)
+ *   LOST / ERROR   peer_lost()           (EOF, timeouts, bad frames,
+ *                                         refusals, peer errors)
+ *   DRAINED        br__peer_tick()       (pull-ahead: sent part durable)
  *
- *   LOGGING/FAILED -> CONNECTING    start_connect()      (reconnect timer)
- *   CONNECTING     -> HANDSHAKE     on_connect()         (HELLO sent)
- *   HANDSHAKE      -> SYNCING       on_welcome()         (peer has dirty bits)
- *   HANDSHAKE      -> REPLICATING   on_welcome()         (no dirty bits)
- *   SYNCING        -> REPLICATING   br__resync_step()    (resync.c: set
- *                                                          empty and durable)
- *   any            -> LOGGING       peer_lost()          (error, EOF)
- *   HANDSHAKE      -> FAILED        on_welcome()         (refused)
- *   any            -> FAILED        peer_lost(.., true)  (peer reported error)
+ * The handshake (I6): HELLO carries this side's generation view of every
+ * volume (verdict.h), WELCOME the peer's; both sides compute
+ * br_gen_verdict() from the same two views and log the deciding rule.  A
+ * full sync's mark of the peer's bitmap is made on the task thread
+ * (p->welcome_busy) before the connection goes SYNCING.
  *
  * Invariants kept here:
  *   P1. The records of a connection are written to the socket in queue
@@ -24,10 +28,15 @@
  *   P2. A record stays in the queue (holding its data) until the peer's
  *       durable watermark passes it; only then can its bits be cleared.
  *   P3. On connection loss every queued record is dropped without
- *       clearing any bit, and the epoch moves so sync waiters return: what
- *       they wrote stays tracked in the bitmap (logging mode, I5).
+ *       clearing any bit, and the epoch moves so sync waiters return
+ *       (BR_FX_END): what they wrote stays tracked in the bitmap (I5).
  *   P4. ACK watermarks are validated: they never move backwards and never
  *       pass the last sequence number sent (I7).
+ *   P5. Nothing from the peer is trusted before it is validated: frames
+ *       are capped at BR_WIRE_HANDSHAKE_MAX (a replica sends nothing
+ *       larger), WELCOME must name the node, protocol, volumes, sizes and
+ *       granularities this side expects, and the peer's text is escaped
+ *       before it is logged.
  */
 #include "internal.h"
 
@@ -43,34 +52,6 @@
 #define BATCH_MAX_BYTES (16u * 1024 * 1024)
 #define WRITES_IN_FLIGHT_MAX 4
 
-const char *
-br__peer_state_name (enum br_peer_state s)
-{
-  switch (s) {
-  case BR_PEER_LOGGING: return "logging";
-  case BR_PEER_CONNECTING: return "connecting";
-  case BR_PEER_HANDSHAKE: return "handshake";
-  case BR_PEER_SYNCING: return "syncing";
-  case BR_PEER_REPLICATING: return "replicating";
-  case BR_PEER_FAILED: return "failed";
-  case BR_PEER_AHEAD: return "ahead";
-  }
-  return "?";
-}
-
-/* Under the group lock. */
-void
-br__peer_set_state (struct br_peer *p, enum br_peer_state s)
-{
-  if (p->state != s)
-    br_debug (BR_DEBUG_PEER, "peer %s group %s: %s -> %s", p->node->name,
-              p->g->name, br__peer_state_name (p->state),
-              br__peer_state_name (s));
-  __atomic_store_n (&p->state, s, __ATOMIC_RELAXED);
-  p->since = time (NULL);
-  br__group_notify_all (p->g);
-}
-
 static void start_connect (struct br_peer *p);
 static void flush_queue (struct br_peer *p);
 
@@ -82,16 +63,19 @@ on_reconnect_timer (uv_timer_t *t)
   start_connect (t->data);
 }
 
-/* Bounded exponential backoff: reconnect-min, doubling to reconnect-max.
- * A halted peer (split brain) is not retried: an operator decides. */
+/* Bounded exponential backoff: reconnect-min, doubling to reconnect-max;
+ * after an error (FAILED) at least reconnect-max.  A halted peer (split
+ * brain) is not retried: an operator decides. */
 static void
 schedule_reconnect (struct br_peer *p)
 {
   const struct br_config *cfg = p->g->e->cfg;
   uint64_t ms = p->backoff_ms ? p->backoff_ms : cfg->reconnect_min_ms;
 
-  if (p->halted)
+  if (p->state == BR_PEER_HALTED)
     return;
+  if (p->state == BR_PEER_FAILED && ms < cfg->reconnect_max_ms)
+    ms = cfg->reconnect_max_ms;
   p->backoff_ms = ms * 2 > cfg->reconnect_max_ms ? cfg->reconnect_max_ms
                                                  : ms * 2;
   uv_timer_start (&p->timer, on_reconnect_timer, ms, 0);
@@ -107,13 +91,14 @@ on_tcp_closed (uv_handle_t *h)
     schedule_reconnect (p);
 }
 
-/* P3: drop the connection, keep every bit. */
+/* P3: drop the connection with EV (LOST, ERROR or SPLIT_BRAIN), keep
+ * every bit. */
 static void
-peer_lost (struct br_peer *p, bool failed, const char *fmt, ...)
+peer_lost (struct br_peer *p, enum br_peer_event ev, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
 
 static void
-peer_lost (struct br_peer *p, bool failed, const char *fmt, ...)
+peer_lost (struct br_peer *p, enum br_peer_event ev, const char *fmt, ...)
 {
   struct br_group *g = p->g;
   char msg[256];
@@ -123,17 +108,13 @@ peer_lost (struct br_peer *p, bool failed, const char *fmt, ...)
   vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
 
-  pthread_mutex_lock (&g->lock);
-  if (p->state != BR_PEER_LOGGING && p->state != BR_PEER_FAILED)
+  br_mutex_lock (&g->lock);
+  if (!br_peer_state_down (p->state))
     br_warn ("peer %s (group %s): %s; logging writes until it is back",
              p->node->name, g->name, msg);
   snprintf (p->last_error, sizeof p->last_error, "%s", msg);
-  p->epoch++;
-  br__fifo_free (&p->q);
-  p->n_sent = 0;
-  p->queued_bytes = 0;
-  br__peer_set_state (p, failed ? BR_PEER_FAILED : BR_PEER_LOGGING);
-  pthread_mutex_unlock (&g->lock);
+  br__peer_event (p, ev);
+  br_mutex_unlock (&g->lock);
   br__replica_kick (g);       /* waits on this peer are over (logged) */
 
   br_wire_reader_reset (&p->rd);
@@ -173,7 +154,7 @@ on_written (uv_write_t *req, int status)
   p->writes_in_flight--;
   if (status < 0) {
     if (status != UV_ECANCELED)
-      peer_lost (p, false, "send failed: %s", uv_strerror (status));
+      peer_lost (p, BR_EV_LOST, "send failed: %s", uv_strerror (status));
     return;
   }
   flush_queue (p);
@@ -260,11 +241,10 @@ flush_queue (struct br_peer *p)
     struct send_req *s;
     size_t n = 0, bytes = 0, nb = 0;
 
-    pthread_mutex_lock (&g->lock);
-    if (!(p->state == BR_PEER_REPLICATING || p->state == BR_PEER_SYNCING ||
-          p->state == BR_PEER_AHEAD) ||
+    br_mutex_lock (&g->lock);
+    if (!(br_peer_state_queues (p->state) || p->state == BR_PEER_AHEAD) ||
         p->n_sent == p->q.len) {
-      pthread_mutex_unlock (&g->lock);
+      br_mutex_unlock (&g->lock);
       return;
     }
     while (p->n_sent + n < p->q.len && n < BATCH_MAX_RECS &&
@@ -277,13 +257,13 @@ flush_queue (struct br_peer *p)
       s->bufs = malloc (2 * n * sizeof *s->bufs);
     }
     if (s == NULL || s->recs == NULL || s->bufs == NULL) {
-      pthread_mutex_unlock (&g->lock);
+      br_mutex_unlock (&g->lock);
       if (s) {
         free (s->recs);
         free (s->bufs);
       }
       free (s);
-      peer_lost (p, false, "out of memory sending");
+      peer_lost (p, BR_EV_LOST, "out of memory sending");
       return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -300,9 +280,9 @@ flush_queue (struct br_peer *p)
     }
     s->n = n;
     s->p = p;
-    p->n_sent += n;
+    br__queue_sent (p, n);
     p->sent_bytes += bytes;
-    pthread_mutex_unlock (&g->lock);
+    br_mutex_unlock (&g->lock);
     p->last_tx_ms = uv_now (&g->e->loop);
     if (p->link->rate) {
       p->tokens -= bytes;
@@ -316,7 +296,7 @@ flush_queue (struct br_peer *p)
     if (err < 0) {
       p->writes_in_flight--;
       free_send_req (s);
-      peer_lost (p, false, "send failed: %s", uv_strerror (err));
+      peer_lost (p, BR_EV_LOST, "send failed: %s", uv_strerror (err));
       return;
     }
     if (max_bytes == 0)
@@ -327,7 +307,7 @@ flush_queue (struct br_peer *p)
 void
 br__peer_fail (struct br_peer *p, const char *msg)
 {
-  peer_lost (p, true, "%s", msg);
+  peer_lost (p, BR_EV_ERROR, "%s", msg);
 }
 
 void
@@ -337,177 +317,185 @@ br__peer_flush_queue (struct br_peer *p)
     flush_queue (p);
 }
 
-/* ---- receiving ---- */
+/* ---- the handshake ---- */
 
-/* I6: compare generation identifiers and decide, per volume, whether the
- * peer is in sync with us or behind us (resync the bits: our generation,
- * one of our earlier ones, or the one we last synced it at), new (full
- * sync, unless assume-clean),
- * or divergent (split brain: stop, overwrite nothing, never retry).
- * Returns 0, or -1 after dropping the connection. */
-static int
-decide_direction (struct br_peer *p, const struct br_welcome *w)
-{
-  struct br_group *g = p->g;
-
-  for (size_t i = 0; i < g->n_vols; i++) {
-    struct br_volume *v = g->vols[i];
-    const struct br_wire_vol *wv = &w->vols[i];
-    int slot = v->slot[p->idx];
-    uint64_t ours = br_sb_gen (v->sb), base = br_sb_peer_gen (v->sb, slot);
-
-    /* The peer holds our generation, or the one we last synced it at:
-     * the bitmap has tracked every difference since. */
-    if (wv->gen == ours || (base != 0 && wv->gen == base))
-      continue;
-    /* An earlier generation of ours.  If we synced this peer before, its
-     * bitmap has tracked every difference since; if we never did (we took
-     * that generation over as a replica, and this node is primary now),
-     * nothing here tracked what the peer received meanwhile: full sync. */
-    if (br_sb_gen_known (v->sb, wv->gen)) {
-      if (base != 0)
-        continue;
-      br_warn ("%s: peer %s holds generation %016llx, an earlier one of "
-               "this copy, but was never synced from here: full sync of "
-               "%llu bytes", v->cfg->name, p->node->name,
-               (unsigned long long) wv->gen, (unsigned long long) v->size);
-      if (br_sb_mark_all (v->sb, slot) < 0) {
-        peer_lost (p, true, "cannot mark %s for a full sync", v->cfg->name);
-        return -1;
-      }
-      continue;
-    }
-    /* A relay that holds nothing yet (its own full sync from upstream has
-     * not finished) cannot judge a peer that holds data: wait until it
-     * has adopted its upstream's generation, then compare again. */
-    if (g->e->role == BR_ROLE_REPLICA && (br_sb_flags (v->sb) & BR_SB_FRESH) &&
-        !(wv->flags & BR_SB_FRESH)) {
-      peer_lost (p, false, "this copy of %s is new and not yet synced from "
-                 "upstream; %s holds data: waiting", v->cfg->name,
-                 p->node->name);
-      return -1;
-    }
-    if (wv->flags & BR_SB_FRESH) {
-      if (g->e->assume_clean) {
-        br_info ("%s: peer %s is new; assume-clean: treating it as in sync",
-                 v->cfg->name, p->node->name);
-        continue;
-      }
-      /* A relay that is new itself has nothing to send yet: everything
-       * it will hold arrives from upstream through the write path, which
-       * marks it for this peer and forwards it. */
-      if (g->e->role == BR_ROLE_REPLICA &&
-          (br_sb_flags (v->sb) & BR_SB_FRESH)) {
-        br_info ("%s: peer %s is new, and so is this copy: it gets what "
-                 "arrives from upstream", v->cfg->name, p->node->name);
-        continue;
-      }
-      br_info ("%s: peer %s is new: full sync of %llu bytes", v->cfg->name,
-               p->node->name, (unsigned long long) v->size);
-      if (br_sb_mark_all (v->sb, slot) < 0) {
-        peer_lost (p, true, "cannot mark %s for a full sync", v->cfg->name);
-        return -1;
-      }
-      continue;
-    }
-    p->halted = true;
-    br_error ("split brain on volume %s: node %s is at generation %016llx, "
-              "node %s at %016llx (they last synced at %016llx); both "
-              "were written independently, so replication stops and "
-              "neither copy is overwritten until an operator chooses a side",
-              v->cfg->name, g->e->self->name, (unsigned long long) ours,
-              p->node->name, (unsigned long long) wv->gen,
-              (unsigned long long) base);
-    peer_lost (p, true, "split brain on %s: %s (gen %016llx) and %s (gen "
-               "%016llx) diverged; replication stopped", v->cfg->name,
-               g->e->self->name, (unsigned long long) ours, p->node->name,
-               (unsigned long long) wv->gen);
-    return -1;
-  }
-  return 0;
-}
-
+/* The connection is up and every full-sync mark is durable: from now on
+ * the stream starts, with a resync if any bit is set. */
 static void
-on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
+finish_handshake (struct br_peer *p)
 {
   struct br_group *g = p->g;
-  struct br_engine *e = g->e;
-  struct br_welcome *w = malloc (sizeof *w);
-  const char *reason;
-  uint8_t mac[BR_WIRE_MAC_SIZE];
-  bool dirty = false;
+  bool dirty;
 
-  if (w == NULL) {
-    peer_lost (p, false, "out of memory");
-    return;
-  }
-  if (br_wire_decode_welcome (payload, len, w, &reason) < 0) {
-    peer_lost (p, true, "bad WELCOME: %s", reason);
-    goto out;
-  }
-  if (w->status != BR_WELCOME_OK) {
-    br_error ("peer %s refused group %s: %s", p->node->name, g->name,
-              w->message);
-    if (w->status == BR_WELCOME_SPLIT_BRAIN)
-      p->halted = true;
-    peer_lost (p, true, "refused: %s", w->message);
-    goto out;
-  }
-  if (strcmp (w->node, p->node->name) != 0) {
-    peer_lost (p, true, "expected node %s, reached %s", p->node->name,
-               w->node);
-    goto out;
-  }
-  if (e->secret) {
-    if (!br_wire_auth_verify (e->secret, e->secret_len, "server", p->nonce,
-                              w->nonce, w->mac)) {
-      peer_lost (p, true, "authentication failed: %s does not know the "
-                 "shared secret", p->node->name);
-      goto out;
-    }
-    br_wire_auth_mac (e->secret, e->secret_len, "client", w->nonce,
-                      p->nonce, mac);
-  }
-  else
-    memset (mac, 0, sizeof mac);
-  if (send_frame (p, BR_T_AUTH, mac, sizeof mac) < 0) {
-    peer_lost (p, false, "cannot send AUTH");
-    goto out;
-  }
-
-  if (w->n_volumes != g->n_vols) {
-    peer_lost (p, true, "WELCOME lists %u volumes, expected %zu",
-               w->n_volumes, g->n_vols);
-    goto out;
-  }
-  if (decide_direction (p, w) < 0)
-    goto out;
-
-  pthread_mutex_lock (&g->lock);
+  br_mutex_lock (&g->lock);
   p->start_seq = p->applied = p->durable = g->next_seq;
-  p->n_sent = 0;
   p->backoff_ms = 0;
   p->last_error[0] = '\0';
   if (br__resync_snapshot (p) < 0) {
-    pthread_mutex_unlock (&g->lock);
-    peer_lost (p, false, "out of memory");
-    goto out;
+    br_mutex_unlock (&g->lock);
+    peer_lost (p, BR_EV_LOST, "out of memory");
+    return;
   }
   dirty = p->oos_count > 0;
-  if (dirty)
-    br__peer_set_state (p, BR_PEER_SYNCING);
-  else
-    br__resync_done (p);
-  pthread_mutex_unlock (&g->lock);
+  br__peer_event (p, dirty ? BR_EV_SYNC_NEEDED : BR_EV_IN_SYNC);
+  br_mutex_unlock (&g->lock);
   br_info ("peer %s (group %s): connected, %s", p->node->name, g->name,
            dirty ? "resyncing dirty regions" : "in sync");
   if (dirty)
     br__resync_step (p);
   else
     flush_queue (p);
+}
+
+/* A full sync: every bit of the peer's slot, durably, on the task thread
+ * (the loop thread never msyncs). */
+struct mark_task {
+  struct br_peer *p;
+  uint64_t epoch;
+  uint64_t vols;                    /* bit i: volume i needs a full sync */
+  int err;
+};
+
+static void
+mark_work (void *arg)
+{
+  struct mark_task *t = arg;
+  struct br_group *g = t->p->g;
+
+  for (size_t i = 0; i < g->n_vols && t->err == 0; i++)
+    if (t->vols & (UINT64_C (1) << i))
+      t->err = br_sb_mark_all (g->vols[i]->sb, g->vols[i]->slot[t->p->idx]);
+}
+
+static void
+mark_done (void *arg, bool cancelled)
+{
+  struct mark_task *t = arg;
+  struct br_peer *p = t->p;
+
+  p->welcome_busy = false;
+  if (!cancelled && p->epoch == t->epoch && p->state == BR_PEER_HANDSHAKE) {
+    if (t->err < 0)
+      peer_lost (p, BR_EV_ERROR, "cannot mark a full sync: %s",
+                 br_strerror (-t->err));
+    else
+      finish_handshake (p);
+  }
+  free (t);
+}
+
+/* I6: the verdict for every volume.  Returns the volumes that need a full
+ * sync, or -1 after dropping the connection. */
+static int64_t
+judge (struct br_peer *p, const struct br_welcome *w)
+{
+  struct br_group *g = p->g;
+  uint64_t full = 0;
+
+  for (size_t i = 0; i < g->n_vols; i++) {
+    struct br_volume *v = g->vols[i];
+    struct br_wire_vol ours;
+    struct br_verdict vd;
+
+    br__vol_view (v, v->slot[p->idx], &ours);
+    vd = br__vol_verdict (&ours, &w->vols[i], br__hello_flags (g));
+    br_info ("%s: peer %s: %s by rule %d (%s)", v->cfg->name, p->node->name,
+             br_verdict_action_name (vd.action), vd.rule, vd.why);
+    switch (vd.action) {
+    case BR_VERDICT_RESYNC:
+    case BR_VERDICT_ASSUMED:
+      break;
+    case BR_VERDICT_FULL_SYNC:
+      full |= UINT64_C (1) << i;
+      break;
+    case BR_VERDICT_WAIT:
+      peer_lost (p, BR_EV_LOST, "%s: waiting (rule %d: %s)", v->cfg->name,
+                 vd.rule, vd.why);
+      return -1;
+    case BR_VERDICT_DST_AHEAD:
+    case BR_VERDICT_SPLIT_BRAIN:
+      br_error ("split brain on volume %s by rule %d: %s; node %s is at "
+                "generation %016llx, node %s at %016llx; replication stops "
+                "and neither copy is overwritten until an operator chooses "
+                "a side", v->cfg->name, vd.rule, vd.why, g->e->self->name,
+                (unsigned long long) ours.gen, p->node->name,
+                (unsigned long long) w->vols[i].gen);
+      peer_lost (p, BR_EV_SPLIT_BRAIN, "split brain on %s by rule %d: %s",
+                 v->cfg->name, vd.rule, vd.why);
+      return -1;
+    }
+  }
+  return (int64_t) full;
+}
+
+static void
+on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
+{
+  struct br_engine *e = p->g->e;
+  struct br_welcome *w = malloc (sizeof *w);
+  char why[512], esc[BR_ESCAPED_SIZE (BR_WIRE_MSG_MAX)];
+  uint8_t mac[BR_WIRE_MAC_SIZE];
+  const char *reason;
+  int64_t full;
+
+  if (w == NULL) {
+    peer_lost (p, BR_EV_LOST, "out of memory");
+    return;
+  }
+  if (br_wire_decode_welcome (payload, len, w, &reason) < 0) {
+    peer_lost (p, BR_EV_ERROR, "bad WELCOME: %s", reason);
+    goto out;
+  }
+  if (w->status != BR_WELCOME_OK) {
+    br_escape_text (esc, sizeof esc, w->message, sizeof w->message);
+    br_error ("peer %s refused group %s: %s", p->node->name, p->g->name,
+              esc);
+    peer_lost (p, w->status == BR_WELCOME_SPLIT_BRAIN ? BR_EV_SPLIT_BRAIN
+               : BR_EV_ERROR, "refused: %s", esc);
+    goto out;
+  }
+  memset (mac, 0, sizeof mac);
+  if (e->secret) {
+    if (!br_wire_auth_verify (e->secret, e->secret_len, "server", p->nonce,
+                              w->nonce, w->mac)) {
+      peer_lost (p, BR_EV_ERROR, "authentication failed: %s does not know "
+                 "the shared secret", p->node->name);
+      goto out;
+    }
+    br_wire_auth_mac (e->secret, e->secret_len, "client", w->nonce,
+                      p->nonce, mac);
+  }
+  if (br__welcome_problem (p, w, why, sizeof why)) {
+    peer_lost (p, BR_EV_ERROR, "%s", why);
+    goto out;
+  }
+  if (send_frame (p, BR_T_AUTH, mac, sizeof mac) < 0) {
+    peer_lost (p, BR_EV_LOST, "cannot send AUTH");
+    goto out;
+  }
+  if ((full = judge (p, w)) < 0)
+    goto out;
+  if (full) {
+    struct mark_task *t = calloc (1, sizeof *t);
+
+    if (t) {
+      *t = (struct mark_task) { .p = p, .epoch = p->epoch,
+                                .vols = (uint64_t) full };
+      if (br__task_post (e, mark_work, mark_done, t) == 0) {
+        p->welcome_busy = true;
+        goto out;
+      }
+    }
+    free (t);
+    peer_lost (p, BR_EV_LOST, "cannot start a full sync");
+    goto out;
+  }
+  finish_handshake (p);
  out:
   free (w);
 }
+
+/* ---- receiving ---- */
 
 static void
 on_ack (struct br_peer *p, const struct br_frame_hdr *h)
@@ -517,13 +505,13 @@ on_ack (struct br_peer *p, const struct br_frame_hdr *h)
 
   if (h->seq == 0 && h->count == 0)
     return;                     /* a heartbeat answer before any record */
-  pthread_mutex_lock (&g->lock);
+  br_mutex_lock (&g->lock);
   last_sent = p->n_sent ? br__fifo_at (&p->q, p->n_sent - 1)->h.seq
                         : p->durable;
   if (h->seq < p->applied || h->count < p->durable ||
       h->count > h->seq || (h->seq > last_sent && h->seq > p->applied)) {
-    pthread_mutex_unlock (&g->lock);
-    peer_lost (p, true, "bad ACK (applied %llu durable %llu)",
+    br_mutex_unlock (&g->lock);
+    peer_lost (p, BR_EV_ERROR, "bad ACK (applied %llu durable %llu)",
                (unsigned long long) h->seq, (unsigned long long) h->count);
     return;
   }
@@ -533,7 +521,7 @@ on_ack (struct br_peer *p, const struct br_frame_hdr *h)
     br__group_clear_durable (g, p);
   }
   br__group_notify (g, p->applied);
-  pthread_mutex_unlock (&g->lock);
+  br_mutex_unlock (&g->lock);
   br__replica_kick (g);       /* the upstream's ACK may have been held */
   if (p->state == BR_PEER_SYNCING)
     br__resync_step (p);
@@ -543,32 +531,37 @@ static void
 on_frame (struct br_peer *p, const struct br_frame_hdr *h,
           const uint8_t *payload)
 {
+  char esc[BR_ESCAPED_SIZE (BR_WIRE_MSG_MAX)];
+
   br_debug (BR_DEBUG_WIRE, "<- %s type %u seq %llu count %llu",
             p->node->name, h->type, (unsigned long long) h->seq,
             (unsigned long long) h->count);
-  if (p->state == BR_PEER_HANDSHAKE) {
+  if (p->state == BR_PEER_HANDSHAKE && !p->welcome_busy) {
     if (h->type != BR_T_WELCOME)
-      peer_lost (p, true, "expected WELCOME, got frame type %u", h->type);
+      peer_lost (p, BR_EV_ERROR, "expected WELCOME, got frame type %u",
+                 h->type);
     else
       on_welcome (p, payload, h->length);
     return;
   }
   switch (h->type) {
   case BR_T_ACK:
-    on_ack (p, h);
+    if (p->state == BR_PEER_HANDSHAKE && (h->seq || h->count))
+      peer_lost (p, BR_EV_ERROR, "ACK before the stream started");
+    else
+      on_ack (p, h);
     break;
   case BR_T_ERROR:
-    br_error ("peer %s (group %s) failed seq %llu: %.*s (%s)",
-              p->node->name, p->g->name, (unsigned long long) h->seq,
-              (int) h->length, (const char *) payload,
+    br_escape_text (esc, sizeof esc, (const char *) payload, h->length);
+    br_error ("peer %s (group %s) failed seq %llu: %s (%s)", p->node->name,
+              p->g->name, (unsigned long long) h->seq, esc,
               br_strerror ((int) h->count));
-    peer_lost (p, true, "peer error: %.*s", (int) h->length,
-               (const char *) payload);
+    peer_lost (p, BR_EV_ERROR, "peer error: %s", esc);
     break;
   case BR_T_PONG:
     break;
   default:
-    peer_lost (p, true, "unexpected frame type %u", h->type);
+    peer_lost (p, BR_EV_ERROR, "unexpected frame type %u", h->type);
   }
 }
 
@@ -588,8 +581,8 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
   size_t off = 0;
 
   if (nread < 0) {
-    peer_lost (p, false, "%s", nread == UV_EOF ? "connection closed by peer"
-               : uv_strerror ((int) nread));
+    peer_lost (p, BR_EV_LOST, "%s", nread == UV_EOF
+               ? "connection closed by peer" : uv_strerror ((int) nread));
     return;
   }
   if (nread > 0)
@@ -597,14 +590,20 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
   while (off < (size_t) nread) {
     const char *reason = NULL;
     size_t used;
-    int r = br_wire_reader_feed (&p->rd, (uint8_t *) buf->base + off,
-                                 nread - off, &used, &reason);
+    int r;
 
+    if (br_peer_state_down (p->state)) {
+      /* A writer dropped the connection (DROP): nothing more from it. */
+      peer_lost (p, BR_EV_LOST, "%s", p->last_error);
+      return;
+    }
+    r = br_wire_reader_feed (&p->rd, (uint8_t *) buf->base + off,
+                             nread - off, &used, &reason);
     off += used;
     if (r < 0) {
       br_error ("peer %s: bad frame: %s", p->node->name,
                 reason ? reason : br_strerror (-r));
-      peer_lost (p, true, "bad frame from peer: %s",
+      peer_lost (p, BR_EV_ERROR, "bad frame from peer: %s",
                  reason ? reason : br_strerror (-r));
       return;
     }
@@ -633,7 +632,7 @@ on_connect (uv_connect_t *req, int status)
   int len;
 
   if (status < 0) {
-    peer_lost (p, false, "cannot connect to %s:%s: %s", p->node->host,
+    peer_lost (p, BR_EV_LOST, "cannot connect to %s:%s: %s", p->node->host,
                p->node->port, uv_strerror (status));
     return;
   }
@@ -645,7 +644,7 @@ on_connect (uv_connect_t *req, int status)
   if (hello == NULL || buf == NULL) {
     free (hello);
     free (buf);
-    peer_lost (p, false, "out of memory");
+    peer_lost (p, BR_EV_LOST, "out of memory");
     return;
   }
   hello->proto_min = hello->proto_max = BR_WIRE_VERSION;
@@ -653,30 +652,24 @@ on_connect (uv_connect_t *req, int status)
   snprintf (hello->to, sizeof hello->to, "%s", p->node->name);
   snprintf (hello->group, sizeof hello->group, "%s", g->name);
   snprintf (hello->origin, sizeof hello->origin, "%s", g->origin);
+  hello->flags = br__hello_flags (g);
   br_wire_random (p->nonce, sizeof p->nonce);
   memcpy (hello->nonce, p->nonce, sizeof p->nonce);
   hello->n_volumes = g->n_vols;
-  for (size_t i = 0; i < g->n_vols; i++) {
-    struct br_volume *v = g->vols[i];
-    struct br_wire_vol *w = &hello->vols[i];
-
-    snprintf (w->name, sizeof w->name, "%s", v->cfg->name);
-    w->size = v->size;
-    w->granularity = (uint32_t) 1 << v->gran_shift;
-    w->flags = br_sb_flags (v->sb);
-    w->gen = br_sb_gen (v->sb);
-    w->peer_gen = br_sb_peer_gen (v->sb, v->slot[p->idx]);
-  }
+  for (size_t i = 0; i < g->n_vols; i++)
+    br__vol_view (g->vols[i], g->vols[i]->slot[p->idx], &hello->vols[i]);
   len = br_wire_encode_hello (hello, buf, BR_WIRE_HANDSHAKE_MAX);
   free (hello);
-  pthread_mutex_lock (&g->lock);
-  br__peer_set_state (p, BR_PEER_HANDSHAKE);
-  pthread_mutex_unlock (&g->lock);
+  br_mutex_lock (&g->lock);
+  br__peer_event (p, BR_EV_CONNECTED);
+  br_mutex_unlock (&g->lock);
   br_wire_reader_reset (&p->rd);
+  p->rd.max_payload = BR_WIRE_HANDSHAKE_MAX;          /* P5 */
+  p->welcome_busy = false;
   if (len < 0 ||
       uv_read_start ((uv_stream_t *) &p->tcp, on_alloc, on_read) < 0 ||
       send_frame (p, BR_T_HELLO, buf, len) < 0)
-    peer_lost (p, false, "cannot start the handshake");
+    peer_lost (p, BR_EV_LOST, "cannot start the handshake");
   free (buf);
 }
 
@@ -692,7 +685,7 @@ connect_to (struct br_peer *p, const struct sockaddr *addr)
     err = uv_tcp_connect (&p->creq, &p->tcp, addr, on_connect);
   }
   if (err < 0)
-    peer_lost (p, false, "cannot connect to %s:%s: %s", p->node->host,
+    peer_lost (p, BR_EV_LOST, "cannot connect to %s:%s: %s", p->node->host,
                p->node->port, uv_strerror (err));
 }
 
@@ -702,7 +695,7 @@ on_resolved (uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   struct br_peer *p = req->data;
 
   if (status < 0) {
-    peer_lost (p, false, "cannot resolve %s: %s", p->node->host,
+    peer_lost (p, BR_EV_LOST, "cannot resolve %s: %s", p->node->host,
                uv_strerror (status));
     return;
   }
@@ -716,11 +709,11 @@ start_connect (struct br_peer *p)
   struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
   int err;
 
-  if (p->tcp_open || p->halted)
+  if (p->tcp_open || p->state == BR_PEER_HALTED)
     return;
-  pthread_mutex_lock (&p->g->lock);
-  br__peer_set_state (p, BR_PEER_CONNECTING);
-  pthread_mutex_unlock (&p->g->lock);
+  br_mutex_lock (&p->g->lock);
+  br__peer_event (p, BR_EV_CONNECT);
+  br_mutex_unlock (&p->g->lock);
   p->state_ms = uv_now (&p->g->e->loop);
   /* A numeric address needs no resolver (and no libuv threadpool). */
   {
@@ -737,7 +730,7 @@ start_connect (struct br_peer *p)
   err = uv_getaddrinfo (&p->g->e->loop, &p->gai, on_resolved, p->node->host,
                         p->node->port, &hints);
   if (err < 0)
-    peer_lost (p, false, "cannot resolve %s: %s", p->node->host,
+    peer_lost (p, BR_EV_LOST, "cannot resolve %s: %s", p->node->host,
                uv_strerror (err));
 }
 
@@ -760,6 +753,7 @@ br__peer_init (struct br_group *g, int idx, const struct br_node_cfg *n,
   p->queue_limit = l->queue_size;
   p->state = BR_PEER_LOGGING;
   p->since = time (NULL);
+  atomic_init (&p->must_drop, false);
   br_wire_reader_init (&p->rd);
   g->peers[idx] = p;
   return 0;
@@ -784,20 +778,20 @@ heartbeat (struct br_peer *p, enum br_peer_state st)
 
   if (st == BR_PEER_CONNECTING || st == BR_PEER_HANDSHAKE) {
     if (p->tcp_open && now - p->state_ms > cfg->heartbeat_timeout_ms)
-      peer_lost (p, false, "no answer from %s:%s within %llu ms",
+      peer_lost (p, BR_EV_LOST, "no answer from %s:%s within %llu ms",
                  p->node->host, p->node->port,
                  (unsigned long long) cfg->heartbeat_timeout_ms);
     return;
   }
   if (now - p->last_rx_ms > cfg->heartbeat_timeout_ms) {
-    peer_lost (p, false, "heartbeat timeout: nothing received for %llu ms",
+    peer_lost (p, BR_EV_LOST, "heartbeat timeout: nothing received for %llu ms",
                (unsigned long long) (now - p->last_rx_ms));
     return;
   }
   if (now - p->last_tx_ms >= cfg->heartbeat_ms ||
       now - p->last_rx_ms >= cfg->heartbeat_ms)
     if (send_frame (p, BR_T_PING, NULL, 0) < 0)
-      peer_lost (p, false, "cannot send a heartbeat");
+      peer_lost (p, BR_EV_LOST, "cannot send a heartbeat");
 }
 
 void
@@ -805,28 +799,28 @@ br__peer_tick (struct br_peer *p)
 {
   struct br_group *g = p->g;
   enum br_peer_state st;
-  bool drained;
+  char why[sizeof p->last_error];
 
-  pthread_mutex_lock (&g->lock);
-  st = p->state;
+  br_mutex_lock (&g->lock);
   if (uv_now (&g->e->loop) - p->held_scan_ms >= BR_CLEAR_SCAN_MS) {
     p->held_scan_ms = uv_now (&g->e->loop);
     br__bits_scan (p, false);
   }
   /* pull-ahead: once what was sent before the overflow is durable on the
    * peer, everything still dirty becomes the out-of-sync set. */
-  drained = st == BR_PEER_AHEAD && p->q.len == 0;
-  if (drained && br__resync_snapshot (p) == 0)
-    br__peer_set_state (p, st = BR_PEER_SYNCING);
-  pthread_mutex_unlock (&g->lock);
+  if (p->state == BR_PEER_AHEAD && p->q.len == 0 &&
+      br__resync_snapshot (p) == 0)
+    br__peer_event (p, BR_EV_DRAINED);
+  st = p->state;
+  snprintf (why, sizeof why, "%s", p->last_error[0] ? p->last_error
+            : "cannot queue records");
+  br_mutex_unlock (&g->lock);
 
-  if (p->must_drop) {
-    p->must_drop = false;
-    peer_lost (p, false, "%s", p->last_error[0] ? p->last_error
-               : "cannot queue records");
+  if (atomic_exchange (&p->must_drop, false)) {
+    peer_lost (p, BR_EV_LOST, "%s", why);
     return;
   }
-  if (!p->tcp_open || st == BR_PEER_LOGGING || st == BR_PEER_FAILED)
+  if (!p->tcp_open || br_peer_state_down (st))
     return;
   heartbeat (p, st);
   if (!p->tcp_open || uv_is_closing ((uv_handle_t *) &p->tcp))
@@ -838,20 +832,20 @@ br__peer_tick (struct br_peer *p)
 }
 
 /* Loop thread, at shutdown: close the handles (the loop then runs until
- * their close callbacks have fired). */
+ * their close callbacks have fired).  Bits are left as they are: the
+ * engine clears what it may once the disks are synced (engine.c). */
 void
 br__peer_close (struct br_peer *p)
 {
   uv_timer_stop (&p->timer);
-  uv_close ((uv_handle_t *) &p->timer, NULL);
+  if (!uv_is_closing ((uv_handle_t *) &p->timer))
+    uv_close ((uv_handle_t *) &p->timer, NULL);
   if (p->tcp_open && !uv_is_closing ((uv_handle_t *) &p->tcp))
     uv_close ((uv_handle_t *) &p->tcp, on_tcp_closed);
-  pthread_mutex_lock (&p->g->lock);
-  br__bits_scan (p, true);      /* clean stop: release the activity window */
-  p->epoch++;
-  br__peer_set_state (p, BR_PEER_LOGGING);
+  br_mutex_lock (&p->g->lock);
+  br__peer_event (p, BR_EV_STOP);
   snprintf (p->last_error, sizeof p->last_error, "shutting down");
-  pthread_mutex_unlock (&p->g->lock);
+  br_mutex_unlock (&p->g->lock);
 }
 
 void

@@ -1,4 +1,4 @@
-/* blockrelay — the replica's side of a link (blockrelayd).
+/* blockrelay — the downstream side of a link (blockrelayd).
  *
  * The loop thread accepts connections from upstream nodes, validates every
  * frame (I7), and hands writes to one apply thread per session (apply.c),
@@ -8,15 +8,23 @@
  *   applied  every record with seq <= applied has been written (pwrite);
  *   durable  every record with seq <= durable is on stable storage.
  *
- * A sync thread per session makes data durable (fdatasync of every volume
- * of the group written since) on FLUSH, on FUA, after SYNC_BYTES, and at
- * most SYNC_MS after any write, so applying never waits for the disk's
- * cache flush.
+ * A sync thread per session makes data durable on FLUSH, on FUA, after
+ * SYNC_BYTES, and at most SYNC_MS after any write (apply.c).
  *
  * Session states (loop thread):
  *
- *   HELLO --valid HELLO--> AUTH --valid AUTH--> RUNNING --error/EOF--> closed
- *     \--invalid: WELCOME(refused) or log + close
+ *   HELLO --valid HELLO--> AUTH --valid AUTH--> STARTING --> RUNNING
+ *     |                     |                     |            |
+ *     +-- refused: WELCOME(refused), then close --+-- error, EOF, timeout,
+ *                                                     replaced --> CLOSING
+ *
+ *   STARTING: authenticated and the group's upstream; waits until the
+ *   group's previous session has ended (its threads exited) and, for a
+ *   relay, until its peers' scoreboards are prepared on the task thread;
+ *   frames that arrive meanwhile are validated and queued.
+ *   CLOSING: the threads are told to stop; when both have exited (they
+ *   say so through `notify`) they are joined at no cost, the group is
+ *   free for the next session, and the handles are closed.
  *
  * Invariants:
  *   R1. Nothing from a connection is applied before its handshake and
@@ -28,11 +36,13 @@
  *   R3. A disk error stops the session's applying at that record: the
  *       record and everything after it are never acknowledged; an ERROR
  *       frame tells the upstream why (apply.c).
- *   R4. At most one session per group; a new HELLO from the same upstream
- *       node replaces a stale one, one from another node is refused.
- *
- * Lock rules: s->lock protects the op queue and the watermarks shared with
- * the apply thread.  The loop thread never does disk I/O.
+ *   R4. At most one session per group applies.  A HELLO from the group's
+ *       upstream node while a session runs does not disturb it: only
+ *       once the new connection has authenticated does it replace the old
+ *       one (an unauthenticated HELLO cannot tear down a live link).  One
+ *       from another node is refused.
+ *   R5. The loop thread never blocks: no disk I/O (the relay's scoreboard
+ *       work is a task) and no join of a thread that has not exited.
  */
 #include "replica.h"
 
@@ -52,6 +62,8 @@ static void on_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void session_close (struct br_replica_session *s, const char *fmt,
                            ...) __attribute__ ((format (printf, 2, 3)));
+static void finish_close (struct br_replica_session *s);
+static void start_pending (struct br_replica *rep, struct br_group *g);
 
 static void
 on_ack_written (uv_write_t *req, int status)
@@ -94,7 +106,7 @@ send_ack (struct br_replica_session *s)
   uint64_t applied, durable, queued;
   int error;
 
-  if (s->ack_busy || s->st != S_RUNNING)
+  if (s->ack_busy || (s->st != S_RUNNING && s->st != S_STARTING))
     return;
   pthread_mutex_lock (&s->lock);
   applied = s->applied;
@@ -103,16 +115,10 @@ send_ack (struct br_replica_session *s)
   queued = s->queued;
   pthread_mutex_unlock (&s->lock);
   if (s->g->n_peers) {
-    /* A relay: not before its sync peers have it (group.c). */
-    uint64_t hold;
-
-    pthread_mutex_lock (&s->g->lock);
-    hold = br__relay_hold (s->g);
-    pthread_mutex_unlock (&s->g->lock);
-    if (hold <= applied)
-      applied = hold - 1;
-    if (hold <= durable)
-      durable = hold - 1;
+    /* A relay: not before its sync peers have it (relay.c). */
+    br_mutex_lock (&s->g->lock);
+    br__relay_hold (s->g, &applied, &durable);
+    br_mutex_unlock (&s->g->lock);
   }
 
   if (!s->reading && queued < READ_PAUSE_BYTES / 2) {
@@ -142,7 +148,12 @@ send_ack (struct br_replica_session *s)
 static void
 on_notify (uv_async_t *a)
 {
-  send_ack (a->data);
+  struct br_replica_session *s = a->data;
+
+  if (s->st == S_CLOSING)
+    finish_close (s);
+  else
+    send_ack (s);
 }
 
 void
@@ -169,16 +180,16 @@ on_handle_closed (uv_handle_t *h)
 {
   struct br_replica_session *s = h->data;
   struct br_replica_session **pp;
+  struct br_replica *rep = s->rep;
   struct op *o;
 
   if (--s->handles_open > 0)
     return;
-  for (pp = &s->rep->sessions; *pp; pp = &(*pp)->next)
+  for (pp = &rep->sessions; *pp; pp = &(*pp)->next)
     if (*pp == s) {
       *pp = s->next;
       break;
     }
-  replica_release (s->rep);
   while ((o = s->head) != NULL) {
     s->head = o->next;
     free (o->payload);
@@ -190,6 +201,35 @@ on_handle_closed (uv_handle_t *h)
   pthread_cond_destroy (&s->sync_cond);
   free (s->dirty);
   free (s);
+  replica_release (rep);
+}
+
+/* CLOSING: once the threads have exited and no task refers to S, release
+ * the group and close the handles (R5). */
+static void
+finish_close (struct br_replica_session *s)
+{
+  struct br_group *g = s->g;
+
+  if (s->closing_handles || s->task_busy ||
+      atomic_load (&s->threads_exited) < s->threads_started)
+    return;
+  if (s->threads_started > 0) {
+    pthread_join (s->thread, NULL);       /* both have returned */
+    if (s->threads_started > 1)
+      pthread_join (s->syncer, NULL);
+    s->threads_started = 0;
+  }
+  s->closing_handles = true;
+  uv_close ((uv_handle_t *) &s->notify, on_handle_closed);
+  if (!uv_is_closing ((uv_handle_t *) &s->tcp))
+    uv_close ((uv_handle_t *) &s->tcp, on_handle_closed);
+  if (s->owns_group) {
+    s->owns_group = false;
+    g->applying = false;
+    if (!s->rep->stopping)
+      start_pending (s->rep, g);
+  }
 }
 
 static void
@@ -203,34 +243,29 @@ session_close (struct br_replica_session *s, const char *fmt, ...)
   va_start (ap, fmt);
   vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
-  if (s->st == S_RUNNING)
+  if (s->st == S_RUNNING || s->st == S_STARTING)
     br_warn ("connection from %s (group %s) closed: %s", s->peer,
-             s->g ? s->g->name : "?", msg);
+             s->g->name, msg);
   else
     br_warn ("connection from %s closed during handshake: %s", s->addr, msg);
   if (s->g && s->g->upstream == s)
     s->g->upstream = NULL;
   s->st = S_CLOSING;
-
-  if (s->thread_running) {
+  uv_read_stop ((uv_stream_t *) &s->tcp);
+  if (s->threads_started > 0) {
     /* A relay's apply thread may be waiting for its own peers, whose
      * acknowledgements this (loop) thread handles: release it first. */
     atomic_store (&s->g->cancel, true);
-    pthread_mutex_lock (&s->g->lock);
+    br_mutex_lock (&s->g->lock);
     br__group_notify_all (s->g);
-    pthread_mutex_unlock (&s->g->lock);
-    pthread_mutex_lock (&s->lock);
-    s->stop = true;
-    pthread_cond_signal (&s->cond);
-    pthread_cond_signal (&s->sync_cond);
-    pthread_mutex_unlock (&s->lock);
-    pthread_join (s->thread, NULL);
-    pthread_join (s->syncer, NULL);
-    s->thread_running = false;
-    s->g->applying = false;
+    br_mutex_unlock (&s->g->lock);
   }
-  uv_close ((uv_handle_t *) &s->notify, on_handle_closed);
-  uv_close ((uv_handle_t *) &s->tcp, on_handle_closed);
+  pthread_mutex_lock (&s->lock);
+  s->stop = true;
+  pthread_cond_signal (&s->cond);
+  pthread_cond_signal (&s->sync_cond);
+  pthread_mutex_unlock (&s->lock);
+  finish_close (s);
 }
 
 /* ---- handshake ---- */
@@ -313,23 +348,16 @@ refuse_as (struct br_replica_session *s, struct br_welcome *w,
   send_welcome (s, w);
 }
 
-static struct br_group *
-find_group (struct br_engine *e, const char *name)
-{
-  for (size_t i = 0; i < e->n_groups; i++)
-    if (strcmp (e->groups[i].name, name) == 0)
-      return &e->groups[i];
-  return NULL;
-}
-
 static void
 on_hello (struct br_replica_session *s, const uint8_t *payload, uint32_t len)
 {
   struct br_engine *e = s->rep->e;
   struct br_hello *m = malloc (sizeof *m);
   struct br_welcome *w = calloc (1, sizeof *w);
+  char why[1024];
   const char *reason;
-  struct br_group *g;
+  struct br_group *g = NULL;
+  uint16_t st;
 
   if (m == NULL || w == NULL) {
     session_close (s, "out of memory");
@@ -337,132 +365,27 @@ on_hello (struct br_replica_session *s, const uint8_t *payload, uint32_t len)
   }
   w->proto = BR_WIRE_VERSION;
   snprintf (w->node, sizeof w->node, "%s", e->self->name);
-  w->n_volumes = 0;
   if (br_wire_decode_hello (payload, len, m, &reason) < 0) {
     session_close (s, "bad HELLO: %s", reason);
     goto out;
   }
-  snprintf (s->peer, sizeof s->peer, "%s", m->from);
-  if (m->proto_min > BR_WIRE_VERSION || m->proto_max < BR_WIRE_VERSION) {
-    refuse (s, w, "protocol versions %u-%u not supported (this node speaks "
-            "%u)", m->proto_min, m->proto_max, BR_WIRE_VERSION);
+  /* Escaped: a name that needs escaping is no node of the topology and is
+   * refused below; until then it is only logged. */
+  br_escape_text (s->peer, sizeof s->peer, m->from, sizeof m->from);
+  st = br__hello_problem (e, m, &g, w, why, sizeof why);
+  if (st != BR_WELCOME_OK) {
+    refuse_as (s, w, st, "%s", why);
     goto out;
   }
-  if (strcmp (m->to, e->self->name) != 0) {
-    refuse (s, w, "this is node %s, not %s", e->self->name, m->to);
+  /* R4: a live session from the same node stays until this one has
+   * authenticated (on_auth). */
+  if (g->upstream && strcmp (g->upstream->peer, s->peer) != 0) {
+    refuse (s, w, "group %s is already replicating from %s", g->name,
+            g->upstream->peer);
     goto out;
   }
-  if (br_config_link (e->cfg, m->from, e->self->name) == NULL) {
-    refuse (s, w, "node %s has no link to %s in %s", m->from,
-            e->self->name, e->cfg->path);
-    goto out;
-  }
-  /* The stream must come down the tree rooted at its origin (topology.c):
-   * from this node's parent there, never from a sibling or a child. */
-  {
-    const char *parent = br_topology_parent (e->cfg, m->origin,
-                                             e->self->name);
-    if (br_config_node (e->cfg, m->origin) == NULL) {
-      refuse (s, w, "origin %s of the stream from %s is not a node of %s",
-              m->origin, m->from, e->cfg->path);
-      goto out;
-    }
-    if (parent == NULL || strcmp (parent, m->from) != 0) {
-      refuse (s, w, "with %s as primary, %s receives from %s, not from %s",
-              m->origin, e->self->name, parent ? parent : "nobody", m->from);
-      goto out;
-    }
-  }
-  snprintf (s->origin, sizeof s->origin, "%s", m->origin);
-  g = find_group (e, m->group);
-  if (g == NULL) {
-    refuse (s, w, "no group named %s on node %s", m->group, e->self->name);
-    goto out;
-  }
-  {
-    char why[512];
-    if (br__relay_check (g, m->origin, why, sizeof why) < 0) {
-      refuse (s, w, "%s", why);
-      goto out;
-    }
-  }
-  if (m->n_volumes != g->n_vols) {
-    refuse (s, w, "group %s has %zu volumes here, %u on %s", g->name,
-            g->n_vols, m->n_volumes, m->from);
-    goto out;
-  }
-  for (size_t i = 0; i < g->n_vols; i++) {
-    struct br_volume *v = g->vols[i];
-    const struct br_wire_vol *mv = &m->vols[i];
-
-    if (strcmp (mv->name, v->cfg->name) != 0) {
-      refuse (s, w, "volume %zu of group %s is %s here, %s on %s", i,
-              g->name, v->cfg->name, mv->name, m->from);
-      goto out;
-    }
-    if (mv->size != v->size) {
-      refuse (s, w, "volume %s is %llu bytes here, %llu bytes on %s",
-              v->cfg->name, (unsigned long long) v->size,
-              (unsigned long long) mv->size, m->from);
-      goto out;
-    }
-    if (mv->granularity != (uint32_t) 1 << v->gran_shift) {
-      refuse (s, w, "volume %s has granularity %u here, %u on %s",
-              v->cfg->name, 1u << v->gran_shift, mv->granularity, m->from);
-      goto out;
-    }
-    /* I6, this side's check: our data must not have a history of its
-     * own: we are at the upstream's generation, or at the one it last
-     * synced us at, or at the one we last adopted from it, or we hold
-     * nothing (fresh).  Anything else means we were written as a primary
-     * since, or received writes from another primary that this upstream
-     * may lack (after a failover, a third copy cannot tell: it is refused
-     * until an operator re-seeds it).  And we must not hold regions the
-     * upstream lacks: bits set for it (it was our peer and missed writes
-     * that we kept) mean it was made primary behind us. */
-    uint64_t mine = br_sb_gen (v->sb);
-    int up = br_sb_peer_slot (v->sb, m->from);
-    uint64_t adopted = up >= 0 ? br_sb_peer_gen (v->sb, up) : 0;
-    uint64_t ahead = up >= 0 ? br_sb_count (v->sb, up) : 0;
-    bool fresh = br_sb_flags (v->sb) & BR_SB_FRESH;
-    if (ahead > 0 && !fresh) {
-      refuse_as (s, w, BR_WELCOME_SPLIT_BRAIN,
-                 "split brain on %s: this node %s holds %llu regions that %s "
-                 "does not have (written after %s last synced from here); "
-                 "this copy is not overwritten until an operator chooses a "
-                 "side", v->cfg->name, e->self->name,
-                 (unsigned long long) ahead, m->from, m->from);
-      goto out;
-    }
-    if (mine != mv->gen && (mv->peer_gen == 0 || mine != mv->peer_gen) &&
-        (adopted == 0 || mine != adopted) && !fresh) {
-      refuse_as (s, w, BR_WELCOME_SPLIT_BRAIN,
-                 "split brain on %s: this node %s is at generation %016llx, "
-                 "%s is at %016llx (synced us at %016llx); this copy is not "
-                 "overwritten until an operator chooses a side",
-                 v->cfg->name, e->self->name, (unsigned long long) mine,
-                 m->from, (unsigned long long) mv->gen,
-                 (unsigned long long) mv->peer_gen);
-      goto out;
-    }
-    snprintf (w->vols[i].name, sizeof w->vols[i].name, "%s", v->cfg->name);
-    w->vols[i].size = v->size;
-    w->vols[i].granularity = 1u << v->gran_shift;
-    w->vols[i].flags = br_sb_flags (v->sb);
-    w->vols[i].gen = br_sb_gen (v->sb);
-  }
-  if (g->upstream && g->upstream != s) {
-    if (strcmp (g->upstream->peer, m->from) != 0) {
-      refuse (s, w, "group %s is already replicating from %s", g->name,
-              g->upstream->peer);
-      goto out;
-    }
-    session_close (g->upstream, "replaced by a new connection from %s",
-                   m->from);
-  }
-  w->n_volumes = g->n_vols;
   s->g = g;
-  g->upstream = s;
+  snprintf (s->origin, sizeof s->origin, "%s", m->origin);
   memcpy (s->client_nonce, m->nonce, sizeof s->client_nonce);
   br_wire_random (s->server_nonce, sizeof s->server_nonce);
   memcpy (w->nonce, s->server_nonce, sizeof w->nonce);
@@ -477,11 +400,121 @@ on_hello (struct br_replica_session *s, const uint8_t *payload, uint32_t len)
   free (w);
 }
 
+/* ---- starting a session ---- */
+
+static void
+spawn_threads (struct br_replica_session *s)
+{
+  struct br_group *g = s->g;
+  int err;
+
+  atomic_store (&g->cancel, false);
+  br__relay_reset (g);              /* waits of an earlier stream */
+  err = pthread_create (&s->thread, NULL, br__apply_thread, s);
+  if (err == 0) {
+    s->threads_started = 1;
+    err = pthread_create (&s->syncer, NULL, br__sync_thread, s);
+    if (err == 0)
+      s->threads_started = 2;
+  }
+  if (err) {
+    session_close (s, "cannot start the apply threads: %s",
+                   br_strerror (err));
+    return;
+  }
+  s->st = S_RUNNING;
+  br_info ("group %s: replicating from %s (%s)", g->name, s->peer, s->addr);
+  send_ack (s);
+}
+
+struct relay_task {
+  struct br_replica_session *s;
+  struct br_relay_plan *plan;
+  int err;
+  char why[512];
+};
+
+static void
+relay_work (void *arg)
+{
+  struct relay_task *t = arg;
+
+  t->err = br__relay_prepare (t->plan, t->why, sizeof t->why);
+}
+
+static void
+relay_done (void *arg, bool cancelled)
+{
+  struct relay_task *t = arg;
+  struct br_replica_session *s = t->s;
+
+  s->task_busy = false;
+  if (cancelled || t->err < 0) {
+    br__relay_plan_free (t->plan);
+    if (!cancelled)
+      session_close (s, "cannot relay: %s", t->why);
+  }
+  else
+    br__relay_commit (t->plan);         /* durable already: publish */
+  if (s->st == S_CLOSING)
+    finish_close (s);
+  else if (!cancelled && t->err == 0)
+    spawn_threads (s);
+  free (t);
+}
+
+/* S is authenticated and the group's upstream: take the group once its
+ * previous session has let go of it (start_pending), prepare relaying on
+ * the task thread if the origin is new, then start the threads. */
+static void
+try_start (struct br_replica_session *s)
+{
+  struct br_group *g = s->g;
+  struct br_relay_plan *plan;
+  struct relay_task *t;
+  char why[512] = "";
+
+  if (g->applying)
+    return;                         /* start_pending calls again */
+  g->applying = true;
+  s->owns_group = true;
+  if (br__relay_plan (g, s->origin, &plan, why, sizeof why) < 0) {
+    session_close (s, "cannot relay: %s", why);
+    return;
+  }
+  if (plan == NULL) {
+    spawn_threads (s);
+    return;
+  }
+  t = calloc (1, sizeof *t);
+  if (t) {
+    t->s = s;
+    t->plan = plan;
+    if (br__task_post (s->rep->e, relay_work, relay_done, t) == 0) {
+      s->task_busy = true;
+      return;
+    }
+  }
+  free (t);
+  br__relay_plan_free (plan);
+  session_close (s, "cannot relay: out of memory or stopping");
+}
+
+static void
+start_pending (struct br_replica *rep, struct br_group *g)
+{
+  for (struct br_replica_session *s = rep->sessions; s; s = s->next)
+    if (s->st == S_STARTING && s->g == g && g->upstream == s) {
+      try_start (s);
+      return;
+    }
+}
+
 static void
 on_auth (struct br_replica_session *s, const uint8_t *mac)
 {
   struct br_engine *e = s->rep->e;
-  int err;
+  struct br_group *g = s->g;
 
   if (e->secret &&
       !br_wire_auth_verify (e->secret, e->secret_len, "client",
@@ -490,41 +523,24 @@ on_auth (struct br_replica_session *s, const uint8_t *mac)
                    "secret", s->peer);
     return;
   }
-  {
-    char why[512] = "";
-    if (br__relay_start (s->g, s->origin, why, sizeof why) < 0) {
-      session_close (s, "cannot relay: %s", why);
+  if (g->upstream && g->upstream != s) {
+    if (strcmp (g->upstream->peer, s->peer) != 0) {
+      session_close (s, "group %s is already replicating from %s", g->name,
+                     g->upstream->peer);
       return;
     }
+    session_close (g->upstream, "replaced by a new connection from %s",
+                   s->peer);
   }
-  atomic_store (&s->g->cancel, false);
-  br__relay_reset (s->g);           /* waits of an earlier stream */
-  s->st = S_RUNNING;
+  g->upstream = s;
+  s->st = S_STARTING;
   s->rd.max_payload = 0;            /* authenticated: full-size frames */
-  s->dirty = calloc (s->g->n_vols, sizeof *s->dirty);
+  s->dirty = calloc (g->n_vols, sizeof *s->dirty);
   if (s->dirty == NULL) {
     session_close (s, "out of memory");
     return;
   }
-  err = pthread_create (&s->thread, NULL, br__apply_thread, s);
-  if (err == 0) {
-    err = pthread_create (&s->syncer, NULL, br__sync_thread, s);
-    if (err) {
-      pthread_mutex_lock (&s->lock);
-      s->stop = true;
-      pthread_cond_signal (&s->cond);
-      pthread_mutex_unlock (&s->lock);
-      pthread_join (s->thread, NULL);
-    }
-  }
-  if (err) {
-    session_close (s, "cannot start the apply threads: %s", br_strerror (err));
-    return;
-  }
-  s->thread_running = true;
-  s->g->applying = true;
-  br_info ("group %s: replicating from %s (%s)", s->g->name, s->peer,
-           s->addr);
+  try_start (s);
 }
 
 /* ---- receiving ---- */
@@ -543,7 +559,7 @@ queue_op (struct br_replica_session *s, const struct br_frame_hdr *h,
                    s->g->n_vols);
     goto bad;
   }
-  if (h->type != BR_T_FLUSH && h->type != BR_T_SYNCED &&
+  if ((h->type == BR_T_WRITE || h->type == BR_T_ZERO) &&
       br_wire_check_range (h, s->g->vols[h->volume]->size, &reason) < 0) {
     session_close (s, "bad frame seq %llu: %s", (unsigned long long) h->seq,
                    reason);
@@ -606,16 +622,17 @@ on_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
     else
       on_auth (s, payload);
     break;
+  case S_STARTING:
   case S_RUNNING:
     switch (h->type) {
     case BR_T_WRITE: case BR_T_ZERO: case BR_T_FLUSH: case BR_T_SYNCED:
+    case BR_T_RESYNC:
       return queue_op (s, h, payload);
-    case BR_T_PING: {
+    case BR_T_PING:
       /* Answered in order with ACKs: simply re-send the watermarks. */
       s->sent_applied = UINT64_MAX;
       send_ack (s);
       break;
-    }
     default:
       session_close (s, "unexpected frame type %u", h->type);
     }
@@ -826,7 +843,7 @@ br__replica_foreach (struct br_engine *e,
     struct br_upstream_info u;
     char err[256];
 
-    if (s->st != S_RUNNING)         /* no group yet during the handshake */
+    if (s->st != S_RUNNING && s->st != S_STARTING)  /* no group before */
       continue;
     u = (struct br_upstream_info) { .peer = s->peer, .group = s->g->name,
                                     .addr = s->addr,

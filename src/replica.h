@@ -3,8 +3,9 @@
  * apply and sync threads of each session).  Not installed.
  *
  * Lock rules: s->lock protects the op queue, the watermarks and the error
- * shared between the loop thread and the session's two threads; the loop
- * thread never does disk I/O.
+ * shared between the loop thread and the session's two threads.  The loop
+ * thread never does disk I/O and never joins a thread that has not
+ * exited: the threads tell it when they have (threads_exited, notify).
  */
 #ifndef BR_REPLICA_H
 #define BR_REPLICA_H
@@ -17,7 +18,10 @@ struct op {
   uint8_t *payload;
 };
 
-enum sess_state { S_HELLO, S_AUTH, S_RUNNING, S_CLOSING };
+/* HELLO -> AUTH -> STARTING (authenticated; waiting for the group's
+ * previous session to end and for the relay's scoreboards) -> RUNNING ->
+ * CLOSING (threads stopping) -> freed when both handles have closed. */
+enum sess_state { S_HELLO, S_AUTH, S_STARTING, S_RUNNING, S_CLOSING };
 
 struct br_replica_session {
   struct br_replica *rep;
@@ -43,7 +47,13 @@ struct br_replica_session {
   pthread_cond_t cond;
   pthread_t thread, syncer;
   pthread_cond_t sync_cond;
-  bool thread_running, stop, sync_req;
+  bool stop, sync_req;
+  int threads_started;              /* loop thread */
+  atomic_int threads_exited;        /* each thread adds 1 as it returns */
+  bool owns_group;                  /* loop: this session set g->applying */
+  bool task_busy;                   /* loop: a relay plan is on the task
+                                       thread */
+  bool closing_handles;             /* loop: uv_close was called */
   atomic_bool *dirty;               /* per volume: written, not synced */
   struct op *head, *tail;
   uint64_t queued;                  /* payload bytes waiting */
@@ -69,8 +79,9 @@ struct br_replica {
   struct br_replica_session *sessions;
 };
 
-/* apply.c: the session's threads (started by replica.c's on_auth, joined
- * by session_close after s->stop is set and signalled). */
+/* apply.c: the session's threads (started by replica.c once the session
+ * is authenticated and the group free; stopped by setting s->stop; each
+ * adds 1 to threads_exited and wakes the loop thread as it returns). */
 void *br__apply_thread (void *arg);
 void *br__sync_thread (void *arg);
 

@@ -1,28 +1,35 @@
 /* blockrelay — the resync engine: bringing a peer's out-of-sync regions
  * up to date while live writes continue.
  *
- * When a connection comes up (or a pull-ahead peer drains, or a local
- * write failed after its record went out), br__resync_snapshot() copies
- * the peer's scoreboard bits into its out-of-sync set (oos) and the peer
- * is SYNCING.  br__resync_step() (loop thread; from the tick, after ACKs
- * and after the handshake) walks the set in volume and region order and
- * queues the current content of each region:
+ * When a connection comes up with regions to resync (or a pull-ahead peer
+ * drains), br__resync_snapshot() copies the peer's scoreboard bits into
+ * its out-of-sync set (oos) and the peer becomes SYNCING (peerfsm.c; its
+ * first record is the RESYNC marker).  br__resync_step() (loop thread:
+ * from the tick, after ACKs, after the handshake) walks the set in volume
+ * and region order and hands batches of regions to the task thread,
+ * which reads each one and queues its current content:
  *
- *   R1. A region is read and queued under its stripe lock (trylock: the
- *       loop thread never waits for a writer), so no live write to it can
- *       fall between the read and the queueing (I3).  Live writes are
- *       queued to a SYNCING peer as usual; the stream order settles which
- *       content the replica ends with.
+ *   R1. A region is read and queued under its stripe lock, so no live
+ *       write to it can fall between the read and the queueing (I3).
+ *       Live writes are queued to a SYNCING peer as usual; the stream
+ *       order settles which content the replica ends with.
  *   R2. A region that reads as zeros is sent as a ZERO record.
  *   R3. A region leaves the set only when its RESYNC record is durable on
- *       the peer (bits.c), never because a live write covered part of it.
- *   R4. Queueing stops while the peer's queue is at half of queue-size (so
- *       live writes keep room) and while resync-rate's bucket is empty.
- *   R5. When the set is empty, br__resync_done() queues one SYNCED record
- *       per volume (the replica adopts our generation and marks itself
- *       consistent) and the peer is REPLICATING.
+ *       the peer and was read after the region's last local write failure
+ *       (bits.c C2), never because a live write covered part of it.
+ *   R4. Flow control: a batch is made only while the peer's queue is
+ *       under half of queue-size, fewer than RESYNC_MAX_INFLIGHT resync
+ *       records (zeros included) are queued, and resync-rate's bucket is
+ *       not empty; the task thread stops a batch when the queue fills.
+ *   R5. When the set is empty, RESYNC_DONE makes the peer REPLICATING,
+ *       whose effect queues one SYNCED record per volume (the replica
+ *       adopts our generation and marks itself consistent).
+ *   R6. The loop thread never reads the disk: one batch per peer is on
+ *       the task thread at a time (p->resync_busy); a batch checks the
+ *       connection's epoch before it queues, so nothing read for an old
+ *       connection reaches a new one.
  *
- * Everything shared (queue, set, state) is under the group lock.
+ * Everything shared (queue, set, cursor, state) is under the group lock.
  */
 #include "internal.h"
 
@@ -34,12 +41,15 @@
 #include "log.h"
 #include "util.h"
 
-/* Snapshot the scoreboard into the out-of-sync sets (group lock held). */
+#define RESYNC_BATCH 32
+#define RESYNC_MAX_INFLIGHT 512
+
 int
 br__resync_snapshot (struct br_peer *p)
 {
   struct br_group *g = p->g;
 
+  BR_ASSERT_LOCKED (&g->lock);
   if (p->oos == NULL) {
     p->oos = calloc (g->n_vols, sizeof *p->oos);
     if (p->oos == NULL)
@@ -62,22 +72,27 @@ br__resync_snapshot (struct br_peer *p)
       p->oos_count++;
     }
   }
-  p->resync_vol = 0;
-  p->resync_region = 0;
-  p->resync_total = p->oos_count;
+  br__resync_restart (p);
   p->resync_bytes_sent = 0;
   p->resync_start_ms = uv_now (&g->e->loop);
   return 0;
 }
 
-/* Group lock held: the peer is in sync.  Queue one SYNCED per volume (the
- * replica adopts our generation and marks itself consistent; when it is
- * durable we record that generation as the peer's base) and replicate. */
+void
+br__resync_restart (struct br_peer *p)
+{
+  BR_ASSERT_LOCKED (&p->g->lock);
+  p->resync_vol = 0;
+  p->resync_region = 0;
+  p->resync_total = p->oos_count;
+}
+
 void
 br__resync_done (struct br_peer *p)
 {
   struct br_group *g = p->g;
 
+  BR_ASSERT_LOCKED (&g->lock);
   for (size_t i = 0; i < g->n_vols; i++) {
     struct br_volume *v = g->vols[i];
 
@@ -88,10 +103,19 @@ br__resync_done (struct br_peer *p)
         !(br_sb_flags (v->sb) & BR_SB_CONSISTENT))
       continue;
     if (!br__queue_synced (p, v, br_sb_gen (v->sb)))
-      break;                    /* retried after a reconnect */
+      break;                    /* dropped: retried after a reconnect */
   }
-  br__peer_set_state (p, BR_PEER_REPLICATING);
 }
+
+/* ---- a batch on the task thread ---- */
+
+struct batch {
+  struct br_peer *p;
+  uint64_t epoch;
+  size_t n, done;
+  int err;
+  struct { uint32_t vol; uint64_t rg; } item[RESYNC_BATCH];
+};
 
 static bool
 all_zero (const uint8_t *buf, size_t len)
@@ -99,135 +123,193 @@ all_zero (const uint8_t *buf, size_t len)
   return len == 0 || (buf[0] == 0 && memcmp (buf, buf + 1, len - 1) == 0);
 }
 
-/* Queue the current contents of one out-of-sync region (I3: under its
- * stripe lock, so no live write to it can slip between read and queue).
- * Returns 1 if queued, 0 if the stripe was busy, -errno on error. */
+/* Read region RG of V into a new RESYNC record (R2).  0 or -errno. */
 static int
-resync_region (struct br_peer *p, struct br_volume *v, uint64_t rg,
-               uint8_t *buf)
+read_region (struct br_volume *v, uint64_t rg, struct br_rec **out)
 {
-  struct br_group *g = p->g;
   uint64_t off = rg << v->gran_shift;
   uint64_t len = (uint64_t) 1 << v->gran_shift;
-  struct br_rec *r;
+  uint8_t *buf;
   int err;
 
   if (off + len > v->size)
     len = v->size - off;
-  if (!br_rangelock_trylock (&v->locks, rg))
-    return 0;
-  err = br_disk_pread (v->disk, buf, len, off);
-  if (err < 0) {
-    br_rangelock_unlock (&v->locks, rg, rg);
+  buf = malloc (len);
+  if (buf == NULL)
+    return -ENOMEM;
+  if ((err = br_disk_pread (v->disk, buf, len, off)) < 0) {
+    free (buf);
     br_error ("%s: resync read at %llu failed: %s", v->cfg->name,
               (unsigned long long) off, br_strerror (-err));
     return err;
   }
-  r = all_zero (buf, len)
-    ? br__rec_new (BR_T_ZERO, BR_F_RESYNC, v->id, 0, off, len, NULL)
-    : br__rec_new (BR_T_WRITE, BR_F_RESYNC, v->id, 0, off, len, buf);
-  if (r == NULL) {
-    br_rangelock_unlock (&v->locks, rg, rg);
-    return -ENOMEM;
+  if (all_zero (buf, len)) {
+    free (buf);
+    *out = br__rec_new (BR_T_ZERO, BR_F_RESYNC, v->id, 0, off, len, NULL);
   }
-  pthread_mutex_lock (&g->lock);
-  if (p->state != BR_PEER_SYNCING ||    /* lost meanwhile */
-      (p->queued_bytes > 0 &&           /* or live writes filled the queue */
-       p->queued_bytes + (r->h.type == BR_T_WRITE ? len : 0) >
-       p->queue_limit)) {
-    pthread_mutex_unlock (&g->lock);
-    br_rangelock_unlock (&v->locks, rg, rg);
-    br__rec_put (r);
-    return 0;
+  else {
+    *out = br__rec_adopt (BR_F_RESYNC, v->id, off, len, buf,
+                          br_wire_checksum (buf, len));
+    if (*out == NULL)
+      free (buf);
   }
-  br__rec_seal (r, ++g->next_seq);
-  if (br__fifo_push (&p->q, r) < 0) {
-    pthread_mutex_unlock (&g->lock);
-    br_rangelock_unlock (&v->locks, rg, rg);
-    br__rec_put (r);
-    return -ENOMEM;
-  }
-  if (r->h.type == BR_T_WRITE)
-    p->queued_bytes += len;
-  p->resync_bytes_sent += len;
-  pthread_mutex_unlock (&g->lock);
-  br_rangelock_unlock (&v->locks, rg, rg);
-  return 1;
+  return *out ? 0 : -ENOMEM;
 }
 
-/* Queue resync records while the queue has room; finish the resync when
- * every out-of-sync region has been made durable on the peer. */
+/* Queue R for P if the connection is the batch's and there is room (R4);
+ * group lock held.  False: the batch stops here. */
+static bool
+queue_region (struct batch *b, struct br_rec *r)
+{
+  struct br_peer *p = b->p;
+  uint64_t data = r->h.type == BR_T_WRITE ? r->bytes : 0;
+
+  if (p->epoch != b->epoch || p->state != BR_PEER_SYNCING ||
+      (p->queued_bytes > 0 && p->queued_bytes + data > p->queue_limit) ||
+      p->resync_inflight >= RESYNC_MAX_INFLIGHT)
+    return false;
+  br__rec_seal (r, ++p->g->next_seq);
+  if (br__queue_push (p, r) < 0)
+    return false;
+  p->resync_bytes_sent += r->bytes;
+  return true;
+}
+
+static void
+batch_work (void *arg)
+{
+  struct batch *b = arg;
+  struct br_group *g = b->p->g;
+
+  for (b->done = 0; b->done < b->n; b->done++) {
+    struct br_volume *v = g->vols[b->item[b->done].vol];
+    uint64_t rg = b->item[b->done].rg;
+    struct br_rec *r = NULL;
+    bool queued;
+
+    br_rangelock_lock (&v->locks, rg, rg);                      /* R1 */
+    b->err = read_region (v, rg, &r);
+    if (b->err == 0) {
+      br_mutex_lock (&g->lock);
+      queued = queue_region (b, r);
+      br_mutex_unlock (&g->lock);
+    }
+    br_rangelock_unlock (&v->locks, rg, rg);
+    br__rec_put (r);
+    if (b->err < 0 || !queued)
+      break;
+  }
+  if (b->done > 0)
+    br__wake (g->e);
+}
+
+static void
+batch_done (void *arg, bool cancelled)
+{
+  struct batch *b = arg;
+  struct br_peer *p = b->p;
+  struct br_group *g = p->g;
+  bool more = false;
+
+  p->resync_busy = false;
+  if (!cancelled) {
+    br_mutex_lock (&g->lock);
+    if (p->epoch == b->epoch && p->state == BR_PEER_SYNCING) {
+      /* Resume at the first region not queued (the cursor was moved past
+       * the whole batch when it was made). */
+      if (b->done < b->n) {
+        p->resync_vol = b->item[b->done].vol;
+        p->resync_region = b->item[b->done].rg;
+      }
+      more = b->err == 0 && b->done == b->n;
+    }
+    br_mutex_unlock (&g->lock);
+    if (b->err < 0) {
+      char msg[128];
+      snprintf (msg, sizeof msg, "resync failed: %s", br_strerror (-b->err));
+      br__peer_fail (p, msg);
+    }
+    else {
+      br__peer_flush_queue (p);
+      if (more)
+        br__resync_step (p);
+    }
+  }
+  free (b);
+}
+
+/* Group lock held: the next out-of-sync regions from the cursor into B,
+ * moving the cursor past them; R4's bucket is charged for them. */
+static void
+fill_batch (struct br_peer *p, struct batch *b)
+{
+  struct br_group *g = p->g;
+
+  while (b->n < RESYNC_BATCH && p->resync_vol < g->n_vols) {
+    struct br_volume *v = g->vols[p->resync_vol];
+    uint64_t rg = p->resync_region;
+
+    while (rg < v->nregions && !br__oos_test (p, v->id, rg))
+      rg++;
+    if (rg == v->nregions) {
+      p->resync_vol++;
+      p->resync_region = 0;
+      continue;
+    }
+    b->item[b->n].vol = v->id;
+    b->item[b->n].rg = rg;
+    b->n++;
+    p->resync_region = rg + 1;
+    if (p->link->resync_rate) {
+      p->resync_tokens -= (double) ((uint64_t) 1 << v->gran_shift);
+      if (p->resync_tokens <= 0)
+        break;
+    }
+  }
+}
+
 void
 br__resync_step (struct br_peer *p)
 {
   struct br_group *g = p->g;
-  uint8_t *buf = NULL;
-  bool queued = false;
+  struct batch *b;
 
+  if (p->resync_busy)
+    return;
   br__peer_refill (p);
-  for (;;) {
-    struct br_volume *v = NULL;
-    bool room;
-    int64_t next = -1;
-
-    pthread_mutex_lock (&g->lock);
-    if (p->state != BR_PEER_SYNCING) {
-      pthread_mutex_unlock (&g->lock);
-      break;
-    }
-    if (p->oos_count == 0) {
-      /* Everything sent; done when it is durable too (the oos bits are
-       * only cleared by durable RESYNC records). */
-      br__resync_done (p);
-      br_info ("peer %s (group %s): resync complete", p->node->name,
-               g->name);
-      pthread_mutex_unlock (&g->lock);
-      queued = true;
-      break;
-    }
-    room = p->queued_bytes < p->queue_limit / 2 &&
-      (p->link->resync_rate == 0 || p->resync_tokens > 0);
-    while (room && p->resync_vol < g->n_vols) {
-      v = g->vols[p->resync_vol];
-      for (uint64_t rg = p->resync_region; rg < v->nregions; rg++)
-        if (br__oos_test (p, v->id, rg)) {
-          next = rg;
-          break;
-        }
-      if (next >= 0)
-        break;
-      p->resync_vol++;
-      p->resync_region = 0;
-    }
-    if (room && next < 0 && p->n_sent == p->q.len && p->q.len == 0) {
-      /* Walked everything, all durable, yet regions remain (a region was
-       * skipped while busy): walk again. */
-      p->resync_vol = 0;
-      p->resync_region = 0;
-    }
-    pthread_mutex_unlock (&g->lock);
-    if (!room || next < 0)
-      break;
-
-    if (buf == NULL && (buf = malloc ((size_t) 1 << v->gran_shift)) == NULL)
-      break;
-    int r = resync_region (p, v, next, buf);
-    if (r < 0) {
-      char msg[128];
-      snprintf (msg, sizeof msg, "resync failed: %s", br_strerror (-r));
-      br__peer_fail (p, msg);
-      break;
-    }
-    if (r == 0)
-      break;                    /* stripe busy: retry on the next tick */
-    queued = true;
-    if (p->link->resync_rate)
-      p->resync_tokens -= (double) ((uint64_t) 1 << v->gran_shift);
-    pthread_mutex_lock (&g->lock);
-    p->resync_region = next + 1;
-    pthread_mutex_unlock (&g->lock);
+  br_mutex_lock (&g->lock);
+  if (p->state != BR_PEER_SYNCING) {
+    br_mutex_unlock (&g->lock);
+    return;
   }
-  free (buf);
-  if (queued)
+  if (p->oos_count == 0) {
+    /* Everything sent and durable (oos bits clear only then: R3, R5). */
+    br__peer_event (p, BR_EV_RESYNC_DONE);
+    br_mutex_unlock (&g->lock);
+    br_info ("peer %s (group %s): resync complete", p->node->name, g->name);
     br__peer_flush_queue (p);
+    return;
+  }
+  if (p->queued_bytes >= p->queue_limit / 2 ||                   /* R4 */
+      p->resync_inflight >= RESYNC_MAX_INFLIGHT ||
+      (p->link->resync_rate && p->resync_tokens <= 0) ||
+      (b = calloc (1, sizeof *b)) == NULL) {
+    br_mutex_unlock (&g->lock);
+    return;
+  }
+  b->p = p;
+  b->epoch = p->epoch;
+  fill_batch (p, b);
+  if (b->n == 0 && p->q.len == 0) {
+    /* Walked everything and all of it is durable, yet regions remain (a
+     * RESYNC record read before a local failure did not count): walk
+     * again; the next step makes a batch. */
+    br__resync_restart (p);
+  }
+  br_mutex_unlock (&g->lock);
+  if (b->n == 0 || br__task_post (g->e, batch_work, batch_done, b) < 0) {
+    free (b);
+    return;
+  }
+  p->resync_busy = true;
 }

@@ -1,11 +1,12 @@
 /* blockrelay — the persistent scoreboard of one volume.
  *
- * On-disk layout (format version 1).  All header integers are little-endian
+ * On-disk layout (format version 2; version 1 files are upgraded at
+ * open).  All header integers are little-endian
  * fixed width; the file is BR_SB_HDR_SIZE + nslots * bitmap_bytes long.
  *
  *   offset  size  field
  *        0     8  magic           "BRSCORE1"
- *        8     4  version         1
+ *        8     4  version         2
  *       12     4  header_size     4096 (offset of the first bitmap)
  *       16     8  volume_size     bytes
  *       24     4  granularity     bytes per region, a power of two
@@ -13,7 +14,8 @@
  *       32     8  nregions        ceil(volume_size / granularity)
  *       40     4  flags           BR_SB_CLEAN 0x1, BR_SB_CONSISTENT 0x2,
  *                                  BR_SB_FRESH 0x4
- *       44     4  reserved        0
+ *       44     4  history_next    v2: the history slot the next change of
+ *                                 generation overwrites (mod 8); v1: 0
  *       48    16  uuid            volume UUID, random at creation
  *       64     8  gen             current generation, random nonzero at
  *                                 creation
@@ -23,8 +25,12 @@
  *                   +48  8  gen   generation last known in sync
  *                   +56  4  flags BR_SB_PEER_USED 0x1
  *                   +60  4  reserved
- *      648    64  history[8]      earlier generations of this copy, newest
- *                                  first, 0 = empty (set_gen pushes)
+ *      648    64  history[8]      earlier generations of this copy, 0 =
+ *                                 empty: a ring (v2) written one aligned
+ *                                 8-byte entry at a time, never moved (v1
+ *                                 kept them newest first with memmove,
+ *                                 which a concurrent msync or writeback
+ *                                 could catch half done)
  *      712    64  origin          replica: the primary whose stream this
  *                                 copy last relayed, NUL-padded; "" =
  *                                 none (older files have 0 here)
@@ -116,7 +122,7 @@
 #include <unistd.h>
 
 #define BR_SB_MAGIC "BRSCORE1"
-#define BR_SB_VERSION 1u
+#define BR_SB_VERSION 2u
 #define BR_SB_HDR_SIZE 4096u
 #define BR_SB_NODE_MAX 64
 #define BR_SB_PEER_USED 0x1u
@@ -137,7 +143,7 @@ struct br_sb_header_disk {
   uint32_t nslots;                      /* 28 */
   uint64_t nregions;                    /* 32 */
   uint32_t flags;                       /* 40 */
-  uint32_t reserved0;                   /* 44 */
+  uint32_t history_next;                /* 44 */
   uint8_t uuid[16];                     /* 48 */
   uint64_t gen;                         /* 64 */
   char node[BR_SB_NODE_MAX];            /* 72 */
@@ -437,13 +443,24 @@ hdr_set (br_scoreboard *sb, enum hfield f, int slot, uint64_t v,
 
   HLOCK (sb);
   if (f == H_GEN) {
+    /* The old generation goes into the ring first, durably, and only then
+     * does the current one change: every state a crash or a concurrent
+     * msync can catch has the old generation in one of the two places.
+     * Each field is one aligned store, never a memmove. */
     uint64_t old = le64toh (sb->hdr->gen);
     if (old != 0 && old != v) {
-      memmove (&sb->hdr->history[1], &sb->hdr->history[0],
-               (BR_SB_HISTORY - 1) * sizeof sb->hdr->history[0]);
-      sb->hdr->history[0] = htole64 (old);
+      uint32_t n = le32toh (sb->hdr->history_next) % BR_SB_HISTORY;
+
+      __atomic_store_n (&sb->hdr->history[n], htole64 (old),
+                        __ATOMIC_RELEASE);
+      if ((r = msync_range (sb, BR_SB_HDR_SIZE)) < 0) {
+        HUNLOCK (sb);
+        return r;
+      }
+      __atomic_store_n (&sb->hdr->history_next,
+                        htole32 ((n + 1) % BR_SB_HISTORY), __ATOMIC_RELEASE);
     }
-    sb->hdr->gen = htole64 (v);
+    __atomic_store_n (&sb->hdr->gen, htole64 (v), __ATOMIC_RELEASE);
   }
   else if (f == H_FLAGS)
     sb->hdr->flags = htole32 ((le32toh (sb->hdr->flags) & ~clear)
@@ -468,6 +485,15 @@ br_sb_gen_known (const br_scoreboard *sb, uint64_t gen)
     known = le64toh (sb->hdr->history[i]) == gen;
   HUNLOCK ((br_scoreboard *) sb);
   return known;
+}
+
+void
+br_sb_history (const br_scoreboard *sb, uint64_t out[BR_SB_HISTORY])
+{
+  HLOCK ((br_scoreboard *) sb);
+  for (int i = 0; i < BR_SB_HISTORY; i++)
+    out[i] = le64toh (sb->hdr->history[i]);
+  HUNLOCK ((br_scoreboard *) sb);
 }
 
 int
@@ -555,6 +581,22 @@ const char *
 br_sb_peer_name (const br_scoreboard *sb, int slot)
 {
   return slot_ok (slot) ? sb->hdr->peers[slot].name : "";
+}
+
+int
+br_sb_find_slot (const br_scoreboard *sb, const char *peer)
+{
+  const struct br_sb_peer_disk *p = sb->hdr->peers;
+  int found = -ENOENT;
+
+  if (!peer || !*peer || strlen (peer) >= BR_SB_PEER_NAME_MAX)
+    return -EINVAL;
+  HLOCK ((br_scoreboard *) sb);
+  for (int i = 0; i < BR_SB_MAX_PEERS && found < 0; i++)
+    if (p[i].name[0] && strncmp (p[i].name, peer, BR_SB_PEER_NAME_MAX) == 0)
+      found = i;
+  HUNLOCK ((br_scoreboard *) sb);
+  return found;
 }
 
 int
@@ -717,7 +759,8 @@ validate (const char *path, const struct br_sb_header_disk *h,
   if (memcmp (h->magic, BR_SB_MAGIC, 8) != 0)
     FAIL (-EINVAL, "scoreboard %s: bad magic (not a blockrelay scoreboard, "
           "or corrupt)", path);
-  CHECK ("format version", le32toh (h->version), BR_SB_VERSION);
+  if (le32toh (h->version) != 1)
+    CHECK ("format version", le32toh (h->version), BR_SB_VERSION);
   CHECK ("header size", le32toh (h->header_size), BR_SB_HDR_SIZE);
   CHECK ("number of peer slots", le32toh (h->nslots), BR_SB_MAX_PEERS);
   CHECK ("volume size", le64toh (h->volume_size), volume_size);
@@ -871,6 +914,18 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
     }
   }
 
+  /* Version 1 kept the history newest first: as a ring, the next entry
+   * to overwrite is the first empty one, or the oldest (the last). */
+  if (le32toh (sb->hdr->version) == 1) {
+    uint32_t n = 0;
+
+    while (n < BR_SB_HISTORY && sb->hdr->history[n] != 0)
+      n++;
+    sb->hdr->history_next = htole32 (n < BR_SB_HISTORY ? n
+                                     : BR_SB_HISTORY - 1);
+    sb->hdr->version = htole32 (BR_SB_VERSION);
+    br_info ("scoreboard %s: upgraded from format version 1", path);
+  }
   /* Record and clear CLEAN, and make everything durable (S4). */
   sb->was_clean = (le32toh (sb->hdr->flags) & BR_SB_CLEAN) != 0;
   sb->hdr->flags = htole32 (le32toh (sb->hdr->flags) & ~BR_SB_CLEAN);

@@ -52,6 +52,10 @@ bool br_sb_was_clean (const br_scoreboard *sb);
  * first free slot.  Returns the slot (0 .. BR_SB_MAX_PEERS-1) or -ENOSPC. */
 int br_sb_peer_slot (br_scoreboard *sb, const char *peer);
 
+/* The slot of PEER if it has one (no allocation, no I/O): 0 ..
+ * BR_SB_MAX_PEERS-1, or -ENOENT. */
+int br_sb_find_slot (const br_scoreboard *sb, const char *peer);
+
 /* I1: set the bits of every region overlapping [OFFSET, OFFSET+LEN) in every
  * slot of SLOT_MASK, and return only when all of them are on durable
  * storage.  Concurrent callers share msync calls (group commit); a caller
@@ -78,6 +82,9 @@ void br_sb_uuid (const br_scoreboard *sb, uint8_t out[16]);
 uint64_t br_sb_gen (const br_scoreboard *sb);
 /* Setting a new generation pushes the old one into the history. */
 int br_sb_set_gen (br_scoreboard *sb, uint64_t gen);
+/* The last BR_SB_HISTORY generations before the current one, in no
+ * particular order, 0 = empty. */
+void br_sb_history (const br_scoreboard *sb, uint64_t out[BR_SB_HISTORY]);
 /* GEN is the current generation or one of the last BR_SB_HISTORY. */
 bool br_sb_gen_known (const br_scoreboard *sb, uint64_t gen);
 /* Forget the history (the copy's content was lost). */

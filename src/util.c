@@ -107,3 +107,14 @@ br_fsync_parent_dir (const char *path)
   free (copy);
   return r;
 }
+
+void
+br_crashpoint (const char *name)
+{
+  const char *want = getenv ("BLOCKRELAY_CRASHPOINT");
+
+  if (want && strcmp (want, name) == 0) {
+    fprintf (stderr, "blockrelay: crash point %s reached: exiting\n", name);
+    _exit (99);
+  }
+}

@@ -2,7 +2,12 @@
 #ifndef BR_UTIL_H
 #define BR_UTIL_H
 
+#include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 /* Format a message into ERR (if ERR is non-NULL and ERRLEN > 0). */
 void br_seterr (char *err, size_t errlen, const char *fmt, ...)
@@ -28,8 +33,95 @@ const char *br_strerror (int errnum);
 const char *br_escape_text (char *buf, size_t size, const char *text,
                             size_t len);
 
+/* Test hook: with BLOCKRELAY_CRASHPOINT=NAME in the environment the
+ * process dies at once (_exit (99), nothing flushed, no atexit: a crash)
+ * when it reaches the point named NAME.  The points are listed in
+ * docs/operations.md.  Costs a getenv at each (rare) point otherwise. */
+void br_crashpoint (const char *name);
+
 /* fsync the directory holding PATH, so a file created or renamed in it
  * survives a crash.  Returns 0 or -errno. */
 int br_fsync_parent_dir (const char *path);
+
+/* A mutex whose holder is known in debug builds, so that a function
+ * documented "lock held" can assert it (BR_ASSERT_LOCKED).  Release
+ * builds (NDEBUG) keep only the pthread mutex: no cost.  Condition waits
+ * go through br_cond_wait / br_cond_timedwait, which keep the holder
+ * right across the wait. */
+struct br_mutex {
+  pthread_mutex_t m;
+#ifndef NDEBUG
+  atomic_ulong owner;               /* pthread_self () of the holder, or 0 */
+#endif
+};
+
+static inline void
+br_mutex_init (struct br_mutex *l)
+{
+  pthread_mutex_init (&l->m, NULL);
+#ifndef NDEBUG
+  atomic_init (&l->owner, 0);
+#endif
+}
+
+static inline void
+br_mutex_destroy (struct br_mutex *l)
+{
+  pthread_mutex_destroy (&l->m);
+}
+
+static inline void
+br__mutex_own (struct br_mutex *l, bool own)
+{
+#ifndef NDEBUG
+  atomic_store_explicit (&l->owner, own ? (unsigned long) pthread_self () : 0,
+                         memory_order_relaxed);
+#else
+  (void) l;
+  (void) own;
+#endif
+}
+
+static inline void
+br_mutex_lock (struct br_mutex *l)
+{
+  pthread_mutex_lock (&l->m);
+  br__mutex_own (l, true);
+}
+
+static inline void
+br_mutex_unlock (struct br_mutex *l)
+{
+  br__mutex_own (l, false);
+  pthread_mutex_unlock (&l->m);
+}
+
+static inline void
+br_cond_wait (pthread_cond_t *c, struct br_mutex *l)
+{
+  br__mutex_own (l, false);
+  pthread_cond_wait (c, &l->m);
+  br__mutex_own (l, true);
+}
+
+static inline int
+br_cond_timedwait (pthread_cond_t *c, struct br_mutex *l,
+                   const struct timespec *ts)
+{
+  int r;
+
+  br__mutex_own (l, false);
+  r = pthread_cond_timedwait (c, &l->m, ts);
+  br__mutex_own (l, true);
+  return r;
+}
+
+#ifndef NDEBUG
+#define BR_ASSERT_LOCKED(l)                                             \
+  assert (atomic_load_explicit (&(l)->owner, memory_order_relaxed)      \
+          == (unsigned long) pthread_self ())
+#else
+#define BR_ASSERT_LOCKED(l) ((void) 0)
+#endif
 
 #endif

@@ -44,15 +44,19 @@
  *
  * Handshake layouts (all integers big-endian, names NUL-padded)
  * -------------------------------------------------------------
- * Volume entry, BR_WIRE_VOL_SIZE = 96 bytes:
+ * Volume entry, BR_WIRE_VOL_SIZE = 168 bytes (the sender's generation
+ * view of the volume, the input of the verdict in verdict.c):
  *    0  64  name          non-empty
  *   64   8  size          > 0, multiple of 512
  *   72   4  granularity   power of two, 512 .. 1 GiB
  *   76   4  flags         BR_SB_* of the sender's copy
- *   80   8  gen           sender's current generation
- *   88   8  peer_gen      generation the sender last synced with the peer
+ *   80   8  gen           sender's current generation, nonzero
+ *   88   8  peer_gen      generation the sender was last in sync with the
+ *                         peer at (0: never)
+ *   96   8  owed          regions set in the sender's bitmap for the peer
+ *  104  64  history       the sender's 8 earlier generations (0 = none)
  *
- * HELLO payload, 296 + 96 * n_volumes bytes:
+ * HELLO payload, 304 + 168 * n_volumes bytes:
  *    0   2  proto_min     >= 1
  *    2   2  proto_max     >= proto_min
  *    4   4  n_volumes     1 .. BR_WIRE_MAX_VOLUMES
@@ -63,9 +67,11 @@
  *  232  64  origin        non-empty: the node whose writes the group's
  *                         stream carries (the primary); a relay forwards
  *                         to its children in the tree rooted there
- *  296      n_volumes volume entries (names distinct)
+ *  296   4  flags         BR_HELLO_ASSUME_CLEAN 0x1, BR_HELLO_RELAY 0x2
+ *  300   4  reserved      0
+ *  304      n_volumes volume entries (names distinct)
  *
- * WELCOME payload, 1160 + 96 * n_volumes bytes:
+ * WELCOME payload, 1160 + 168 * n_volumes bytes:
  *    0   2  proto         chosen version, >= 1 when status is OK
  *    2   2  status        0 OK, 1 REFUSED, 2 SPLIT_BRAIN
  *    4   4  n_volumes     OK: 1 .. MAX; REFUSED: 0 .. MAX
@@ -75,7 +81,7 @@
  *  136 1024 message       refusal reason (may be empty when OK)
  * 1160      n_volumes volume entries, in the HELLO's order
  *
- * The largest HELLO is 6440 bytes and the largest WELCOME 7304 bytes, both
+ * The largest HELLO is 11056 bytes and the largest WELCOME 11912 bytes, both
  * under BR_WIRE_HANDSHAKE_MAX (static assertions below).
  *
  * Authentication
@@ -119,12 +125,14 @@ enum {
 
   /* Volume entry. */
   VOL_NAME = 0, VOL_SIZE = 64, VOL_GRANULARITY = 72, VOL_FLAGS = 76,
-  VOL_GEN = 80, VOL_PEER_GEN = 88, VOL_END = 96,
+  VOL_GEN = 80, VOL_PEER_GEN = 88, VOL_OWED = 96, VOL_HISTORY = 104,
+  VOL_END = 168,
 
   /* HELLO. */
   HELLO_PROTO_MIN = 0, HELLO_PROTO_MAX = 2, HELLO_N_VOLUMES = 4,
   HELLO_FROM = 8, HELLO_TO = 72, HELLO_GROUP = 136, HELLO_NONCE = 200,
-  HELLO_ORIGIN = 232, HELLO_VOLS = 296,
+  HELLO_ORIGIN = 232, HELLO_FLAGS = 296, HELLO_RESERVED = 300,
+  HELLO_VOLS = 304,
 
   /* WELCOME. */
   WELCOME_PROTO = 0, WELCOME_STATUS = 2, WELCOME_N_VOLUMES = 4,
@@ -135,7 +143,9 @@ enum {
 _Static_assert (HDR_RESERVED + 4 == BR_WIRE_HDR_SIZE, "header size");
 _Static_assert (VOL_END == BR_WIRE_VOL_SIZE, "volume entry size");
 _Static_assert (HELLO_NONCE + BR_WIRE_NONCE_SIZE == HELLO_ORIGIN, "hello");
-_Static_assert (HELLO_ORIGIN + BR_WIRE_NAME_MAX == HELLO_VOLS, "hello");
+_Static_assert (HELLO_ORIGIN + BR_WIRE_NAME_MAX == HELLO_FLAGS, "hello");
+_Static_assert (HELLO_RESERVED + 4 == HELLO_VOLS, "hello");
+_Static_assert (VOL_HISTORY + 8 * BR_WIRE_HISTORY == VOL_END, "history");
 _Static_assert (BR_WIRE_HELLO_SIZE (0) == HELLO_VOLS, "hello size");
 _Static_assert (WELCOME_MESSAGE + BR_WIRE_MSG_MAX == WELCOME_VOLS, "welcome");
 _Static_assert (BR_WIRE_WELCOME_SIZE (0) == WELCOME_VOLS, "welcome size");
@@ -201,9 +211,10 @@ type_rule (uint8_t type)
     [BR_T_PING] = { 0, 0, 0 },
     [BR_T_PONG] = { 0, 0, 0 },
     [BR_T_SYNCED] = { 0, 0, 0 },
+    [BR_T_RESYNC] = { 0, 0, 0 },
   };
 
-  if (type < BR_T_HELLO || type > BR_T_SYNCED)
+  if (type < BR_T_HELLO || type > BR_T_RESYNC)
     return NULL;
   return &rules[type];
 }
@@ -266,6 +277,8 @@ hdr_problem (const uint8_t *in, struct br_frame_hdr *h)
     return "zero count is 0";
   if (h->type == BR_T_ZERO && h->count > BR_WIRE_MAX_ZERO)
     return "zero count too large";
+  if (h->type == BR_T_SYNCED && h->count == 0)
+    return "SYNCED with generation 0";
   return NULL;
 }
 
@@ -378,6 +391,8 @@ vols_problem (const struct br_wire_vol *vols, uint32_t n)
       return "bad volume size";
     if (g < BR_WIRE_SECTOR || g > MAX_GRANULARITY || (g & (g - 1)))
       return "bad volume granularity";
+    if (v->gen == 0)
+      return "volume generation is 0";
     for (j = 0; j < i; j++)
       if (strcmp (vols[j].name, v->name) == 0)
         return "duplicate volume name";
@@ -407,6 +422,8 @@ hello_problem (const struct br_hello *m)
                            "origin name not terminated",
                            "empty origin name")))
     return why;
+  if (m->flags & ~(BR_HELLO_ASSUME_CLEAN | BR_HELLO_RELAY))
+    return "unknown HELLO flags";
   return vols_problem (m->vols, m->n_volumes);
 }
 
@@ -452,6 +469,9 @@ put_vols (uint8_t *p, const struct br_wire_vol *vols, uint32_t n)
     put32 (p + VOL_FLAGS, vols[i].flags);
     put64 (p + VOL_GEN, vols[i].gen);
     put64 (p + VOL_PEER_GEN, vols[i].peer_gen);
+    put64 (p + VOL_OWED, vols[i].owed);
+    for (int k = 0; k < BR_WIRE_HISTORY; k++)
+      put64 (p + VOL_HISTORY + 8 * k, vols[i].history[k]);
   }
 }
 
@@ -468,6 +488,9 @@ get_vols (struct br_wire_vol *vols, const uint8_t *p, uint32_t n)
     vols[i].flags = get32 (p + VOL_FLAGS);
     vols[i].gen = get64 (p + VOL_GEN);
     vols[i].peer_gen = get64 (p + VOL_PEER_GEN);
+    vols[i].owed = get64 (p + VOL_OWED);
+    for (int k = 0; k < BR_WIRE_HISTORY; k++)
+      vols[i].history[k] = get64 (p + VOL_HISTORY + 8 * k);
   }
   return canonical;
 }
@@ -492,6 +515,8 @@ br_wire_encode_hello (const struct br_hello *m, uint8_t *buf, size_t len)
   put_name (buf + HELLO_GROUP, m->group, BR_WIRE_NAME_MAX);
   memcpy (buf + HELLO_NONCE, m->nonce, BR_WIRE_NONCE_SIZE);
   put_name (buf + HELLO_ORIGIN, m->origin, BR_WIRE_NAME_MAX);
+  put32 (buf + HELLO_FLAGS, m->flags);
+  put32 (buf + HELLO_RESERVED, 0);
   put_vols (buf + HELLO_VOLS, m->vols, m->n_volumes);
   return (int) size;
 }
@@ -544,6 +569,9 @@ br_wire_decode_hello (const uint8_t *buf, size_t len, struct br_hello *m,
   canonical &= get_name (m->group, buf + HELLO_GROUP, BR_WIRE_NAME_MAX);
   memcpy (m->nonce, buf + HELLO_NONCE, BR_WIRE_NONCE_SIZE);
   canonical &= get_name (m->origin, buf + HELLO_ORIGIN, BR_WIRE_NAME_MAX);
+  m->flags = get32 (buf + HELLO_FLAGS);
+  if (get32 (buf + HELLO_RESERVED) != 0)
+    return refuse (reason, "reserved field not zero");
   canonical &= get_vols (m->vols, buf + HELLO_VOLS, n);
 
   if ((why = hello_problem (m)))
@@ -716,7 +744,7 @@ br_wire_reader_feed (struct br_wire_reader *r, const uint8_t *data,
     if (err)
       return reader_fail (r, err);
     if (r->max_payload && r->hdr.length > r->max_payload) {
-      *reason = "frame too large before the handshake completed";
+      *reason = "frame larger than this connection allows";
       return reader_fail (r, -EBADMSG);
     }
   }

@@ -1,11 +1,11 @@
-/* blockrelay — wire protocol v2 codec (see wire.c and docs/formats.md).
+/* blockrelay — wire protocol v3 codec (see wire.c and docs/formats.md).
  *
  * Every message is a frame: a fixed 56-byte big-endian header followed by
  * LENGTH bytes of payload.
  *
  *   off size field
  *    0   4   magic        0x42524C59 ("BRLY")
- *    4   1   version      2
+ *    4   1   version      3
  *    5   1   type         enum br_frame_type
  *    6   2   flags        BR_F_*
  *    8   4   volume       index into the handshake's volume list
@@ -31,7 +31,9 @@
 #include <stdint.h>
 
 #define BR_WIRE_MAGIC 0x42524C59u
-#define BR_WIRE_VERSION 2      /* 2: HELLO carries the origin */
+#define BR_WIRE_VERSION 3      /* 2: HELLO carries the origin; 3: the
+                                  generation views (history, owed) and
+                                  HELLO flags, RESYNC */
 #define BR_WIRE_HDR_SIZE 56
 #define BR_WIRE_MAX_PAYLOAD (32u * 1024 * 1024) /* largest WRITE payload */
 #define BR_WIRE_MAX_VOLUMES 64                  /* per handshake */
@@ -42,8 +44,9 @@
 #define BR_WIRE_SECTOR 512      /* WRITE / ZERO offset and length alignment */
 #define BR_WIRE_MAX_ZERO (1ull << 40)           /* largest ZERO count (1 TiB) */
 /* Encoded handshake sizes (layouts in wire.c and docs/formats.md). */
-#define BR_WIRE_VOL_SIZE 96                     /* one volume entry */
-#define BR_WIRE_HELLO_SIZE(n) (296 + (size_t) (n) * BR_WIRE_VOL_SIZE)
+#define BR_WIRE_VOL_SIZE 168                    /* one volume entry */
+#define BR_WIRE_HISTORY 8                       /* generations per entry */
+#define BR_WIRE_HELLO_SIZE(n) (304 + (size_t) (n) * BR_WIRE_VOL_SIZE)
 #define BR_WIRE_WELCOME_SIZE(n) (1160 + (size_t) (n) * BR_WIRE_VOL_SIZE)
 
 enum br_frame_type {
@@ -59,7 +62,11 @@ enum br_frame_type {
   BR_T_PONG = 10,
   BR_T_SYNCED = 11, /* client -> server, in the stream: every region of
                        `volume` is now in sync; count = the generation the
-                       replica adopts (it marks itself consistent) */
+                       replica adopts (it marks itself consistent);
+                       nonzero */
+  BR_T_RESYNC = 12, /* client -> server, in the stream: a resync of the
+                       group starts here; the replica marks every volume
+                       inconsistent before it applies what follows */
 };
 
 #define BR_F_FUA      0x0001u
@@ -107,8 +114,17 @@ struct br_wire_vol {
   uint32_t granularity;
   uint32_t flags;                  /* BR_SB_* flags of the sender's copy */
   uint64_t gen;                    /* sender's current generation */
-  uint64_t peer_gen;               /* generation sender last synced with us */
+  uint64_t peer_gen;               /* generation the sender was last in
+                                      sync with the receiver at (its base) */
+  uint64_t owed;                   /* regions set in the sender's bitmap
+                                      for the receiver */
+  uint64_t history[BR_WIRE_HISTORY]; /* sender's earlier generations */
 };
+
+/* HELLO flags. */
+#define BR_HELLO_ASSUME_CLEAN 0x1u /* a new receiver is taken as in sync */
+#define BR_HELLO_RELAY 0x2u        /* the sender forwards another node's
+                                      stream (it is not the origin) */
 
 struct br_hello {                  /* client (upstream) -> server */
   uint16_t proto_min, proto_max;
@@ -117,6 +133,7 @@ struct br_hello {                  /* client (upstream) -> server */
   char group[BR_WIRE_NAME_MAX];    /* replication group of this connection */
   uint8_t nonce[BR_WIRE_NONCE_SIZE];
   char origin[BR_WIRE_NAME_MAX];   /* node whose writes the stream carries */
+  uint32_t flags;                  /* BR_HELLO_* */
   uint32_t n_volumes;              /* 1 .. BR_WIRE_MAX_VOLUMES */
   struct br_wire_vol vols[BR_WIRE_MAX_VOLUMES];
 };

@@ -130,7 +130,7 @@ START_TEST (test_create_layout)
   pread_at (sbpath, magic, 8, 0);
   ck_assert_mem_eq (magic, "BRSCORE1", 8);
   pread_at (sbpath, &v32, 4, 8);
-  ck_assert_uint_eq (le32toh (v32), 1);
+  ck_assert_uint_eq (le32toh (v32), 2);
   pread_at (sbpath, &v64, 8, 16);
   ck_assert_uint_eq (le64toh (v64), GiB);
   pread_at (sbpath, &v32, 4, 24);

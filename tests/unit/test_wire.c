@@ -68,6 +68,9 @@ valid_hdr (uint8_t type, const uint8_t *payload, uint32_t len)
   case BR_T_ERROR:
     h.count = EIO;
     break;
+  case BR_T_SYNCED:
+    h.count = 0x5eed;             /* a generation: never 0 */
+    break;
   }
   h.length = len;
   h.payload_sum = len ? br_wire_checksum (payload, len) : 0;
@@ -134,6 +137,9 @@ fill_vol (struct br_wire_vol *v, unsigned i)
   v->flags = i & 3;
   v->gen = 0x0102030405060708ull + i;
   v->peer_gen = 0x1112131415161718ull + i;
+  v->owed = 7 + i;
+  for (unsigned k = 0; k < BR_WIRE_HISTORY; k++)
+    v->history[k] = k == 5 ? 0 : 0x2100u + 16 * i + k;
 }
 
 static void
@@ -146,6 +152,7 @@ fill_hello (struct br_hello *m, uint32_t n)
   strcpy (m->to, "site-b");
   strcpy (m->group, "db");
   strcpy (m->origin, "site-a");
+  m->flags = BR_HELLO_RELAY;
   for (unsigned i = 0; i < BR_WIRE_NONCE_SIZE; i++)
     m->nonce[i] = (uint8_t) (i + 1);
   m->n_volumes = n;
@@ -178,9 +185,13 @@ vols_eq (const struct br_wire_vol *a, const struct br_wire_vol *b)
   ck_assert_uint_eq (a->flags, b->flags);
   ck_assert_uint_eq (a->gen, b->gen);
   ck_assert_uint_eq (a->peer_gen, b->peer_gen);
+  ck_assert_uint_eq (a->owed, b->owed);
+  for (unsigned k = 0; k < BR_WIRE_HISTORY; k++)
+    ck_assert_uint_eq (a->history[k], b->history[k]);
 }
 
 static uint8_t hs_buf[BR_WIRE_HANDSHAKE_MAX + 16];
+#define HV ((size_t) BR_WIRE_HELLO_SIZE (0))   /* HELLO's first volume */
 
 static int
 encoded_hello (struct br_hello *m, uint32_t n)
@@ -297,7 +308,7 @@ START_TEST (test_hdr_unknown_type)
 
   h.type = 0;
   refuse_hdr (&h, "unknown frame type");
-  h.type = BR_T_SYNCED + 1;
+  h.type = BR_T_RESYNC + 1;
   refuse_hdr (&h, "unknown frame type");
   h.type = 255;
   refuse_hdr (&h, "unknown frame type");
@@ -536,7 +547,7 @@ START_TEST (test_hello_roundtrip)
   for (uint32_t i = 0; i < n; i++)
     vols_eq (&out.vols[i], &in.vols[i]);
   /* The 0xAA garbage after each name did not reach the wire. */
-  ck_assert_uint_eq (hs_buf[296 + 5], 0);
+  ck_assert_uint_eq (hs_buf[HV + 5], 0);
 }
 END_TEST
 
@@ -664,7 +675,7 @@ START_TEST (test_hello_unterminated_name)
   memset (hs_buf + 232, 0, BR_WIRE_NAME_MAX);
   expect_hello_refused (len, "empty origin name");
   len = encoded_hello (&m, 1);
-  memset (hs_buf + 296, 'v', BR_WIRE_NAME_MAX);     /* volume 0 name */
+  memset (hs_buf + HV, 'v', BR_WIRE_NAME_MAX);     /* volume 0 name */
   expect_hello_refused (len, "volume name not terminated");
 }
 END_TEST
@@ -680,7 +691,7 @@ START_TEST (test_hello_empty_name)
   memset (hs_buf + 72, 0, BR_WIRE_NAME_MAX);        /* to */
   expect_hello_refused (len, "empty to name");
   len = encoded_hello (&m, 1);
-  memset (hs_buf + 296, 0, BR_WIRE_NAME_MAX);       /* volume name */
+  memset (hs_buf + HV, 0, BR_WIRE_NAME_MAX);       /* volume name */
   expect_hello_refused (len, "empty volume name");
 }
 END_TEST
@@ -712,15 +723,15 @@ START_TEST (test_hello_bad_volume_values)
   static struct br_hello m;
   int len = encoded_hello (&m, 2);
 
-  set64 (hs_buf + 296 + 64, 1000);                 /* size not sectors */
+  set64 (hs_buf + HV + 64, 1000);                 /* size not sectors */
   expect_hello_refused (len, "bad volume size");
   len = encoded_hello (&m, 2);
-  set32 (hs_buf + 296 + 72, 0);                    /* granularity 0 */
+  set32 (hs_buf + HV + 72, 0);                    /* granularity 0 */
   expect_hello_refused (len, "bad volume granularity");
-  set32 (hs_buf + 296 + 72, 65536 + 512);          /* not a power of 2 */
+  set32 (hs_buf + HV + 72, 65536 + 512);          /* not a power of 2 */
   expect_hello_refused (len, "bad volume granularity");
   len = encoded_hello (&m, 2);
-  memcpy (hs_buf + 296 + 96, "vol0", 4);           /* vol1 -> vol0 */
+  memcpy (hs_buf + HV + BR_WIRE_VOL_SIZE, "vol0", 4);           /* vol1 -> vol0 */
   expect_hello_refused (len, "duplicate volume name");
 }
 END_TEST
@@ -1143,6 +1154,50 @@ END_TEST
 
 /* ---- Main ---- */
 
+/* v3: the generation views and flags travel; bad ones are refused. */
+START_TEST (test_hello_v3_fields)
+{
+  static struct br_hello m, out;
+  const char *reason = NULL;
+  int len = encoded_hello (&m, 2);
+
+  ck_assert_int_eq (br_wire_decode_hello (hs_buf, len, &out, &reason), 0);
+  ck_assert_uint_eq (out.flags, BR_HELLO_RELAY);
+  len = encoded_hello (&m, 2);
+  set32 (hs_buf + 296, 0x4);                       /* unknown flag */
+  expect_hello_refused (len, "unknown HELLO flags");
+  len = encoded_hello (&m, 2);
+  set32 (hs_buf + 300, 1);                         /* reserved */
+  expect_hello_refused (len, "reserved field not zero");
+  len = encoded_hello (&m, 2);
+  set64 (hs_buf + HV + BR_WIRE_VOL_SIZE + 80, 0);  /* vol1 gen 0 */
+  expect_hello_refused (len, "volume generation is 0");
+}
+END_TEST
+
+START_TEST (test_synced_gen_zero_refused)
+{
+  struct br_frame_hdr h = valid_hdr (BR_T_SYNCED, NULL, 0);
+
+  h.count = 0;
+  refuse_hdr (&h, "SYNCED with generation 0");
+}
+END_TEST
+
+START_TEST (test_resync_marker)
+{
+  struct br_frame_hdr h = valid_hdr (BR_T_RESYNC, NULL, 0), d;
+  uint8_t b[BR_WIRE_HDR_SIZE];
+  const char *reason = NULL;
+
+  br_wire_encode_hdr (&h, b);
+  ck_assert_int_eq (br_wire_decode_hdr (b, &d, &reason), 0);
+  ck_assert_uint_eq (d.type, BR_T_RESYNC);
+  h.flags = BR_F_RESYNC;
+  refuse_hdr (&h, "flags not allowed for type");
+}
+END_TEST
+
 static Suite *
 wire_suite (void)
 {
@@ -1150,11 +1205,13 @@ wire_suite (void)
   TCase *tc;
 
   tc = tcase_create ("header");
-  tcase_add_loop_test (tc, test_hdr_roundtrip, BR_T_HELLO, BR_T_SYNCED + 1);
+  tcase_add_loop_test (tc, test_hdr_roundtrip, BR_T_HELLO, BR_T_RESYNC + 1);
   tcase_add_test (tc, test_hdr_version_zero_means_current);
   tcase_add_test (tc, test_hdr_bad_magic);
   tcase_add_test (tc, test_hdr_bad_version);
   tcase_add_test (tc, test_hdr_unknown_type);
+  tcase_add_test (tc, test_synced_gen_zero_refused);
+  tcase_add_test (tc, test_resync_marker);
   tcase_add_test (tc, test_hdr_bad_reserved);
   tcase_add_test (tc, test_hdr_checksum_mismatch);
   tcase_add_test (tc, test_hdr_flags_not_allowed);
@@ -1190,6 +1247,7 @@ wire_suite (void)
   tcase_add_test (tc, test_hello_garbage_after_nul);
   tcase_add_test (tc, test_hello_bad_proto_range);
   tcase_add_test (tc, test_hello_bad_volume_values);
+  tcase_add_test (tc, test_hello_v3_fields);
   tcase_add_test (tc, test_welcome_malformed);
   tcase_add_test (tc, test_handshake_garbled);
   suite_add_tcase (s, tc);
@@ -1217,6 +1275,7 @@ wire_suite (void)
 
   return s;
 }
+
 
 int
 main (void)
