@@ -235,6 +235,7 @@ br__apply_thread (void *arg)
   pthread_mutex_lock (&s->lock);
   for (;;) {
     struct op *o;
+    bool control;
     int err;
 
     while (s->head == NULL && !s->stop && !s->error) {
@@ -291,15 +292,18 @@ br__apply_thread (void *arg)
       pending = true;
       unsynced += o->h.length;
     }
-    if (pending && (o->h.type == BR_T_FLUSH || (o->h.flags & BR_F_FUA) ||
+    /* FLUSH and the RESYNC marker carry no data but must become durable
+     * (a peer waits for them): they always ask for a round. */
+    control = o->h.type == BR_T_FLUSH || o->h.type == BR_T_RESYNC;
+    if (pending && (control || (o->h.flags & BR_F_FUA) ||
                     unsynced >= SYNC_BYTES ||
                     (uint32_t) (br__now_ms () - oldest) >= SYNC_MS)) {
       request_sync (s);         /* S2, busy */
       pending = false;
       unsynced = 0;
     }
-    else if (o->h.type == BR_T_FLUSH)
-      request_sync (s);         /* nothing new, but answer the FLUSH */
+    else if (control)
+      request_sync (s);         /* nothing new, but answer it */
     free (o->payload);
     free (o);
     uv_async_send (&s->notify);

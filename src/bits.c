@@ -276,12 +276,18 @@ struct peer_gen_task {
   char peer[BR_NAME_MAX + 1];
 };
 
+/* A primary that has synced a peer is no longer fresh (verdict.c rule
+ * 6): its content now exists elsewhere too.  A relay stays fresh until
+ * its own upstream's SYNCED (apply.c). */
 static void
 peer_gen_work (void *arg)
 {
   struct peer_gen_task *t = arg;
+  br_scoreboard *sb = t->v->sb;
 
-  if (br_sb_set_peer_gen (t->v->sb, t->slot, t->gen) < 0)
+  if (br_sb_set_peer_gen (sb, t->slot, t->gen) < 0 ||
+      (t->v->e->role == BR_ROLE_PRIMARY && (br_sb_flags (sb) & BR_SB_FRESH)
+       && br_sb_set_flags (sb, 0, BR_SB_FRESH) < 0))
     br_error ("%s: cannot record peer %s's generation", t->v->cfg->name,
               t->peer);
 }

@@ -46,6 +46,8 @@
 #include "config.h"
 #include "wire.h"
 
+#include <xxhash.h>
+
 #define TIMEOUT_S 10
 #define BLOCK 4096
 #define BAD_BYTE 0xEE
@@ -284,6 +286,7 @@ make_hello (struct br_hello *m)
   snprintf (m->vols[0].name, sizeof m->vols[0].name, "%s", opt.volume);
   m->vols[0].size = opt.size;
   m->vols[0].granularity = opt.granularity;
+  m->vols[0].gen = 0x0b5e55ed;    /* a generation: never 0 on the wire */
 }
 
 /* Encode M into BUF; the header into H. */
@@ -666,6 +669,53 @@ do_bad_volume (int fd)
   return verdict (expect_close (fd), "server closed the connection");
 }
 
+/* HELLO as the real upstream, WELCOME, then an AUTH that does not know
+ * the secret: refused, and (R4) a live session of that upstream must not
+ * have been disturbed by the HELLO (the test checks that). */
+static int
+do_auth_bad_mac (int fd)
+{
+  uint8_t mac[BR_WIRE_MAC_SIZE];
+  struct br_frame_hdr h = { .type = BR_T_AUTH, .length = sizeof mac };
+  struct br_hello m;
+  struct br_welcome *w = malloc (sizeof *w);
+
+  if (w == NULL)
+    abort ();
+  make_hello (&m);
+  if (send_hello (fd, &m) < 0 || read_welcome (fd, w) != 1) {
+    free (w);
+    return verdict (false, "handshake");
+  }
+  free (w);
+  br_wire_random (mac, sizeof mac);
+  h.payload_sum = br_wire_checksum (mac, sizeof mac);
+  say ("sending an AUTH with a MAC that does not know the secret");
+  send_frame (fd, &h, mac, sizeof mac, NULL);
+  return verdict (expect_close (fd), "server closed the connection");
+}
+
+/* A SYNCED record naming generation 0 (no generation): refused. */
+static int
+do_synced_gen_zero (int fd)
+{
+  uint8_t hdr[BR_WIRE_HDR_SIZE];
+  struct br_frame_hdr h = { .type = BR_T_SYNCED, .seq = 1, .count = 1 };
+
+  handshake (fd);
+  say ("sending SYNCED with generation 0");
+  /* The codec refuses to decode it; encode it right, then patch the count
+   * to 0 and the header checksum with it. */
+  br_wire_encode_hdr (&h, hdr);
+  memset (hdr + 32, 0, 8);
+  {
+    uint32_t sum = XXH32 (hdr, 48, 0);
+    hdr[48] = sum >> 24; hdr[49] = sum >> 16; hdr[50] = sum >> 8; hdr[51] = sum;
+  }
+  send_all (fd, hdr, sizeof hdr);
+  return verdict (expect_close (fd), "server closed the connection");
+}
+
 /* HELLO, WELCOME, then a WRITE instead of the AUTH. */
 static int
 do_write_before_auth (int fd)
@@ -752,7 +802,7 @@ static const char *const scenarios[] = {
   "hello-wrong-node", "hello-unknown-from", "hello-unknown-group",
   "hello-wrong-size", "hello-wrong-granularity", "out-of-range",
   "seq-backwards", "seq-zero", "bad-volume", "write-before-auth",
-  "zero-out-of-range", "valid", NULL,
+  "zero-out-of-range", "auth-bad-mac", "synced-gen-zero", "valid", NULL,
 };
 
 static int
@@ -886,6 +936,10 @@ main (int argc, char **argv)
     rc = do_bad_volume (fd);
   else if (strcmp (scenario, "write-before-auth") == 0)
     rc = do_write_before_auth (fd);
+  else if (strcmp (scenario, "auth-bad-mac") == 0)
+    rc = do_auth_bad_mac (fd);
+  else if (strcmp (scenario, "synced-gen-zero") == 0)
+    rc = do_synced_gen_zero (fd);
   else if (strcmp (scenario, "zero-out-of-range") == 0)
     rc = do_zero_out_of_range (fd);
   else
