@@ -123,7 +123,8 @@ mark_lost (struct br_volume *v, const char *path)
 /* Open V: the scoreboard first (so that "this disk is new" is recorded
  * before the disk exists), then the disk; then one sync of the disk, so
  * that whatever an earlier process left in the page cache is durable
- * before any bit is cleared on its account (bits.c C5). */
+ * before any bit is cleared on its account (bits.c C5: until a sync has
+ * succeeded, sync_done is 0 and no region counts as durable here). */
 static int
 open_volume (struct br_engine *e, struct br_volume *v,
              const struct br_volume_cfg *vc, char *err, size_t errlen)
@@ -175,11 +176,9 @@ open_volume (struct br_engine *e, struct br_volume *v,
     if ((r = br_sb_set_gen (v->sb, gen | 1)) < 0)
       return r;
   }
-  if ((r = br__volume_sync (v)) < 0) {
-    snprintf (err, errlen, "%s: sync of %s: %s", vc->name, disk,
-              br_strerror (-r));
-    return r;
-  }
+  if ((r = br__volume_sync (v)) < 0)
+    br_warn ("%s: sync of %s failed: %s; no bit is cleared until a sync of "
+             "this disk succeeds", vc->name, disk, br_strerror (-r));
   return 0;
 }
 

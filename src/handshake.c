@@ -239,10 +239,12 @@ br__hello_problem (struct br_engine *e, const struct br_hello *m,
              br_verdict_action_name (vd.action), vd.rule, vd.why);
     if (br_verdict_stops (vd.action))
       return say (why, len, BR_WELCOME_SPLIT_BRAIN, "split brain on %s by "
-                  "rule %d: %s; this node %s is at generation %016llx, %s "
-                  "at %016llx; this copy is not overwritten until an "
-                  "operator chooses a side", v->cfg->name, vd.rule, vd.why,
-                  e->self->name, (unsigned long long) w->vols[i].gen, from,
+                  "rule %d: %s; this node %s is at generation %016llx and "
+                  "holds %llu regions that %s does not have, %s is at "
+                  "%016llx; this copy is not overwritten until an operator "
+                  "chooses a side", v->cfg->name, vd.rule, vd.why,
+                  e->self->name, (unsigned long long) w->vols[i].gen,
+                  (unsigned long long) w->vols[i].owed, from, from,
                   (unsigned long long) m->vols[i].gen);
     if (vd.action == BR_VERDICT_WAIT)
       return REFUSE ("%s: not yet (rule %d: %s)", v->cfg->name, vd.rule,

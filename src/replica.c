@@ -476,12 +476,12 @@ try_start (struct br_replica_session *s)
 
   if (g->applying)
     return;                         /* start_pending calls again */
-  g->applying = true;
-  s->owns_group = true;
   if (br__relay_plan (g, s->origin, &plan, why, sizeof why) < 0) {
     session_close (s, "cannot relay: %s", why);
     return;
   }
+  g->applying = true;
+  s->owns_group = true;
   if (plan == NULL) {
     spawn_threads (s);
     return;
