@@ -182,17 +182,22 @@ status_json (struct br_engine *e)
     struct br_volume *v = &e->vols[i];
     json_t *peers = json_array ();
     uint32_t flags = br_sb_flags (v->sb);
+    char gen[17];
 
+    snprintf (gen, sizeof gen, "%016llx",
+              (unsigned long long) br_sb_gen (v->sb));
     for (size_t pi = 0; pi < v->g->n_peers; pi++)
       json_array_append_new (peers, peer_json (v->g->peers[pi], v));
     json_array_append_new (vols,
-      json_pack ("{s:s, s:s, s:s, s:I, s:I, s:b, s:s, s:o}",
+      json_pack ("{s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:s, s:s, s:o}",
                  "name", v->cfg->name,
                  "group", v->g->name,
                  "role", e->role == BR_ROLE_PRIMARY ? "primary" : "replica",
                  "size", (json_int_t) v->size,
                  "granularity", (json_int_t) ((uint64_t) 1 << v->gran_shift),
                  "consistent", (flags & BR_SB_CONSISTENT) != 0,
+                 "fresh", (flags & BR_SB_FRESH) != 0,
+                 "generation", gen,
                  "disk", br_disk_path (v->disk),
                  "peers", peers));
   }

@@ -60,8 +60,10 @@ static struct {
   const char *from, *to, *group, *volume;
   uint64_t size;
   uint32_t granularity;
+  uint64_t gen;
   const char *pattern_file;
 } opt = {
+  .gen = 0x0b5e55ed,
   .from = "a", .to = "b", .group = "vol0", .volume = "vol0",
   .granularity = 64 * 1024,
 };
@@ -286,7 +288,7 @@ make_hello (struct br_hello *m)
   snprintf (m->vols[0].name, sizeof m->vols[0].name, "%s", opt.volume);
   m->vols[0].size = opt.size;
   m->vols[0].granularity = opt.granularity;
-  m->vols[0].gen = 0x0b5e55ed;    /* a generation: never 0 on the wire */
+  m->vols[0].gen = opt.gen;       /* a generation: never 0 on the wire */
 }
 
 /* Encode M into BUF; the header into H. */
@@ -820,6 +822,7 @@ usage (FILE *fp, int code)
            "scenarios)\n"
            "  --granularity SIZE   its granularity (default 64K)\n"
            "  --pattern FILE       valid: also write the data sent to FILE\n"
+           "  --gen HEX            the generation the HELLO claims (default 0b5e55ed)\n"
            "\n"
            "scenarios:", prog);
   for (size_t i = 0; scenarios[i]; i++)
@@ -839,6 +842,7 @@ main (int argc, char **argv)
     { "size", required_argument, NULL, 's' },
     { "granularity", required_argument, NULL, 'G' },
     { "pattern", required_argument, NULL, 'p' },
+    { "gen", required_argument, NULL, 'n' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
@@ -866,6 +870,13 @@ main (int argc, char **argv)
       opt.granularity = (uint32_t) v;
       break;
     case 'p': opt.pattern_file = optarg; break;
+    case 'n':
+      opt.gen = strtoull (optarg, NULL, 16);
+      if (opt.gen == 0) {
+        fprintf (stderr, "%s: bad --gen '%s' (hex, nonzero)\n", prog, optarg);
+        return 2;
+      }
+      break;
     case 'h': return usage (stdout, 0);
     default: return usage (stderr, 2);
     }

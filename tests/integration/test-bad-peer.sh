@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# What an upstream trusts (P5 in src/peer.c): a fake replica (br-fakepeer)
+# answers the primary's HELLO wrongly, one way per scenario, and the
+# primary must drop the connection at once with a clear reason:
+#   a WELCOME whose volume size, granularity, name, protocol or node
+#   differs from what the primary expects;
+#   a frame header announcing a 32 MiB payload before the handshake is
+#   done (no allocation, no waiting for it: closed within 2 s while the
+#   heartbeat timeout is 5 s);
+#   a refusal whose text holds control characters: logged escaped (no raw
+#   ESC, BEL or newline from the peer reaches the log).
+. "$(dirname "$0")/lib.sh"
+need nbdkit
+FAKE=$BUILDDIR/br-fakepeer
+CFG=$T/p.yaml
+write_pair_config "$CFG" sync 32M
+cat >> "$CFG" <<EOT
+settings: {reconnect-min: 50ms, reconnect-max: 200ms, heartbeat-timeout: 5s}
+EOT
+
+# fake SCENARIO: run br-fakepeer on b's port until it has judged one
+# connection; its output goes to fake-SCENARIO.out.
+fake() {
+  local out=$T/fake-$1.out rc=0
+  "$FAKE" 127.0.0.1 "$PORT_B" "$1" > "$out" 2>&1 &
+  local pid=$!
+  BR_PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  cat "$out" >&2
+  [ $rc -eq 0 ] || fail "$1: the primary did not drop the connection"
+}
+
+# The primary retries while nothing listens; each fake judges one try.
+start_primary_nowait_simple() {
+  rm -f "$T/a.pid"
+  env $(asan_env) nbdkit -f -P "$T/a.pid" -p "$(free_port)" -i 127.0.0.1 \
+    "$PLUGIN" config="$CFG" node=a >> "$T/a.log" 2>&1 &
+  PID_a=$!
+  BR_PIDS+=("$PID_a")
+  wait_for_file "$T/a.pid" "$PID_a"
+}
+start_primary_nowait_simple
+
+fake welcome-wrong-size
+fake welcome-wrong-granularity
+fake welcome-wrong-name
+fake welcome-wrong-proto
+fake welcome-wrong-node
+fake huge-frame
+fake refusal-control-chars
+
+expect() {
+  grep -q -- "$1" "$T/a.log" || { tail -20 "$T/a.log" >&2; fail "a.log lacks: $1"; }
+}
+expect "vol0 is 34603008 bytes on b, 33554432 here"
+expect "vol0 has granularity 131072 on b, 65536 here"
+expect "WELCOME volume 0 is not-vol0, expected vol0"
+expect "WELCOME chose protocol 2, this node speaks 3"
+expect "expected node b, reached not-b"
+expect "frame larger than this connection allows"
+expect 'EVIL\\x1b\[31m red\\x0aFORGED LOG LINE\\x07'
+if grep -q $'\x1b\|\x07' "$T/a.log"; then
+  fail "a control character from the peer reached the log"
+fi
+grep -q "^FORGED LOG LINE" "$T/a.log" && fail "the peer forged a log line"
+stop_node a
+log "every bad answer was refused with its reason"
