@@ -51,7 +51,11 @@ def st(node):
 checked = 0
 t_end = time.monotonic() + 20
 while time.monotonic() < t_end:
-    a, b = st("a"), st("b")
+    # b first: once b has applied SYNCED, a is already replicating (it
+    # queues SYNCED as it leaves syncing), so a later "syncing" from a
+    # means b's answer was taken during the resync.
+    b = st("b")
+    a = st("a")
     if not a or not b:
         continue
     p = a["volumes"][0]["peers"][0]
