@@ -224,50 +224,102 @@ deadline_in (struct timespec *ts, long ms)
   }
 }
 
+/* When the apply thread asks for a sync round (S2): what it has applied
+ * since its last request. */
+struct pacing {
+  uint64_t unsynced;            /* bytes */
+  uint32_t oldest;              /* br__now_ms of the oldest unsynced write */
+  bool pending;                 /* writes not yet covered by a request */
+};
+
+static void
+request_covering (struct br_replica_session *s, struct pacing *pc)
+{
+  request_sync (s);
+  pc->pending = false;
+  pc->unsynced = 0;
+}
+
+/* s->lock held: the next op, or NULL when the thread must stop.  While
+ * idle with writes pending, asks for their round SYNC_MS after the oldest
+ * (S2, idle). */
+static struct op *
+next_op (struct br_replica_session *s, struct pacing *pc)
+{
+  struct op *o;
+
+  while (s->head == NULL && !s->stop && !s->error) {
+    struct timespec ts;
+    uint32_t age;
+
+    if (!pc->pending) {
+      pthread_cond_wait (&s->cond, &s->lock);
+      continue;
+    }
+    age = br__now_ms () - pc->oldest;
+    deadline_in (&ts, age >= SYNC_MS ? 0 : SYNC_MS - age);
+    if (pthread_cond_timedwait (&s->cond, &s->lock, &ts) == ETIMEDOUT &&
+        s->head == NULL)
+      request_covering (s, pc);
+  }
+  if (s->stop || s->error)
+    return NULL;
+  o = s->head;
+  s->head = o->next;
+  if (s->head == NULL)
+    s->tail = NULL;
+  s->queued -= o->h.length;
+  return o;
+}
+
+/* s->lock held: O was applied; publish it and pace the sync rounds (S2,
+ * busy).  FLUSH and the RESYNC marker carry no data but must become
+ * durable (a peer waits for them): they always ask for a round. */
+static void
+applied (struct br_replica_session *s, const struct op *o, struct pacing *pc)
+{
+  bool control = o->h.type == BR_T_FLUSH || o->h.type == BR_T_RESYNC;
+
+  s->applied = o->h.seq;
+  if (o->h.type == BR_T_SYNCED && o->h.seq > s->durable)
+    s->durable = o->h.seq;      /* apply_synced synced everything */
+  else if (o->h.type == BR_T_WRITE || o->h.type == BR_T_ZERO) {
+    if (!pc->pending)
+      pc->oldest = br__now_ms ();
+    pc->pending = true;
+    pc->unsynced += o->h.length;
+  }
+  if (pc->pending && (control || (o->h.flags & BR_F_FUA) ||
+                      pc->unsynced >= SYNC_BYTES ||
+                      (uint32_t) (br__now_ms () - pc->oldest) >= SYNC_MS))
+    request_covering (s, pc);
+  else if (control)
+    request_sync (s);           /* nothing new, but answer it */
+}
+
+static void
+free_op (struct op *o)
+{
+  free (o->payload);
+  free (o);
+}
+
 void *
 br__apply_thread (void *arg)
 {
   struct br_replica_session *s = arg;
-  uint64_t unsynced = 0;
-  uint32_t oldest = 0;          /* br__now_ms of the oldest unsynced write */
-  bool pending = false;         /* writes not yet covered by a request */
+  struct pacing pc = { 0 };
+  struct op *o;
 
   pthread_mutex_lock (&s->lock);
-  for (;;) {
-    struct op *o;
-    bool control;
+  while ((o = next_op (s, &pc)) != NULL) {
     int err;
 
-    while (s->head == NULL && !s->stop && !s->error) {
-      if (!pending) {
-        pthread_cond_wait (&s->cond, &s->lock);
-        continue;
-      }
-      struct timespec ts;
-      uint32_t age = br__now_ms () - oldest;
-      deadline_in (&ts, age >= SYNC_MS ? 0 : SYNC_MS - age);
-      if (pthread_cond_timedwait (&s->cond, &s->lock, &ts) == ETIMEDOUT &&
-          s->head == NULL) {
-        request_sync (s);       /* S2, idle */
-        pending = false;
-        unsynced = 0;
-      }
-    }
-    if (s->stop || s->error)
-      break;
-    o = s->head;
-    s->head = o->next;
-    if (s->head == NULL)
-      s->tail = NULL;
-    s->queued -= o->h.length;
     pthread_mutex_unlock (&s->lock);
-
     err = apply_one (s, o);
-
     pthread_mutex_lock (&s->lock);
     if (err == -ECANCELED) {    /* the session is closing (relay) */
-      free (o->payload);
-      free (o);
+      free_op (o);
       break;
     }
     if (err < 0) {
@@ -279,33 +331,11 @@ br__apply_thread (void *arg)
                 o->h.type == BR_T_ZERO ? (unsigned) o->h.count : o->h.length,
                 (unsigned long long) o->h.offset);
       fail_locked (s, o->h.seq, err, what);
-      free (o->payload);
-      free (o);
+      free_op (o);
       break;
     }
-    s->applied = o->h.seq;
-    if (o->h.type == BR_T_SYNCED && o->h.seq > s->durable)
-      s->durable = o->h.seq;    /* apply_synced synced everything */
-    else if (o->h.type == BR_T_WRITE || o->h.type == BR_T_ZERO) {
-      if (!pending)
-        oldest = br__now_ms ();
-      pending = true;
-      unsynced += o->h.length;
-    }
-    /* FLUSH and the RESYNC marker carry no data but must become durable
-     * (a peer waits for them): they always ask for a round. */
-    control = o->h.type == BR_T_FLUSH || o->h.type == BR_T_RESYNC;
-    if (pending && (control || (o->h.flags & BR_F_FUA) ||
-                    unsynced >= SYNC_BYTES ||
-                    (uint32_t) (br__now_ms () - oldest) >= SYNC_MS)) {
-      request_sync (s);         /* S2, busy */
-      pending = false;
-      unsynced = 0;
-    }
-    else if (control)
-      request_sync (s);         /* nothing new, but answer it */
-    free (o->payload);
-    free (o);
+    applied (s, o, &pc);
+    free_op (o);
     uv_async_send (&s->notify);
   }
   pthread_mutex_unlock (&s->lock);

@@ -369,6 +369,22 @@ write_local (struct br_volume *v, uint8_t type, uint16_t flags,
   return err;
 }
 
+/* The first write makes this copy the origin of data: it is no longer
+ * "fresh" (a full sync into it would lose something), durably before the
+ * write.  A relay's copy stays fresh until its upstream's SYNCED. */
+static int
+first_write (struct br_volume *v)
+{
+  int err;
+
+  if (!(br_sb_flags (v->sb) & BR_SB_FRESH))
+    return 0;
+  if ((err = br_sb_set_flags (v->sb, 0, BR_SB_FRESH)) < 0)
+    br_error ("%s: cannot record the first write in the scoreboard: %s",
+              v->cfg->name, br_strerror (-err));
+  return err;
+}
+
 int
 br__write_path (struct br_volume *v, uint8_t type, uint16_t flags,
                 const void *buf, size_t count, uint64_t off,
@@ -392,15 +408,8 @@ br__write_path (struct br_volume *v, uint8_t type, uint16_t flags,
   }
   first = br__region (v, off);
   last = br__region (v, off + count - 1);
-  /* The first write makes this copy the origin of data: it is no longer
-   * "fresh" (a full sync into it would lose something).  A relay's copy
-   * stays fresh until its upstream's SYNCED. */
-  if (!relay && (br_sb_flags (v->sb) & BR_SB_FRESH) &&
-      (err = br_sb_set_flags (v->sb, 0, BR_SB_FRESH)) < 0) {
-    br_error ("%s: cannot record the first write in the scoreboard: %s",
-              v->cfg->name, br_strerror (-err));
+  if (!relay && (err = first_write (v)) < 0)
     return err;
-  }
 
   br_rangelock_lock (&v->locks, first, last);                   /* 1 */
   if (v->slot_mask &&                                           /* 2 */

@@ -171,6 +171,7 @@ main (int argc, char **argv)
     fprintf (stderr, "%s: no valid HELLO\n", prog);
     return 2;
   }
+  br_wire_reader_reset (&r);
   printf ("%s: HELLO from %s for group %s\n", prog, m.from, m.group);
 
   w.proto = BR_WIRE_VERSION;
