@@ -219,11 +219,93 @@ print_topology (json_t *st)
   }
 }
 
+/* One peer row of the table (J = its index in the volume's peers). */
+static void
+print_peer (json_t *v, json_t *p, size_t j, const char *size, time_t now)
+{
+  char dirty[32], queued[32], since[32], rate[32], lag[64], lagb[32];
+  char safe[ERROR_TEXT_MAX];
+  const char *err = json_string_value (json_object_get (p, "last_error"));
+  json_int_t cap = json_integer_value (json_object_get (p, "rate"));
+
+  human_bytes (json_integer_value (json_object_get (p, "dirty_bytes")),
+               dirty, sizeof dirty);
+  human_bytes (json_integer_value (json_object_get (p, "queued_bytes")),
+               queued, sizeof queued);
+  snprintf (since, sizeof since, "%llds",
+            (long long) (now - json_integer_value
+                         (json_object_get (p, "since"))));
+  if (cap) {
+    human_bytes (cap, rate, sizeof rate - 2);
+    strcat (rate, "/s");
+  }
+  else
+    snprintf (rate, sizeof rate, "-");
+  human_bytes (json_integer_value (json_object_get (p, "lag_bytes")),
+               lagb, sizeof lagb);
+  snprintf (lag, sizeof lag, "%s/%.1fs", lagb,
+            json_real_value (json_object_get (p, "lag_seconds")));
+  printf ("%-12s %-10s %-8s %-10s %-12s %-6s %-12s %-8s %10s %10s %12s %10s\n",
+          j ? "" : json_string_value (json_object_get (v, "name")),
+          j ? "" : json_string_value (json_object_get (v, "group")),
+          j ? "" : json_string_value (json_object_get (v, "role")),
+          j ? "" : size,
+          json_string_value (json_object_get (p, "node")),
+          json_string_value (json_object_get (p, "mode")),
+          json_string_value (json_object_get (p, "state")), since,
+          dirty, queued, rate, lag);
+  if (err && *err)
+    printf ("%-12s   last error: %s\n", "",
+            br_escape_text (safe, sizeof safe, err, strlen (err)));
+  if (!strcmp (json_string_value (json_object_get (p, "state")), "syncing"))
+    printf ("%-12s   resync: %lld bytes left at %lld B/s, eta %llds\n", "",
+            (long long) json_integer_value (json_object_get
+                                            (p, "resync_left_bytes")),
+            (long long) json_integer_value (json_object_get
+                                            (p, "resync_rate")),
+            (long long) json_integer_value (json_object_get
+                                            (p, "resync_eta")));
+}
+
+static void
+print_upstreams (json_t *ups)
+{
+  json_t *p;
+  size_t i;
+
+  if (json_array_size (ups) == 0)
+    return;
+  printf ("\n%-12s %-10s %-16s %-6s %12s %12s %12s %10s\n", "UPSTREAM",
+          "GROUP", "ADDRESS", "MODE", "APPLIED-SEQ", "DURABLE-SEQ",
+          "RECEIVED", "PENDING");
+  json_array_foreach (ups, i, p) {
+    char rx[32], pend[32], safe[ERROR_TEXT_MAX];
+    const char *err = json_string_value (json_object_get (p, "error"));
+
+    human_bytes (json_integer_value (json_object_get (p, "received_bytes")),
+                 rx, sizeof rx);
+    human_bytes (json_integer_value (json_object_get (p, "pending_bytes")),
+                 pend, sizeof pend);
+    printf ("%-12s %-10s %-16s %-6s %12lld %12lld %12s %10s\n",
+            json_string_value (json_object_get (p, "node")),
+            json_string_value (json_object_get (p, "group")),
+            json_string_value (json_object_get (p, "address")),
+            json_string_value (json_object_get (p, "mode")),
+            (long long) json_integer_value (json_object_get (p,
+                                                             "applied_seq")),
+            (long long) json_integer_value (json_object_get (p,
+                                                             "durable_seq")),
+            rx, pend);
+    if (err && *err)
+      printf ("%-12s   error: %s\n", "",
+              br_escape_text (safe, sizeof safe, err, strlen (err)));
+  }
+}
+
 static void
 print_table (json_t *st)
 {
   json_t *vols = json_object_get (st, "volumes");
-  json_t *ups = json_object_get (st, "upstream");
   json_t *v, *p;
   size_t i, j;
   time_t now = time (NULL);
@@ -252,80 +334,10 @@ print_table (json_t *st)
     if (!json_is_true (json_object_get (v, "consistent")))
       printf ("%-12s   INCONSISTENT: a resync into this copy has not "
               "completed\n", "");
-    json_array_foreach (peers, j, p) {
-      char dirty[32], queued[32], since[32], rate[32], lag[64], lagb[32];
-      char safe[ERROR_TEXT_MAX];
-      const char *err = json_string_value (json_object_get (p, "last_error"));
-      json_int_t cap = json_integer_value (json_object_get (p, "rate"));
-
-      human_bytes (json_integer_value (json_object_get (p, "dirty_bytes")),
-                   dirty, sizeof dirty);
-      human_bytes (json_integer_value (json_object_get (p, "queued_bytes")),
-                   queued, sizeof queued);
-      snprintf (since, sizeof since, "%llds",
-                (long long) (now - json_integer_value
-                             (json_object_get (p, "since"))));
-      if (cap) {
-        human_bytes (cap, rate, sizeof rate - 2);
-        strcat (rate, "/s");
-      }
-      else
-        snprintf (rate, sizeof rate, "-");
-      human_bytes (json_integer_value (json_object_get (p, "lag_bytes")),
-                   lagb, sizeof lagb);
-      snprintf (lag, sizeof lag, "%s/%.1fs", lagb,
-                json_real_value (json_object_get (p, "lag_seconds")));
-      printf ("%-12s %-10s %-8s %-10s %-12s %-6s %-12s %-8s %10s %10s %12s %10s\n",
-              j ? "" : json_string_value (json_object_get (v, "name")),
-              j ? "" : json_string_value (json_object_get (v, "group")),
-              j ? "" : json_string_value (json_object_get (v, "role")),
-              j ? "" : size,
-              json_string_value (json_object_get (p, "node")),
-              json_string_value (json_object_get (p, "mode")),
-              json_string_value (json_object_get (p, "state")), since,
-              dirty, queued, rate, lag);
-      if (err && *err)
-        printf ("%-12s   last error: %s\n", "",
-                br_escape_text (safe, sizeof safe, err, strlen (err)));
-      if (!strcmp (json_string_value (json_object_get (p, "state")),
-                   "syncing"))
-        printf ("%-12s   resync: %lld bytes left at %lld B/s, eta %llds\n",
-                "",
-                (long long) json_integer_value (json_object_get
-                                                (p, "resync_left_bytes")),
-                (long long) json_integer_value (json_object_get
-                                                (p, "resync_rate")),
-                (long long) json_integer_value (json_object_get
-                                                (p, "resync_eta")));
-    }
+    json_array_foreach (peers, j, p)
+      print_peer (v, p, j, size, now);
   }
-  if (json_array_size (ups) > 0) {
-    printf ("\n%-12s %-10s %-16s %-6s %12s %12s %12s %10s\n", "UPSTREAM",
-            "GROUP", "ADDRESS", "MODE", "APPLIED-SEQ", "DURABLE-SEQ",
-            "RECEIVED", "PENDING");
-    json_array_foreach (ups, i, p) {
-      char rx[32], pend[32], safe[ERROR_TEXT_MAX];
-      const char *err = json_string_value (json_object_get (p, "error"));
-
-      human_bytes (json_integer_value (json_object_get (p, "received_bytes")),
-                   rx, sizeof rx);
-      human_bytes (json_integer_value (json_object_get (p, "pending_bytes")),
-                   pend, sizeof pend);
-      printf ("%-12s %-10s %-16s %-6s %12lld %12lld %12s %10s\n",
-              json_string_value (json_object_get (p, "node")),
-              json_string_value (json_object_get (p, "group")),
-              json_string_value (json_object_get (p, "address")),
-              json_string_value (json_object_get (p, "mode")),
-              (long long) json_integer_value (json_object_get (p,
-                                                               "applied_seq")),
-              (long long) json_integer_value (json_object_get (p,
-                                                               "durable_seq")),
-              rx, pend);
-      if (err && *err)
-        printf ("%-12s   error: %s\n", "",
-                br_escape_text (safe, sizeof safe, err, strlen (err)));
-    }
-  }
+  print_upstreams (json_object_get (st, "upstream"));
 }
 
 /* Is every peer of every volume in STATE (and clean, for replicating)? */
@@ -347,6 +359,61 @@ reached (json_t *st, const char *state)
   return true;
 }
 
+/* The control socket of NODE in CONFIG (*CFG keeps the loaded file);
+ * NULL with a message on stderr. */
+static const char *
+node_socket (const char *config, const char *node, struct br_config **cfg)
+{
+  const struct br_node_cfg *n;
+  char err[1024];
+
+  if (!config || !node) {
+    fprintf (stderr, "blockrelay status: give --config and --node, or "
+             "--socket\n");
+    return NULL;
+  }
+  if (br_config_load (config, cfg, err, sizeof err) < 0) {
+    fprintf (stderr, "%s\n", err);
+    return NULL;
+  }
+  n = br_config_node (*cfg, node);
+  if (n == NULL) {
+    fprintf (stderr, "blockrelay: %s: no node named '%s'\n", config, node);
+    br_config_free (*cfg);
+    *cfg = NULL;
+    return NULL;
+  }
+  return n->control;
+}
+
+/* --wait: poll SOCK until every peer is in STATE; the last status, or
+ * NULL (after printing it) when TIMEOUT seconds passed first. */
+static json_t *
+wait_for (const char *sock, const char *state, double timeout)
+{
+  struct timespec t0, now, nap = { 0, 50 * 1000000 };
+  json_t *st;
+
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    st = ask (sock, "status", true);
+    if (st && reached (st, state))
+      return st;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - t0.tv_sec + (now.tv_nsec - t0.tv_nsec) / 1e9 >
+        timeout) {
+      fprintf (stderr, "blockrelay: %s did not reach state '%s' within "
+               "%gs\n", sock, state, timeout);
+      if (st)
+        print_table (st);
+      json_decref (st);
+      return NULL;
+    }
+    json_decref (st);
+    nanosleep (&nap, NULL);     /* polling the control socket */
+  }
+}
+
 static int
 cmd_status (int argc, char **argv)
 {
@@ -363,7 +430,6 @@ cmd_status (int argc, char **argv)
   bool json = false;
   double timeout = 60;
   struct br_config *cfg = NULL;
-  char err[1024];
   json_t *st;
   int c, rc = 0;
 
@@ -377,47 +443,12 @@ cmd_status (int argc, char **argv)
     case 't': timeout = atof (optarg); break;
     default: return usage (stderr, 2);
     }
-  if (!sock) {
-    const struct br_node_cfg *n;
-
-    if (!config || !node) {
-      fprintf (stderr, "blockrelay status: give --config and --node, or "
-               "--socket\n");
-      return 2;
-    }
-    if (br_config_load (config, &cfg, err, sizeof err) < 0) {
-      fprintf (stderr, "%s\n", err);
-      return 1;
-    }
-    n = br_config_node (cfg, node);
-    if (n == NULL) {
-      fprintf (stderr, "blockrelay: %s: no node named '%s'\n", config, node);
+  if (!sock && (sock = node_socket (config, node, &cfg)) == NULL)
+    return config && node ? 1 : 2;
+  if (wait) {
+    if ((st = wait_for (sock, wait, timeout)) == NULL) {
       br_config_free (cfg);
       return 1;
-    }
-    sock = n->control;
-  }
-
-  if (wait) {
-    struct timespec t0, now, nap = { 0, 50 * 1000000 };
-    clock_gettime (CLOCK_MONOTONIC, &t0);
-    for (;;) {
-      st = ask (sock, "status", true);
-      if (st && reached (st, wait))
-        break;
-      clock_gettime (CLOCK_MONOTONIC, &now);
-      if (now.tv_sec - t0.tv_sec + (now.tv_nsec - t0.tv_nsec) / 1e9 >
-          timeout) {
-        fprintf (stderr, "blockrelay: %s did not reach state '%s' within "
-                 "%gs\n", sock, wait, timeout);
-        if (st)
-          print_table (st);
-        json_decref (st);
-        br_config_free (cfg);
-        return 1;
-      }
-      json_decref (st);
-      nanosleep (&nap, NULL);   /* polling the control socket */
     }
   }
   else
