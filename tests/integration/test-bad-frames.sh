@@ -94,6 +94,7 @@ check zero-out-of-range       "range past end of volume"
 check bad-volume              "frame names volume 1 of 1"
 check seq-backwards           "sequence went from 10 to 5"
 check seq-zero                "sequence"
+check synced-gen-zero       "bad frame: SYNCED with generation 0"
 
 stop_node b
 ! grep -E "AddressSanitizer|runtime error|ThreadSanitizer" "$DLOG" ||
