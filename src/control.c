@@ -92,7 +92,7 @@ peer_json (struct br_peer *p, struct br_volume *v)
   else if (p->state != BR_PEER_REPLICATING && dirty > 0)
     lag_s = difftime (time (NULL), p->since);
   o = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                 "s:I, s:I, s:s, s:I, s:I, s:I, s:f}",
+                 "s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:f}",
                  "node", p->node->name,
                  "address", addr,
                  "mode", p->mode == BR_MODE_SYNC ? "sync" : "async",
@@ -100,6 +100,8 @@ peer_json (struct br_peer *p, struct br_volume *v)
                  "since", (json_int_t) p->since,
                  "dirty_bytes", (json_int_t) dirty,
                  "queued_bytes", (json_int_t) p->queued_bytes,
+                 "queued_records", (json_int_t) p->q.len,
+                 "resync_records_queued", (json_int_t) p->resync_inflight,
                  "acked_seq", (json_int_t) p->applied,
                  "durable_seq", (json_int_t) p->durable,
                  "sent_bytes", (json_int_t) p->sent_bytes,
