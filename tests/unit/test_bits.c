@@ -3,6 +3,8 @@
  * (br_resync_clears).  One row per condition C1-C5 and their interplay. */
 #include <check.h>
 
+#include "check-main.h"
+
 #include "internal.h"
 
 enum { NOW = BR_CLEAR_NOW, HOLD = BR_CLEAR_HOLD, KEEP = BR_CLEAR_KEEP };
@@ -65,15 +67,9 @@ main (void)
 {
   Suite *s = suite_create ("bits");
   TCase *tc = tcase_create ("rule");
-  SRunner *sr;
-  int failed;
 
   tcase_add_loop_test (tc, test_clear_rule, 0, sizeof rows / sizeof rows[0]);
   tcase_add_test (tc, test_resync_clears);
   suite_add_tcase (s, tc);
-  sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? 1 : 0;
+  return br_check_run (s);
 }

@@ -3,6 +3,8 @@
  * (state, event) pair not in it must be refused.  EFFECTS lists what each
  * kind of transition must do. */
 #include <check.h>
+
+#include "check-main.h"
 #include <stdbool.h>
 
 #include "peerfsm.h"
@@ -143,8 +145,6 @@ main (void)
 {
   Suite *s = suite_create ("peerfsm");
   TCase *tc = tcase_create ("table");
-  SRunner *sr;
-  int failed;
 
   tcase_add_loop_test (tc, test_allowed, 0, N_ALLOWED);
   tcase_add_test (tc, test_everything_else_refused);
@@ -153,9 +153,5 @@ main (void)
   tcase_add_test (tc, test_down_ends_connection);
   tcase_add_test (tc, test_names);
   suite_add_tcase (s, tc);
-  sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? 1 : 0;
+  return br_check_run (s);
 }

@@ -3,6 +3,8 @@
  * handshake can produce; the expected action and rule come from the rule
  * list in verdict.c's header comment. */
 #include <check.h>
+
+#include "check-main.h"
 #include <string.h>
 
 #include "verdict.h"
@@ -142,17 +144,11 @@ main (void)
 {
   Suite *s = suite_create ("verdict");
   TCase *tc = tcase_create ("rules");
-  SRunner *sr;
-  int failed;
 
   tcase_add_loop_test (tc, test_rows, 0, sizeof rows / sizeof rows[0]);
   tcase_add_test (tc, test_every_rule_covered);
   tcase_add_test (tc, test_pure);
   tcase_add_test (tc, test_stops);
   suite_add_tcase (s, tc);
-  sr = srunner_create (s);
-  srunner_run_all (sr, CK_NORMAL);
-  failed = srunner_ntests_failed (sr);
-  srunner_free (sr);
-  return failed ? 1 : 0;
+  return br_check_run (s);
 }
