@@ -1,6 +1,7 @@
 # Helpers for the fault tests (test-kill-*.sh, test-linkcut.sh); sourced
 # after lib.sh.  Readiness and progress come from real signals: the
 # writer's log of acknowledged writes and the control socket's JSON.
+# start_primary_nowait and the config writers are lib.sh's.
 
 ACKWRITER=$SRCDIR/tests/integration/ackwriter.py
 # Debian's python3 has python3-libnbd; a python3 earlier in PATH may not.
@@ -117,46 +118,6 @@ rand() { echo $(($1 + RANDOM % ($2 - $1 + 1))); }
 rsleep() {
   local ms; ms=$(rand "$1" "$2")
   sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
-}
-
-# Ports come from lib.sh's free_port (below the ephemeral range).
-low_port() { free_port; }
-
-# write_fault_config FILE MODE SIZE: lib.sh's write_pair_config.
-write_fault_config() { write_pair_config "$1" "$2" "$3"; }
-
-# start_primary_nowait CFG NODE: nbdkit with the plugin, ready to serve
-# (pidfile) but not waiting for its peers: a resync may still be running.
-# Sets PID_<node>, NBD_PORT_<node>, NBD_URI like lib.sh's start_primary.
-# A port taken between choosing and binding it is retried with another.
-start_primary_nowait() {
-  local cfg=$1 node=$2 port pid try i
-  for try in 1 2 3 4 5; do
-    port=$(low_port)
-    rm -f "$T/$node.pid"
-    env $(asan_env) nbdkit -f -P "$T/$node.pid" -p "$port" -i 127.0.0.1 \
-      ${NBDKIT_DEBUG:-} "$PLUGIN" config="$cfg" node="$node" \
-      >>"$T/$node.log" 2>&1 &
-    pid=$!
-    BR_PIDS+=("$pid")
-    for ((i = 0; i < 600; i++)); do
-      [ -s "$T/$node.pid" ] && break
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.05        # polling for the pidfile
-    done
-    if [ -s "$T/$node.pid" ]; then
-      eval "PID_$node=$pid"
-      eval "NBD_PORT_$node=$port"
-      NBD_URI="nbd://127.0.0.1:$port"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null && fail "$node: no pidfile after 30s"
-    wait "$pid" 2>/dev/null || true
-    tail -n 3 "$T/$node.log" | grep -q "Address already in use" ||
-      fail "$node (nbdkit) died at start"
-    log "port $port was taken; trying another"
-  done
-  fail "$node: no free port after 5 tries"
 }
 
 # kill9 NODE: SIGKILL the node's process and reap it.

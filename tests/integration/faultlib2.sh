@@ -1,6 +1,7 @@
 # Helpers for the outage and fault tests (sourced after lib.sh):
 # test-resync-hammer, test-full-sync, test-pull-ahead, test-disk-faults,
-# test-full-disk, test-split-brain.
+# test-full-disk, test-split-brain.  The process and config helpers they
+# use (start_primary_nowait, stop_node_rc, write_pair_config) are lib.sh's.
 #
 # Readiness is always a signal (pidfile, control socket state), never a
 # sleep.  Status is read with `blockrelay status --json`; a background
@@ -9,96 +10,6 @@
 # The system python has the libnbd bindings (python3-libnbd); a python3
 # earlier in PATH (pyenv) may not.
 PY3=/usr/bin/python3
-
-# Ports come from lib.sh's free_port (below the ephemeral range).
-
-# write_pair_yaml FILE MODE SIZE [LINK_EXTRA] [SETTINGS_EXTRA] [A B]
-# Two nodes (default names a and b, data dirs $T/<name>), one volume vol0,
-# one link.  LINK_EXTRA is appended inside the link's flow mapping, e.g.
-# "resync-rate: 2M, on-peer-loss: log"; SETTINGS_EXTRA inside settings.
-# Reconnection is fast (reconnect-max 500ms) so tests do not wait on backoff.
-write_pair_yaml() {
-  local file=$1 mode=$2 size=$3 link=${4:-} settings=${5:-} a=${6:-a} b=${7:-b}
-  PORT_A=$(free_port)
-  PORT_B=$(free_port)
-  while [ "$PORT_B" = "$PORT_A" ]; do PORT_B=$(free_port); done
-  cat > "$file" <<EOF
-settings: {reconnect-min: 50ms, reconnect-max: 500ms${settings:+, $settings}}
-volumes:
-  - {name: vol0, size: $size}
-nodes:
-  - {name: $a, address: 127.0.0.1:$PORT_A, data-dir: $T/$a}
-  - {name: $b, address: 127.0.0.1:$PORT_B, data-dir: $T/$b}
-links:
-  - {between: [$a, $b], mode: $mode${link:+, $link}}
-EOF
-  "$BLOCKRELAY" check-config "$file" >/dev/null ||
-    fail "check-config refused $file: $("$BLOCKRELAY" check-config "$file" 2>&1)"
-}
-
-# start_primary_nowait CONFIG NODE [LOG] [plugin params...]
-# nbdkit with the plugin, without waiting for the peers (they may be down).
-# The environment (e.g. BLOCKRELAY_FAULTS=...) is inherited.  Sets
-# PID_<node>, NBD_PORT_<node> and NBD_URI.
-start_primary_nowait() {
-  local cfg=$1 node=$2 logf=${3:-$T/$2.log} port pid
-  shift 3 || shift $#
-  port=$(free_port)
-  rm -f "$T/$node.pid"
-  env $(asan_env) nbdkit -f -P "$T/$node.pid" -p "$port" -i 127.0.0.1 \
-    ${NBDKIT_DEBUG:-} "$PLUGIN" config="$cfg" node="$node" "$@" \
-    >>"$logf" 2>&1 &
-  pid=$!
-  BR_PIDS+=("$pid")
-  eval "PID_$node=$pid"
-  eval "NBD_PORT_$node=$port"
-  wait_for_file "$T/$node.pid" "$pid"
-  NBD_URI="nbd://127.0.0.1:$port"
-}
-
-# stop_wait NODE: SIGTERM, then wait at most 60 s for the process to exit
-# (a process that hangs in shutdown would otherwise hang the whole test
-# run); on a hang, the threads' stacks go to the log (gdb) and the test
-# fails.  Sets STOP_RC to the exit status.
-stop_wait() {
-  local node=$1 pid i st
-  eval "pid=\${PID_$node:-}"
-  STOP_RC=0
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 600; i++)); do
-    st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo gone)
-    [ "$st" = Z ] || [ "$st" = gone ] && break
-    sleep 0.1
-  done
-  if [ "$st" != Z ] && [ "$st" != gone ]; then
-    if command -v gdb >/dev/null; then
-      timeout 60 gdb -p "$pid" -batch -ex 'thread apply all bt' \
-        >"$T/hang-$node.log" 2>&1 || true
-    fi
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    eval "PID_$node="
-    fail "$node (pid $pid) did not exit within 60 s of SIGTERM (stacks in hang-$node.log)"
-  fi
-  wait "$pid" || STOP_RC=$?
-  eval "PID_$node="
-}
-
-# stop_node NODE (overrides lib.sh's with a bounded wait): SIGTERM, exit
-# status must be 0.
-stop_node() {
-  stop_wait "$1"
-  [ "$STOP_RC" -eq 0 ] || fail "$1 exited with status $STOP_RC"
-}
-
-# stop_node_rc NODE: like stop_node but only records the exit status in
-# STOP_RC (for processes whose disks were made to fail); a death by signal
-# (a crash, a sanitizer abort) still fails the test.
-stop_node_rc() {
-  stop_wait "$1"
-  [ "$STOP_RC" -lt 128 ] || fail "$1 died with status $STOP_RC (signal $((STOP_RC - 128)))"
-}
 
 # br_json CONFIG NODE: the node's status as JSON (fails if it does not answer).
 br_json() {

@@ -54,7 +54,7 @@ converge() {
   same_images "$T/a/vol0.img" "$T/b/vol0.img"
 }
 
-write_pair_yaml "$CFG" sync 64M
+write_pair_config "$CFG" sync 64M
 
 # ---- (a) primary write:EIO after 4 ----
 part_a() {

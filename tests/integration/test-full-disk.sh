@@ -25,7 +25,7 @@ CFG=$T/fd.yaml
 # ---- 1. the replica's disk fills up ----
 log "=== 1. replica on a 40 MiB tmpfs"
 mount_tmpfs "$T/b" 40M
-write_pair_yaml "$CFG" sync 64M
+write_pair_config "$CFG" sync 64M
 start_replica "$CFG" b
 start_primary_nowait "$CFG" a "$T/a.log" assume-clean=true
 wait_in_sync "$CFG" a 30

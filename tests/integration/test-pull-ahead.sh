@@ -28,7 +28,7 @@ load() {
 }
 
 # ---- pull-ahead ----
-write_pair_yaml "$CFG" async 32M "rate: 4M, queue-size: 8M, on-congestion: pull-ahead"
+write_pair_config "$CFG" async 32M "rate: 4M, queue-size: 8M, on-congestion: pull-ahead"
 start_replica "$CFG" b
 start_primary_nowait "$CFG" a "$T/a.log" assume-clean=true
 wait_in_sync "$CFG" a 30
@@ -62,7 +62,7 @@ no_bad_frames
 
 # ---- block (control): the link rate caps the writers ----
 rm -rf "$T/a" "$T/b"
-write_pair_yaml "$CFG" async 32M "rate: 4M, queue-size: 8M, on-congestion: block"
+write_pair_config "$CFG" async 32M "rate: 4M, queue-size: 8M, on-congestion: block"
 start_replica "$CFG" b
 start_primary_nowait "$CFG" a "$T/a2.log" assume-clean=true
 wait_in_sync "$CFG" a 30

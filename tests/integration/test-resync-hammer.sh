@@ -135,14 +135,14 @@ run_round() {
   rm -rf "$T/a" "$T/b" "$T/model" "$T/stop" "$T/count"
 
   # 0. A pair, in sync (the initial sync of the empty volume is unthrottled).
-  write_pair_yaml "$cfg" "$mode" $SIZE "" "granularity: $GRAN"
+  write_pair_config "$cfg" "$mode" $SIZE "" "granularity: $GRAN"
   start_replica "$cfg" b
   start_primary "$cfg" a
   stop_node a
   stop_node b
 
   # 1. Replica down: random contents for the regions, only bits are set.
-  write_pair_yaml "$cfg" "$mode" $SIZE "resync-rate: $RESYNC_RATE" "granularity: $GRAN"
+  write_pair_config "$cfg" "$mode" $SIZE "resync-rate: $RESYNC_RATE" "granularity: $GRAN"
   start_primary_nowait "$cfg" a "$T/a.log"
   "$PY3" "$T/writer.py" init "$NBD_URI/vol0" "$T/model" 67108864 $NREG $STRIDE $GRAN \
     || fail "initial writes"

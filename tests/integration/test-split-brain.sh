@@ -21,7 +21,7 @@ CFG=$T/sb.yaml
 A=east B=west
 IMG_A=$T/$A/vol0.img IMG_B=$T/$B/vol0.img
 
-write_pair_yaml "$CFG" sync 64M "" "" $A $B
+write_pair_config "$CFG" sync 64M "" "" $A $B
 
 # 1. In sync, with common data.
 start_replica "$CFG" $B
