@@ -13,7 +13,7 @@
 #    replicating: no resync (resync_left_bytes 0 throughout, nothing
 #    received by the replica) until something is written.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/faultlib2.sh"
+. "$(dirname "$0")/faultlib.sh"
 need nbdkit nbdcopy fio qemu-io
 start=$SECONDS
 CFG=$T/f.yaml
@@ -45,7 +45,7 @@ peer_snapshot "$CFG" a
   check_later "primary reports $P_dirty dirty bytes after a clean stop of a pair in sync (a clean restart would resync them)"
 start_sampler "$T/s1" "$CFG" a "$CFG" b
 start_replica "$CFG" b
-wait_peer_state "$CFG" a syncing 30
+wait_peer_match "$CFG" a syncing 30
 fio --name=during-full-sync --ioengine=nbd --uri="$NBD_URI/vol0" \
   --rw=randwrite --bs=16k --iodepth=16 --size=1G --io_size=96M \
   --verify=crc32c --verify_fatal=1 --verify_state_save=0 --randseed=42 --output="$T/fio1.out" \

@@ -12,7 +12,7 @@
 #
 # Both runs end by stopping the nodes and comparing the copies.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/faultlib2.sh"
+. "$(dirname "$0")/faultlib.sh"
 need nbdkit fio
 start=$SECONDS
 RATE=$((4 << 20))
