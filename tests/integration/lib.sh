@@ -102,22 +102,36 @@ nbdkit() {
   fi
 }
 
-# write_pair_config FILE MODE [SIZE] [extra volume keys]
-# Two nodes a and b on 127.0.0.1, one volume vol0, one link of MODE.
+# write_pair_config FILE MODE [SIZE] [LINK_EXTRA] [SETTINGS_EXTRA] [A B]
+# Two nodes (default names a and b) on 127.0.0.1 with distinct free ports
+# (PORT_A, PORT_B), data dirs $T/<name>, one volume vol0 of SIZE (default
+# 256M), one link of MODE.  LINK_EXTRA goes inside the link's flow mapping
+# (e.g. "on-peer-loss: log, queue-size: 4M"), SETTINGS_EXTRA inside
+# settings (e.g. "heartbeat: 100ms, heartbeat-timeout: 600ms").
+# Reconnection is fast (reconnect-min 50ms, reconnect-max 500ms) so tests do
+# not wait on backoff; SETTINGS_EXTRA may set either key instead.  Fails the
+# test unless the file passes check-config.
 write_pair_config() {
-  local file=$1 mode=$2 size=${3:-256M}
+  local file=$1 mode=$2 size=${3:-256M} link=${4:-} settings=${5:-}
+  local a=${6:-a} b=${7:-b} d
+  for d in "reconnect-max: 500ms" "reconnect-min: 50ms"; do
+    [[ ", $settings" == *", ${d%%:*}:"* ]] || settings="$d${settings:+, $settings}"
+  done
   PORT_A=$(free_port)
   PORT_B=$(free_port)
   while [ "$PORT_B" = "$PORT_A" ]; do PORT_B=$(free_port); done
   cat > "$file" <<EOF
+settings: {$settings}
 volumes:
   - {name: vol0, size: $size}
 nodes:
-  - {name: a, address: 127.0.0.1:$PORT_A, data-dir: $T/a}
-  - {name: b, address: 127.0.0.1:$PORT_B, data-dir: $T/b}
+  - {name: $a, address: 127.0.0.1:$PORT_A, data-dir: $T/$a}
+  - {name: $b, address: 127.0.0.1:$PORT_B, data-dir: $T/$b}
 links:
-  - {between: [a, b], mode: $mode}
+  - {between: [$a, $b], mode: $mode${link:+, $link}}
 EOF
+  "$BLOCKRELAY" check-config "$file" >/dev/null ||
+    fail "check-config refused $file: $("$BLOCKRELAY" check-config "$file" 2>&1)"
 }
 
 # write_local_config FILE NODES...: one 64M volume vol0, the named nodes
@@ -153,52 +167,100 @@ start_replica() {
   wait_for_file "$T/$node.pid" "$pid"
 }
 
-# start_primary CONFIG NODE: nbdkit with the plugin on a free port
-# (NBD_PORT_<node>), waits for -P, then for every peer to replicate.
-start_primary() {
-  local cfg=$1 node=$2 port
-  port=$(free_port)
-  rm -f "$T/$node.pid"
-  env $(asan_env) nbdkit -f -P "$T/$node.pid" -p "$port" -i 127.0.0.1 \
-    ${NBDKIT_DEBUG:-} "$PLUGIN" config="$cfg" node="$node" \
-    >>"$T/$node.log" 2>&1 &
-  local pid=$!
-  BR_PIDS+=("$pid")
-  eval "PID_$node=$pid"
-  eval "NBD_PORT_$node=$port"
-  wait_for_file "$T/$node.pid" "$pid"
-  NBD_URI="nbd://127.0.0.1:$port"
-  "$BLOCKRELAY" status --config "$cfg" --node "$node" --wait replicating \
-    --timeout 30 >/dev/null || fail "primary $node never reached replicating"
+# start_primary_nowait CONFIG NODE [LOG] [plugin params...]
+# nbdkit -f with the plugin on a free port, returning once it serves (its
+# pidfile, nbdkit -P, is written); does not wait for the peers (they may be
+# down, a resync may still be running).  LOG defaults to $T/<node>.log;
+# plugin params (e.g. assume-clean=true) follow config= and node=.  The
+# environment (e.g. BLOCKRELAY_FAULTS=...) is inherited.  A port taken
+# between choosing and binding it is retried with another (5 tries).
+# Sets PID_<node>, NBD_PORT_<node> and NBD_URI.
+start_primary_nowait() {
+  local cfg=$1 node=$2 logf=${3:-$T/$2.log} port pid try i
+  shift 3 || shift $#
+  for try in 1 2 3 4 5; do
+    port=$(free_port)
+    rm -f "$T/$node.pid"
+    env $(asan_env) nbdkit -f -P "$T/$node.pid" -p "$port" -i 127.0.0.1 \
+      ${NBDKIT_DEBUG:-} "$PLUGIN" config="$cfg" node="$node" "$@" \
+      >>"$logf" 2>&1 &
+    pid=$!
+    BR_PIDS+=("$pid")
+    for ((i = 0; i < 600; i++)); do
+      [ -s "$T/$node.pid" ] && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05        # polling for the pidfile
+    done
+    if [ -s "$T/$node.pid" ]; then
+      eval "PID_$node=$pid"
+      eval "NBD_PORT_$node=$port"
+      NBD_URI="nbd://127.0.0.1:$port"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null && fail "$node: no pidfile after 30s"
+    wait "$pid" 2>/dev/null || true
+    tail -n 3 "$logf" | grep -q "Address already in use" ||
+      fail "$node (nbdkit) died at start"
+    log "port $port was taken; trying another"
+  done
+  fail "$node: no free port after 5 tries"
 }
 
-# stop_node NODE [SECONDS]: SIGTERM and wait for the process to exit; fails
-# on a nonzero exit (a sanitizer report makes the process exit nonzero),
-# and on a process still running SECONDS (default 60) after the signal.
-stop_node() {
-  local node=$1 limit=${2:-60} pid rc=0 i=0
+# start_primary CONFIG NODE [LOG] [plugin params...]: start_primary_nowait,
+# then waits (30 s at most) for every peer to be replicating.
+start_primary() {
+  start_primary_nowait "$@"
+  "$BLOCKRELAY" status --config "$1" --node "$2" --wait replicating \
+    --timeout 30 >/dev/null || fail "primary $2 never reached replicating"
+}
+
+# stop_wait NODE [SECONDS]: SIGTERM, then wait at most SECONDS (default
+# 60) for the process to exit (a process that hangs in shutdown would
+# otherwise hang the whole test run); on a hang the threads' stacks go to
+# $T/hang-<node>.log (gdb) and to stderr, the process is killed and the
+# test fails.  Sets STOP_RC to the exit status (0 when NODE is not
+# running).
+stop_wait() {
+  local node=$1 limit=${2:-60} pid i st=gone
   eval "pid=\${PID_$node:-}"
+  STOP_RC=0
   [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  # A process that does not exit within the limit is hung: show where, then
-  # kill it (the test fails either way).
-  while kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid")" != Z ]; do
-    if [ $i -ge $((limit * 20)) ]; then
-      log "$node ($pid) did not exit within $limit s of SIGTERM"
-      command -v gdb >/dev/null &&
-        gdb -p "$pid" -batch -ex "thread apply all bt 12" 2>/dev/null |
-        grep -E '^Thread|^#' >&2
-      kill -KILL "$pid"
-      wait "$pid" 2>/dev/null
-      eval "PID_$node="
-      fail "$node did not exit within $limit s of SIGTERM (stacks above)"
-    fi
-    sleep 0.05
-    i=$((i + 1))
+  for ((i = 0; i < limit * 20; i++)); do
+    read -r st 2>/dev/null < "/proc/$pid/stat" || st=gone
+    st=${st##*) }           # the field after "(comm)": the process state
+    st=${st%% *}
+    [ "$st" = Z ] || [ "$st" = gone ] && break
+    sleep 0.05              # polling for the exit
   done
-  wait "$pid" || rc=$?
+  if [ "$st" != Z ] && [ "$st" != gone ]; then
+    if command -v gdb >/dev/null; then
+      timeout 60 gdb -p "$pid" -batch -ex 'thread apply all bt' \
+        >"$T/hang-$node.log" 2>&1 || true
+      grep -E '^Thread|^#' "$T/hang-$node.log" >&2 || true
+    fi
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    eval "PID_$node="
+    fail "$node (pid $pid) did not exit within $limit s of SIGTERM (stacks in hang-$node.log)"
+  fi
+  wait "$pid" || STOP_RC=$?
   eval "PID_$node="
-  [ $rc -eq 0 ] || fail "$node exited with status $rc"
+}
+
+# stop_node NODE [SECONDS]: stop_wait; the exit status must be 0 (a
+# sanitizer report makes the process exit nonzero).
+stop_node() {
+  stop_wait "$1" "${2:-60}"
+  [ "$STOP_RC" -eq 0 ] || fail "$1 exited with status $STOP_RC"
+}
+
+# stop_node_rc NODE: stop_wait, the exit status only recorded in STOP_RC
+# (for processes whose disks were made to fail); a death by signal (a
+# crash, a sanitizer abort) still fails the test.
+stop_node_rc() {
+  stop_wait "$1"
+  [ "$STOP_RC" -lt 128 ] || fail "$1 died with status $STOP_RC (signal $((STOP_RC - 128)))"
 }
 
 # wait_in_sync CONFIG NODE: every peer of NODE replicating with nothing

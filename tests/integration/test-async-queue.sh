@@ -6,8 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 need nbdkit qemu-io python3
 
-write_pair_config "$T/q.yaml" async 64M
-sed -i 's/mode: async}/mode: async, queue-size: 4M}/' "$T/q.yaml"
+write_pair_config "$T/q.yaml" async 64M "queue-size: 4M"
 start_replica "$T/q.yaml" b
 start_primary "$T/q.yaml" a
 

@@ -13,10 +13,8 @@
 need nbdkit
 FAKE=$BUILDDIR/br-fakepeer
 CFG=$T/p.yaml
-write_pair_config "$CFG" sync 32M
-cat >> "$CFG" <<EOT
-settings: {reconnect-min: 50ms, reconnect-max: 200ms, heartbeat-timeout: 5s}
-EOT
+write_pair_config "$CFG" sync 32M "" \
+  "reconnect-min: 50ms, reconnect-max: 200ms, heartbeat-timeout: 5s"
 
 # fake SCENARIO: run br-fakepeer on b's port until it has judged one
 # connection; its output goes to fake-SCENARIO.out.
@@ -31,15 +29,7 @@ fake() {
 }
 
 # The primary retries while nothing listens; each fake judges one try.
-start_primary_nowait_simple() {
-  rm -f "$T/a.pid"
-  env $(asan_env) nbdkit -f -P "$T/a.pid" -p "$(free_port)" -i 127.0.0.1 \
-    "$PLUGIN" config="$CFG" node=a >> "$T/a.log" 2>&1 &
-  PID_a=$!
-  BR_PIDS+=("$PID_a")
-  wait_for_file "$T/a.pid" "$PID_a"
-}
-start_primary_nowait_simple
+start_primary_nowait "$CFG" a
 
 fake welcome-wrong-size
 fake welcome-wrong-granularity

@@ -16,9 +16,9 @@
 #
 # Every part ends with both nodes stopped and the copies compared.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/faultlib2.sh"
+. "$(dirname "$0")/faultlib.sh"
 need nbdkit qemu-io
-[ -x "$PY3" ] && "$PY3" -c 'import nbd' 2>/dev/null || skip "python3-libnbd is not installed"
+need_ackwriter                        # $PY with libnbd: the ENOSPC check of (b)
 start=$SECONDS
 CFG=$T/d.yaml
 
@@ -54,7 +54,7 @@ converge() {
   same_images "$T/a/vol0.img" "$T/b/vol0.img"
 }
 
-write_pair_yaml "$CFG" sync 64M
+write_pair_config "$CFG" sync 64M
 
 # ---- (a) primary write:EIO after 4 ----
 part_a() {
@@ -100,7 +100,7 @@ start_replica "$CFG" b
 BLOCKRELAY_FAULTS="sync:ENOSPC:path=$T/a/" \
   start_primary_nowait "$CFG" a "$T/a-enospc.log"
 wait_in_sync "$CFG" a 30
-"$PY3" - "$NBD_URI/vol0" <<'PY' || fail "flush/FUA did not fail with ENOSPC"
+"$PY" - "$NBD_URI/vol0" <<'PY' || fail "flush/FUA did not fail with ENOSPC"
 import errno, nbd, sys
 h = nbd.NBD()
 h.connect_uri(sys.argv[1])
@@ -139,7 +139,7 @@ out=$(qemu_writes 0 9)
 echo "$out" > "$T/qemu-c.out"
 [ "$(grep -c '^wrote 65536/65536' <<<"$out")" -eq 10 ] ||
   { echo "$out" >&2; fail "writes failed at the client although only the replica's disk fails"; }
-wait_peer_state "$CFG" a failed 30
+wait_peer_match "$CFG" a failed 30
 log "(c) peer failed: $P_error"
 grep -Eiq "input/output error|EIO" <<<"$P_error" || fail "last_error does not carry the replica's error: '$P_error'"
 grep -Eiq "input/output error" "$T/b.log" || fail "the replica did not log its disk error"

@@ -17,18 +17,8 @@
 need nbdkit qemu-io
 CFG=$T/r.yaml
 config() {   # config LINK_RATE
-  cat > "$CFG" <<EOT
-settings: {reconnect-min: 50ms, reconnect-max: 200ms}
-volumes:
-  - {name: vol0, size: 16M}
-nodes:
-  - {name: a, address: 127.0.0.1:$PORT_A, data-dir: $T/a}
-  - {name: b, address: 127.0.0.1:$PORT_B, data-dir: $T/b}
-links:
-  - {between: [a, b], mode: sync${1:+, rate: $1}}
-EOT
+  write_pair_config "$CFG" sync 16M "${1:+rate: $1}"
 }
-PORT_A=$(free_port); PORT_B=$(free_port)
 config ""
 start_replica "$CFG" b
 start_primary "$CFG" a

@@ -16,16 +16,8 @@ need_ackwriter
 CFG=$T/f.yaml
 
 config() {   # config POLICY RESYNC_RATE
-  cat > "$CFG" <<EOT
-settings: {reconnect-min: 50ms, reconnect-max: 200ms}
-volumes:
-  - {name: vol0, size: 64M}
-nodes:
-  - {name: a, address: 127.0.0.1:$PORT_A, data-dir: $T/a}
-  - {name: b, address: 127.0.0.1:$PORT_B, data-dir: $T/b}
-links:
-  - {between: [a, b], mode: sync, on-peer-loss: $1, block-timeout: 60s${2:+, resync-rate: $2}}
-EOT
+  write_pair_config "$CFG" sync 64M \
+    "on-peer-loss: $1, block-timeout: 60s${2:+, resync-rate: $2}"
 }
 
 # flush_during_resync: prints "SECONDS STATE LEFT RESULT" for a FLUSH sent
@@ -62,7 +54,6 @@ PY
 run_case() {   # run_case POLICY
   local policy=$1 out
   rm -rf "$T/a" "$T/b"
-  PORT_A=$(free_port); PORT_B=$(free_port)
   config log ""                 # dirty regions made under log
   start_replica "$CFG" b
   start_primary "$CFG" a

@@ -17,7 +17,7 @@
 # sync of an empty volume would otherwise write zeros on a tmpfs (which has
 # no FALLOC_FL_ZERO_RANGE) and fill it before the test begins.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/faultlib2.sh"
+. "$(dirname "$0")/faultlib.sh"
 need nbdkit nbdcopy qemu-io
 start=$SECONDS
 CFG=$T/fd.yaml
@@ -25,13 +25,13 @@ CFG=$T/fd.yaml
 # ---- 1. the replica's disk fills up ----
 log "=== 1. replica on a 40 MiB tmpfs"
 mount_tmpfs "$T/b" 40M
-write_pair_yaml "$CFG" sync 64M
+write_pair_config "$CFG" sync 64M
 start_replica "$CFG" b
 start_primary_nowait "$CFG" a "$T/a.log" assume-clean=true
 wait_in_sync "$CFG" a 30
 head -c 60M /dev/urandom > "$T/data.bin"
 nbdcopy "$T/data.bin" "$NBD_URI/vol0" || fail "writes failed at the client while only the replica's disk is full"
-wait_peer_state "$CFG" a failed 30
+wait_peer_match "$CFG" a failed 30
 log "peer failed: $P_error"
 grep -Eiq "ENOSPC|no space left" <<<"$P_error" || fail "last_error does not say the replica's disk is full: '$P_error'"
 grep -Eiq "no space left" "$T/b.log" || fail "the replica did not log ENOSPC"

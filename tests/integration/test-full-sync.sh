@@ -13,13 +13,13 @@
 #    replicating: no resync (resync_left_bytes 0 throughout, nothing
 #    received by the replica) until something is written.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/faultlib2.sh"
+. "$(dirname "$0")/faultlib.sh"
 need nbdkit nbdcopy fio qemu-io
 start=$SECONDS
 CFG=$T/f.yaml
 
 # ---- 1. wiped replica, full sync under fio ----
-write_pair_yaml "$CFG" sync 1G
+write_pair_config "$CFG" sync 1G
 start_primary_nowait "$CFG" a "$T/a.log"          # replica not there yet
 head -c 384M /dev/urandom > "$T/fill.bin"
 nbdcopy "$T/fill.bin" "$NBD_URI/vol0" || fail "nbdcopy"
@@ -35,7 +35,7 @@ log "pair in sync with 384 MiB of data ($((SECONDS - start)) s)"
 # the full sync lasts long enough to write during it (384 MiB of data at
 # 96 MiB/s: >= 4 s).
 rm -rf "$T/b"
-write_pair_yaml "$CFG" sync 1G "resync-rate: 96M"
+write_pair_config "$CFG" sync 1G "resync-rate: 96M"
 start_primary_nowait "$CFG" a "$T/a.log"
 peer_snapshot "$CFG" a
 # A clean stop of a pair in sync leaves nothing to resync (operations.md:
@@ -45,7 +45,7 @@ peer_snapshot "$CFG" a
   check_later "primary reports $P_dirty dirty bytes after a clean stop of a pair in sync (a clean restart would resync them)"
 start_sampler "$T/s1" "$CFG" a "$CFG" b
 start_replica "$CFG" b
-wait_peer_state "$CFG" a syncing 30
+wait_peer_match "$CFG" a syncing 30
 fio --name=during-full-sync --ioengine=nbd --uri="$NBD_URI/vol0" \
   --rw=randwrite --bs=16k --iodepth=16 --size=1G --io_size=96M \
   --verify=crc32c --verify_fatal=1 --verify_state_save=0 --randseed=42 --output="$T/fio1.out" \
@@ -85,7 +85,7 @@ log "part 1 done ($((SECONDS - start)) s)"
 
 # ---- 2. assume-clean: a pair created empty together ----
 rm -rf "$T/a" "$T/b"
-write_pair_yaml "$CFG" sync 1G
+write_pair_config "$CFG" sync 1G
 start_replica "$CFG" b
 start_sampler "$T/s2" "$CFG" a "$CFG" b
 start_primary_nowait "$CFG" a "$T/a2.log" assume-clean=true

@@ -6,10 +6,8 @@
 . "$(dirname "$0")/lib.sh"
 need nbdkit qemu-io python3
 
-write_pair_config "$T/h.yaml" sync 32M
-cat >> "$T/h.yaml" <<EOF
-settings: {heartbeat: 100ms, heartbeat-timeout: 600ms, reconnect-max: 300ms}
-EOF
+write_pair_config "$T/h.yaml" sync 32M "" \
+  "heartbeat: 100ms, heartbeat-timeout: 600ms, reconnect-max: 300ms"
 start_replica "$T/h.yaml" b
 start_primary "$T/h.yaml" a
 

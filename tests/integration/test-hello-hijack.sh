@@ -10,12 +10,9 @@
 . "$(dirname "$0")/lib.sh"
 need nbdkit qemu-io python3
 CFG=$T/p.yaml
-write_pair_config "$CFG" sync 32M
 printf 'correct horse battery staple 42\n' > "$T/secret"
 chmod 600 "$T/secret"
-cat >> "$CFG" <<EOT
-settings: {secret-file: $T/secret}
-EOT
+write_pair_config "$CFG" sync 32M "" "secret-file: $T/secret"
 start_replica "$CFG" b
 start_primary "$CFG" a
 qemu-io -f raw -c 'write -P 0x11 0 1M' "$NBD_URI/vol0" >/dev/null || fail "write"

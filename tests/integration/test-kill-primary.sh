@@ -24,7 +24,7 @@ need_ackwriter
 CYCLES=${1:-20}
 CFG=$T/p.yaml
 ALL=$T/all.acks                       # every writer run's log, in order
-write_fault_config "$CFG" sync 64M
+write_pair_config "$CFG" sync 64M
 
 start_replica "$CFG" b
 start_primary_nowait "$CFG" a

@@ -23,12 +23,7 @@ need_ackwriter
 CYCLES=${1:-20}
 CFG=$T/p.yaml
 ALL=$T/all.acks                       # every writer run's log, in order
-write_fault_config "$CFG" sync 64M
-cat >> "$CFG" <<'YAML'
-settings:
-  reconnect-min: 50ms
-  reconnect-max: 500ms
-YAML
+write_pair_config "$CFG" sync 64M      # fast reconnection (50ms..500ms)
 
 start_replica "$CFG" b
 start_primary_nowait "$CFG" a

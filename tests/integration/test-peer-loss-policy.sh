@@ -7,9 +7,8 @@
 need nbdkit qemu-io python3
 
 policy_config() {   # FILE POLICY [extra link keys]
-  write_pair_config "$1" sync 32M
-  sed -i "s/mode: sync}/mode: sync, on-peer-loss: $2${3:+, $3}}/" "$1"
-  echo "settings: {heartbeat: 100ms, heartbeat-timeout: 600ms, reconnect-max: 200ms}" >> "$1"
+  write_pair_config "$1" sync 32M "on-peer-loss: $2${3:+, $3}" \
+    "heartbeat: 100ms, heartbeat-timeout: 600ms, reconnect-max: 200ms"
 }
 state() {
   "$BLOCKRELAY" status --config "$1" --node a --json |

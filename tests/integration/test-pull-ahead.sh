@@ -12,7 +12,7 @@
 #
 # Both runs end by stopping the nodes and comparing the copies.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/faultlib2.sh"
+. "$(dirname "$0")/faultlib.sh"
 need nbdkit fio
 start=$SECONDS
 RATE=$((4 << 20))
@@ -28,7 +28,7 @@ load() {
 }
 
 # ---- pull-ahead ----
-write_pair_yaml "$CFG" async 32M "rate: 4M, queue-size: 8M, on-congestion: pull-ahead"
+write_pair_config "$CFG" async 32M "rate: 4M, queue-size: 8M, on-congestion: pull-ahead"
 start_replica "$CFG" b
 start_primary_nowait "$CFG" a "$T/a.log" assume-clean=true
 wait_in_sync "$CFG" a 30
@@ -62,7 +62,7 @@ no_bad_frames
 
 # ---- block (control): the link rate caps the writers ----
 rm -rf "$T/a" "$T/b"
-write_pair_yaml "$CFG" async 32M "rate: 4M, queue-size: 8M, on-congestion: block"
+write_pair_config "$CFG" async 32M "rate: 4M, queue-size: 8M, on-congestion: block"
 start_replica "$CFG" b
 start_primary_nowait "$CFG" a "$T/a2.log" assume-clean=true
 wait_in_sync "$CFG" a 30

@@ -16,9 +16,9 @@
 # Two rounds each for a sync and an async link.  Each round ends by
 # stopping both nodes and comparing: primary == replica == writer's model.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/faultlib2.sh"
+. "$(dirname "$0")/faultlib.sh"
 need nbdkit
-[ -x "$PY3" ] && "$PY3" -c 'import nbd' 2>/dev/null || skip "python3-libnbd is not installed"
+need_ackwriter                        # $PY with libnbd: the writer below
 
 SIZE=64M
 GRAN=${BR_GRAN:-262144}   # region size (a larger region: a longer resync read)
@@ -135,16 +135,16 @@ run_round() {
   rm -rf "$T/a" "$T/b" "$T/model" "$T/stop" "$T/count"
 
   # 0. A pair, in sync (the initial sync of the empty volume is unthrottled).
-  write_pair_yaml "$cfg" "$mode" $SIZE "" "granularity: $GRAN"
+  write_pair_config "$cfg" "$mode" $SIZE "" "granularity: $GRAN"
   start_replica "$cfg" b
   start_primary "$cfg" a
   stop_node a
   stop_node b
 
   # 1. Replica down: random contents for the regions, only bits are set.
-  write_pair_yaml "$cfg" "$mode" $SIZE "resync-rate: $RESYNC_RATE" "granularity: $GRAN"
+  write_pair_config "$cfg" "$mode" $SIZE "resync-rate: $RESYNC_RATE" "granularity: $GRAN"
   start_primary_nowait "$cfg" a "$T/a.log"
-  "$PY3" "$T/writer.py" init "$NBD_URI/vol0" "$T/model" 67108864 $NREG $STRIDE $GRAN \
+  "$PY" "$T/writer.py" init "$NBD_URI/vol0" "$T/model" 67108864 $NREG $STRIDE $GRAN \
     || fail "initial writes"
   peer_snapshot "$cfg" a
   [ "$P_dirty" -eq $((NREG * GRAN)) ] ||
@@ -153,8 +153,8 @@ run_round() {
   # 2. Replica back: slow resync; hammer the same regions while it runs.
   start_sampler "$T/s-$mode" "$cfg" a
   start_replica "$cfg" b
-  wait_peer_state "$cfg" a syncing 30
-  "$PY3" "$T/writer.py" hammer "$NBD_URI/vol0" "$T/model" 67108864 $NREG $STRIDE $GRAN \
+  wait_peer_match "$cfg" a syncing 30
+  "$PY" "$T/writer.py" hammer "$NBD_URI/vol0" "$T/model" 67108864 $NREG $STRIDE $GRAN \
     "$T/stop" "$T/count" $RANDOM "$BLOCKRELAY" "$cfg" > "$T/writer-$mode.out" 2>&1 &
   local writer=$! i during=0
   # The resync is over when the peer leaves `syncing`.
