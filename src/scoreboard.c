@@ -95,6 +95,7 @@
 #endif
 
 #include "scoreboard.h"
+#include "crashsim.h"
 #include "log.h"
 #include "util.h"
 
@@ -184,6 +185,7 @@ struct br_scoreboard {
   int sync_err;                         /* atomic, sticky, S6 */
 
   pthread_mutex_t hlock;                /* header fields */
+  br_cs_shadow *cs;                     /* crash simulation, or NULL */
 };
 
 /* ---- bitmap words ---------------------------------------------------- */
@@ -251,17 +253,27 @@ set_bits (br_scoreboard *sb, uint32_t slots, uint64_t r0, uint64_t r1)
  * write-back errors are reported per file, not per range, so a failed
  * header msync may be the only report of a lost bitmap page. */
 static int
+msync_raw (void *map, size_t len, void *unused)
+{
+  return msync (map, len, MS_SYNC) == 0 ? 0 : -errno;
+}
+
+static int
 msync_range (br_scoreboard *sb, size_t len)
 {
-  int e, none = 0;
+  int r, none = 0;
 
-  if (msync (sb->map, len, MS_SYNC) == 0)
+  /* Crash simulation: the shadow records what this msync made durable. */
+  r = __builtin_expect (sb->cs != NULL, 0)
+    ? br_cs_shadow_msync (sb->cs, sb->map, len, BR_SB_HDR_SIZE, msync_raw,
+                          NULL)
+    : msync_raw (sb->map, len, NULL);
+  if (r == 0)
     return 0;
-  e = errno;
-  br_error ("scoreboard %s: msync: %s", sb->path, br_strerror (e));
-  __atomic_compare_exchange_n (&sb->sync_err, &none, -e, false,
+  br_error ("scoreboard %s: msync: %s", sb->path, br_strerror (-r));
+  __atomic_compare_exchange_n (&sb->sync_err, &none, r, false,
                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-  return -e;
+  return r;
 }
 
 /* Under sb->lock: wait until durable >= NEED, syncing if nobody is. */
@@ -767,9 +779,40 @@ open_file (const char *path, uint64_t file_size, struct br_sb_header_disk *h,
   return r;
 }
 
+/* SYNCED: the file is durable as it is (crash simulation: no shadow is
+ * needed any more). */
+/* The size of a scoreboard for VOLUME_SIZE bytes in GRANULARITY regions. */
 static void
-sb_free (br_scoreboard *sb)
+geometry (uint64_t volume_size, uint32_t granularity, uint64_t *nregions,
+          uint64_t *bitmap_bytes, uint64_t *file_size)
 {
+  *nregions = volume_size / granularity + (volume_size % granularity != 0);
+  *bitmap_bytes = ((*nregions + 7) / 8 + BR_SB_HDR_SIZE - 1)
+    / BR_SB_HDR_SIZE * BR_SB_HDR_SIZE;
+  *file_size = BR_SB_HDR_SIZE + BR_SB_MAX_PEERS * *bitmap_bytes;
+}
+
+/* Set bits among the first NREGIONS of the raw little-endian WORDS (read
+ * plainly: no other thread has them yet). */
+static uint64_t
+count_bits (const uint64_t *words, uint64_t nregions)
+{
+  uint64_t n = 0, nwords = (nregions + 63) / 64;
+
+  for (uint64_t w = 0; w < nwords; w++) {
+    uint64_t v = le64toh (words[w]);
+
+    if (w == nwords - 1 && nregions % 64)
+      v &= ~0ull >> (64 - nregions % 64);     /* ignore padding bits */
+    n += (uint64_t) __builtin_popcountll (v);
+  }
+  return n;
+}
+
+static void
+sb_free (br_scoreboard *sb, bool synced)
+{
+  br_cs_shadow_close (sb->cs, synced);
   if (sb->map) {
     munmap (sb->map, sb->map_len);
     pthread_mutex_destroy (&sb->lock);
@@ -801,16 +844,13 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
             granularity, node);
     return -EINVAL;
   }
-  nregions = volume_size / granularity + (volume_size % granularity != 0);
+  geometry (volume_size, granularity, &nregions, &bitmap_bytes, &file_size);
   if (nregions > (1ull << 40)) {
     br_seterr (err, errlen, "scoreboard %s: %" PRIu64 " regions of %" PRIu32
             " bytes is too many; use a larger granularity", path, nregions,
             granularity);
     return -EINVAL;
   }
-  bitmap_bytes = ((nregions + 7) / 8 + BR_SB_HDR_SIZE - 1)
-    / BR_SB_HDR_SIZE * BR_SB_HDR_SIZE;
-  file_size = BR_SB_HDR_SIZE + BR_SB_MAX_PEERS * bitmap_bytes;
   if (!(sb = calloc (1, sizeof *sb)) || !(sb->path = strdup (path))) {
     free (sb);
     return -ENOMEM;
@@ -843,6 +883,10 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
   if ((r = validate (path, &h, volume_size, granularity, nregions, file_size,
                      (uint64_t) st.st_size, err, errlen)) < 0)
     goto fail;
+  if ((r = br_cs_mode (err, errlen)) > 0)
+    r = br_cs_shadow_open (path, sb->fd, file_size, &sb->cs, err, errlen);
+  if (r < 0)
+    goto fail;
 
   sb->map = mmap (NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED,
                   sb->fd, 0);
@@ -862,13 +906,7 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
   pthread_cond_init (&sb->cv, NULL);
   for (int s = 0; s < BR_SB_MAX_PEERS; s++) {
     sb->bits[s] = (uint64_t *) (sb->map + BR_SB_HDR_SIZE + s * bitmap_bytes);
-    for (uint64_t w = 0; w < sb->nwords; w++) {
-      uint64_t v = le64toh (sb->bits[s][w]);
-
-      if (w == sb->nwords - 1 && nregions % 64)
-        v &= ~0ull >> (64 - nregions % 64);   /* ignore padding bits */
-      sb->count[s] += (uint64_t) __builtin_popcountll (v);
-    }
+    sb->count[s] = count_bits (sb->bits[s], nregions);
   }
 
   /* Record and clear CLEAN, and make everything durable (S4). */
@@ -889,19 +927,146 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
   return 0;
 
  fail:
-  sb_free (sb);
+  sb_free (sb, false);
   return r;
 }
 
 void
 br_sb_close (br_scoreboard *sb, bool clean)
 {
+  bool synced;
+
   if (!sb)
     return;
-  if (br_sb_sync (sb) == 0 && clean
+  synced = br_sb_sync (sb) == 0;
+  if (synced && clean
       && !__atomic_load_n (&sb->sync_err, __ATOMIC_ACQUIRE)
       && br_sb_set_flags (sb, BR_SB_CLEAN, 0) < 0)
     br_error ("scoreboard %s: could not record the clean shutdown",
               sb->path);
-  sb_free (sb);
+  sb_free (sb, synced && !__atomic_load_n (&sb->sync_err, __ATOMIC_ACQUIRE));
+}
+
+/* ---- reading a file offline (tools) ------------------------------------- */
+
+/* Read LEN bytes from the start of FD into BUF. */
+static int
+read_full (int fd, uint8_t *buf, uint64_t len)
+{
+  for (uint64_t off = 0; off < len; ) {
+    ssize_t n = pread (fd, buf + off, (size_t) (len - off), (off_t) off);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n < 0 ? -errno : -EIO;
+    off += (uint64_t) n;
+  }
+  return 0;
+}
+
+struct br_sb_image {
+  uint8_t *file;                        /* the whole file */
+  const struct br_sb_header_disk *hdr;  /* = file */
+  uint64_t nregions, bitmap_bytes;
+};
+
+int
+br_sb_image_load (const char *path, br_sb_image **out, char *err,
+                  size_t errlen)
+{
+  br_sb_image *im = calloc (1, sizeof *im);
+  uint64_t volume_size, file_size;
+  uint32_t granularity;
+  struct stat st;
+  int fd = -1, r;
+
+  *out = NULL;
+  if (!im)
+    return -ENOMEM;
+  if ((fd = open (path, O_RDONLY | O_CLOEXEC)) < 0 || fstat (fd, &st) < 0)
+    FAIL (-errno, "scoreboard %s: %s", path, br_strerror (-r));
+  if (!S_ISREG (st.st_mode) || (uint64_t) st.st_size < BR_SB_HDR_SIZE)
+    FAIL (-EINVAL, "scoreboard %s: not a scoreboard", path);
+  if (!(im->file = malloc ((size_t) st.st_size)))
+    FAIL (-ENOMEM, "scoreboard %s: out of memory", path);
+  if ((r = read_full (fd, im->file, (uint64_t) st.st_size)) < 0)
+    FAIL (r, "scoreboard %s: read: %s", path, br_strerror (-r));
+  im->hdr = (const struct br_sb_header_disk *) im->file;
+  volume_size = le64toh (im->hdr->volume_size);
+  granularity = le32toh (im->hdr->granularity);
+  if (volume_size == 0 || granularity == 0
+      || (granularity & (granularity - 1)))
+    FAIL (-EINVAL, "scoreboard %s: bad geometry in the header", path);
+  geometry (volume_size, granularity, &im->nregions, &im->bitmap_bytes,
+            &file_size);
+  if ((r = validate (path, im->hdr, volume_size, granularity, im->nregions,
+                     file_size, (uint64_t) st.st_size, err, errlen)) < 0)
+    goto fail;
+  close (fd);
+  *out = im;
+  return 0;
+
+ fail:
+  if (fd >= 0)
+    close (fd);
+  br_sb_image_free (im);
+  return r;
+}
+
+void
+br_sb_image_free (br_sb_image *im)
+{
+  if (im)
+    free (im->file);
+  free (im);
+}
+
+uint64_t
+br_sb_image_volume_size (const br_sb_image *im)
+{
+  return le64toh (im->hdr->volume_size);
+}
+
+uint32_t
+br_sb_image_granularity (const br_sb_image *im)
+{
+  return le32toh (im->hdr->granularity);
+}
+
+uint64_t
+br_sb_image_nregions (const br_sb_image *im)
+{
+  return im->nregions;
+}
+
+int
+br_sb_image_slot (const br_sb_image *im, const char *peer)
+{
+  for (int i = 0; i < BR_SB_MAX_PEERS; i++)
+    if (im->hdr->peers[i].name[0]
+        && strncmp (im->hdr->peers[i].name, peer, BR_SB_PEER_NAME_MAX) == 0)
+      return i;
+  return -ENOENT;
+}
+
+static const uint64_t *
+image_bits (const br_sb_image *im, int slot)
+{
+  return (const uint64_t *) (im->file + BR_SB_HDR_SIZE
+                             + (uint64_t) slot * im->bitmap_bytes);
+}
+
+bool
+br_sb_image_test (const br_sb_image *im, int slot, uint64_t region)
+{
+  return slot_ok (slot) && region < im->nregions
+    && (le64toh (image_bits (im, slot)[region / 64]) >> (region % 64)) & 1;
+}
+
+uint64_t
+br_sb_image_count (const br_sb_image *im, int slot)
+{
+  return slot_ok (slot) ? count_bits (image_bits (im, slot), im->nregions)
+    : 0;
 }
