@@ -615,6 +615,79 @@ START_TEST (test_scoreboard_cut)
 }
 END_TEST
 
+/* Marks from several threads while header setters msync the header page
+ * and a thread clears other regions: after the crash, every mark that
+ * returned is set whatever the cut (S1 through the shadow). */
+static br_scoreboard *shared_sb;
+
+static void *
+marker (void *arg)
+{
+  int t = (int) (intptr_t) arg, fd = pipefd[1];
+
+  for (uint32_t i = 0; i < 300; i++) {
+    uint32_t rg = (i * 2654435761u + (uint32_t) t * 977) % 8000;
+
+    ck_assert_int_eq (br_sb_mark (shared_sb, 1, (uint64_t) rg * SBGRAN, 1),
+                      0);
+    ck_assert_int_eq (br_sb_mark (shared_sb, 1, (8000 + (uint64_t) rg) *
+                                  SBGRAN, 1), 0);
+    if (write (fd, &rg, sizeof rg) != sizeof rg)
+      abort ();
+  }
+  return NULL;
+}
+
+static void *
+churner (void *arg)
+{
+  for (uint64_t i = 1; !__atomic_load_n (&stop_flag, __ATOMIC_ACQUIRE); i++) {
+    ck_assert_int_eq (br_sb_set_peer_gen (shared_sb, 0, i), 0);
+    br_sb_clear (shared_sb, 0, 8000 + i % 8000);
+  }
+  return NULL;
+}
+
+static void
+sb_concurrent (void)
+{
+  pthread_t w[THREADS], ch;
+
+  shared_sb = open_sb ();
+  ck_assert_int_eq (br_sb_peer_slot (shared_sb, "b"), 0);
+  pthread_create (&ch, NULL, churner, NULL);
+  for (int t = 0; t < THREADS; t++)
+    pthread_create (&w[t], NULL, marker, (void *) (intptr_t) t);
+  for (int t = 0; t < THREADS; t++)
+    pthread_join (w[t], NULL);
+  __atomic_store_n (&stop_flag, 1, __ATOMIC_RELEASE);
+  pthread_join (ch, NULL);
+}
+
+START_TEST (test_scoreboard_concurrent)
+{
+  struct br_cs_stats st;
+  br_sb_image *im;
+  uint32_t rg;
+  unsigned n = 0;
+
+  ck_assert_int_eq (pipe (pipefd), 0);
+  ck_assert_int_eq (fcntl (pipefd[0], F_SETPIPE_SZ, 1 << 20) > 0, 1);
+  crash_after (sb_concurrent);
+  close (pipefd[1]);
+  ck_assert_int_eq (br_cs_cut (meta, true, 42, &st, errbuf, sizeof errbuf),
+                    0);
+  im = load_meta ();
+  while (read (pipefd[0], &rg, sizeof rg) == sizeof rg) {
+    ck_assert_msg (br_sb_image_test (im, 0, rg), "region %u lost", rg);
+    n++;
+  }
+  ck_assert_uint_eq (n, THREADS * 300);
+  close (pipefd[0]);
+  br_sb_image_free (im);
+}
+END_TEST
+
 /* ---- cover -------------------------------------------------------------- */
 
 START_TEST (test_cover)
@@ -674,6 +747,7 @@ main (void)
   tcase_add_test (tc, test_overlapping_writers);
   tcase_add_test (tc, test_compaction);
   tcase_add_test (tc, test_scoreboard_cut);
+  tcase_add_test (tc, test_scoreboard_concurrent);
   tcase_add_test (tc, test_cover);
   suite_add_tcase (s, tc);
   sr = srunner_create (s);
