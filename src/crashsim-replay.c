@@ -50,6 +50,7 @@
 #include "crashsim.h"
 #include "crashsim-format.h"
 #include "scoreboard.h"
+#include "scoreboard-disk.h"
 #include "util.h"
 
 #include <errno.h>
@@ -60,8 +61,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define SB_MAGIC "BRSCORE1"     /* the scoreboard's magic (scoreboard.c) */
 
 static int
 pread_all (int fd, void *buf, size_t len, uint64_t off)
@@ -111,7 +110,7 @@ splitmix (uint64_t *s)
   return z ^ (z >> 31);
 }
 
-/* ---- a set of byte ranges ------------------------------------------------ */
+/* ---- a set of byte ranges ---------------------------------------------- */
 
 struct ivset {
   struct iv { uint64_t a, b; } *v;      /* sorted, disjoint, not adjacent */
@@ -587,7 +586,7 @@ replay (const char *target, bool dry, bool torn, uint64_t seed,
   }
   if (pread (jfd, magic, sizeof magic, 0) < 0)
     magic[0] = 0;
-  if (memcmp (magic, SB_MAGIC, 8) == 0)
+  if (memcmp (magic, BR_SB_MAGIC, 8) == 0)
     r = shadow_walk (jfd, img, dry, torn, seed, st, jpath, err, errlen);
   else {
     struct journal j;
@@ -666,7 +665,8 @@ br_cs_cover (const char *image_a, const char *meta, const char *peer,
   for (uint64_t o = 0; o < size; o += chunk) {
     size_t n = size - o < chunk ? (size_t) (size - o) : (size_t) chunk;
 
-    if ((r = pread_all (fa, a, n, o)) < 0 || (r = pread_all (fb, b, n, o)) < 0) {
+    if ((r = pread_all (fa, a, n, o)) < 0
+        || (r = pread_all (fb, b, n, o)) < 0) {
       br_seterr (err, errlen, "reading %s and %s at %" PRIu64 ": %s (are "
                  "both %" PRIu64 " bytes?)", image_a, image_b, o,
                  br_strerror (-r), size);

@@ -89,12 +89,20 @@
  * setters hold hlock across the msync of the header page (they are rare and
  * must be ordered).  The file is also flock()ed so a second process cannot
  * open the same scoreboard.
+ *
+ * Crash simulation (BLOCKRELAY_CRASHSIM=1 at open): sb->cs is the shadow of
+ * crashsim.c and every msync goes through br_cs_shadow_msync, which
+ * records what it made durable (taking its own leaf lock inside hlock when
+ * a header setter msyncs); NULL otherwise, one branch per msync.  The byte
+ * layout's structs are in scoreboard-disk.h (shared with the offline
+ * reader, scoreboard-image.c).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 
 #include "scoreboard.h"
+#include "scoreboard-disk.h"
 #include "crashsim.h"
 #include "log.h"
 #include "util.h"
@@ -115,52 +123,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define BR_SB_MAGIC "BRSCORE1"
-#define BR_SB_VERSION 1u
-#define BR_SB_HDR_SIZE 4096u
-#define BR_SB_NODE_MAX 64
-#define BR_SB_PEER_USED 0x1u
-
-struct br_sb_peer_disk {
-  char name[BR_SB_PEER_NAME_MAX];       /* 0 */
-  uint64_t gen;                         /* 48 */
-  uint32_t flags;                       /* 56 */
-  uint32_t reserved;                    /* 60 */
-} __attribute__ ((packed));
-
-struct br_sb_header_disk {
-  char magic[8];                        /* 0 */
-  uint32_t version;                     /* 8 */
-  uint32_t header_size;                 /* 12 */
-  uint64_t volume_size;                 /* 16 */
-  uint32_t granularity;                 /* 24 */
-  uint32_t nslots;                      /* 28 */
-  uint64_t nregions;                    /* 32 */
-  uint32_t flags;                       /* 40 */
-  uint32_t reserved0;                   /* 44 */
-  uint8_t uuid[16];                     /* 48 */
-  uint64_t gen;                         /* 64 */
-  char node[BR_SB_NODE_MAX];            /* 72 */
-  struct br_sb_peer_disk peers[BR_SB_MAX_PEERS]; /* 136 */
-  uint64_t history[BR_SB_HISTORY];               /* 648 */
-  char origin[BR_SB_NODE_MAX];                   /* 712 */
-  uint8_t padding[BR_SB_HDR_SIZE - 776];         /* 776 */
-} __attribute__ ((packed));
-
-_Static_assert (sizeof (struct br_sb_peer_disk) == 64, "peer record size");
-_Static_assert (BR_SB_PEER_NAME_MAX == 48, "peer name field is 48 bytes");
-_Static_assert (BR_SB_MAX_PEERS == 8, "header holds 8 peer records");
-_Static_assert (sizeof (struct br_sb_header_disk) == BR_SB_HDR_SIZE,
-                "header size");
-#define OFF(f, o) _Static_assert (offsetof (struct br_sb_header_disk, f) \
-                                  == (o), "offset of " #f)
-OFF (version, 8); OFF (header_size, 12); OFF (volume_size, 16);
-OFF (granularity, 24); OFF (nslots, 28); OFF (nregions, 32); OFF (flags, 40);
-OFF (uuid, 48); OFF (gen, 64); OFF (node, 72); OFF (peers, 136);
-OFF (history, 648); OFF (origin, 712); OFF (padding, 776);
-_Static_assert (offsetof (struct br_sb_peer_disk, gen) == 48, "peer gen");
-_Static_assert (offsetof (struct br_sb_peer_disk, flags) == 56, "peer flags");
 
 struct br_scoreboard {
   char *path;
@@ -713,10 +675,11 @@ create_file (const char *path, uint64_t file_size,
 }
 
 /* Check the header H read from PATH against the expected geometry. */
-static int
-validate (const char *path, const struct br_sb_header_disk *h,
-          uint64_t volume_size, uint32_t granularity, uint64_t nregions,
-          uint64_t file_size, uint64_t actual_size, char *err, size_t errlen)
+int
+br__sb_validate (const char *path, const struct br_sb_header_disk *h,
+                 uint64_t volume_size, uint32_t granularity,
+                 uint64_t nregions, uint64_t file_size, uint64_t actual_size,
+                 char *err, size_t errlen)
 {
   int r;
 #define CHECK(what, got, want) do {                                     \
@@ -779,12 +742,10 @@ open_file (const char *path, uint64_t file_size, struct br_sb_header_disk *h,
   return r;
 }
 
-/* SYNCED: the file is durable as it is (crash simulation: no shadow is
- * needed any more). */
-/* The size of a scoreboard for VOLUME_SIZE bytes in GRANULARITY regions. */
-static void
-geometry (uint64_t volume_size, uint32_t granularity, uint64_t *nregions,
-          uint64_t *bitmap_bytes, uint64_t *file_size)
+void
+br__sb_geometry (uint64_t volume_size, uint32_t granularity,
+                 uint64_t *nregions, uint64_t *bitmap_bytes,
+                 uint64_t *file_size)
 {
   *nregions = volume_size / granularity + (volume_size % granularity != 0);
   *bitmap_bytes = ((*nregions + 7) / 8 + BR_SB_HDR_SIZE - 1)
@@ -792,10 +753,8 @@ geometry (uint64_t volume_size, uint32_t granularity, uint64_t *nregions,
   *file_size = BR_SB_HDR_SIZE + BR_SB_MAX_PEERS * *bitmap_bytes;
 }
 
-/* Set bits among the first NREGIONS of the raw little-endian WORDS (read
- * plainly: no other thread has them yet). */
-static uint64_t
-count_bits (const uint64_t *words, uint64_t nregions)
+uint64_t
+br__sb_count_bits (const uint64_t *words, uint64_t nregions)
 {
   uint64_t n = 0, nwords = (nregions + 63) / 64;
 
@@ -809,6 +768,8 @@ count_bits (const uint64_t *words, uint64_t nregions)
   return n;
 }
 
+/* SYNCED: the file is durable as it is (crash simulation: no shadow is
+ * needed any more). */
 static void
 sb_free (br_scoreboard *sb, bool synced)
 {
@@ -844,7 +805,8 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
             granularity, node);
     return -EINVAL;
   }
-  geometry (volume_size, granularity, &nregions, &bitmap_bytes, &file_size);
+  br__sb_geometry (volume_size, granularity, &nregions, &bitmap_bytes,
+                   &file_size);
   if (nregions > (1ull << 40)) {
     br_seterr (err, errlen, "scoreboard %s: %" PRIu64 " regions of %" PRIu32
             " bytes is too many; use a larger granularity", path, nregions,
@@ -880,8 +842,9 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
           (uint64_t) st.st_size);
   if (pread (sb->fd, &h, sizeof h, 0) != (ssize_t) sizeof h)
     FAIL (-EIO, "scoreboard %s: cannot read the header", path);
-  if ((r = validate (path, &h, volume_size, granularity, nregions, file_size,
-                     (uint64_t) st.st_size, err, errlen)) < 0)
+  if ((r = br__sb_validate (path, &h, volume_size, granularity, nregions,
+                            file_size, (uint64_t) st.st_size, err,
+                            errlen)) < 0)
     goto fail;
   if ((r = br_cs_mode (err, errlen)) > 0)
     r = br_cs_shadow_open (path, sb->fd, file_size, &sb->cs, err, errlen);
@@ -906,7 +869,7 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
   pthread_cond_init (&sb->cv, NULL);
   for (int s = 0; s < BR_SB_MAX_PEERS; s++) {
     sb->bits[s] = (uint64_t *) (sb->map + BR_SB_HDR_SIZE + s * bitmap_bytes);
-    sb->count[s] = count_bits (sb->bits[s], nregions);
+    sb->count[s] = br__sb_count_bits (sb->bits[s], nregions);
   }
 
   /* Record and clear CLEAN, and make everything durable (S4). */
@@ -947,126 +910,3 @@ br_sb_close (br_scoreboard *sb, bool clean)
   sb_free (sb, synced && !__atomic_load_n (&sb->sync_err, __ATOMIC_ACQUIRE));
 }
 
-/* ---- reading a file offline (tools) ------------------------------------- */
-
-/* Read LEN bytes from the start of FD into BUF. */
-static int
-read_full (int fd, uint8_t *buf, uint64_t len)
-{
-  for (uint64_t off = 0; off < len; ) {
-    ssize_t n = pread (fd, buf + off, (size_t) (len - off), (off_t) off);
-
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return n < 0 ? -errno : -EIO;
-    off += (uint64_t) n;
-  }
-  return 0;
-}
-
-struct br_sb_image {
-  uint8_t *file;                        /* the whole file */
-  const struct br_sb_header_disk *hdr;  /* = file */
-  uint64_t nregions, bitmap_bytes;
-};
-
-int
-br_sb_image_load (const char *path, br_sb_image **out, char *err,
-                  size_t errlen)
-{
-  br_sb_image *im = calloc (1, sizeof *im);
-  uint64_t volume_size, file_size;
-  uint32_t granularity;
-  struct stat st;
-  int fd = -1, r;
-
-  *out = NULL;
-  if (!im)
-    return -ENOMEM;
-  if ((fd = open (path, O_RDONLY | O_CLOEXEC)) < 0 || fstat (fd, &st) < 0)
-    FAIL (-errno, "scoreboard %s: %s", path, br_strerror (-r));
-  if (!S_ISREG (st.st_mode) || (uint64_t) st.st_size < BR_SB_HDR_SIZE)
-    FAIL (-EINVAL, "scoreboard %s: not a scoreboard", path);
-  if (!(im->file = malloc ((size_t) st.st_size)))
-    FAIL (-ENOMEM, "scoreboard %s: out of memory", path);
-  if ((r = read_full (fd, im->file, (uint64_t) st.st_size)) < 0)
-    FAIL (r, "scoreboard %s: read: %s", path, br_strerror (-r));
-  im->hdr = (const struct br_sb_header_disk *) im->file;
-  volume_size = le64toh (im->hdr->volume_size);
-  granularity = le32toh (im->hdr->granularity);
-  if (volume_size == 0 || granularity == 0
-      || (granularity & (granularity - 1)))
-    FAIL (-EINVAL, "scoreboard %s: bad geometry in the header", path);
-  geometry (volume_size, granularity, &im->nregions, &im->bitmap_bytes,
-            &file_size);
-  if ((r = validate (path, im->hdr, volume_size, granularity, im->nregions,
-                     file_size, (uint64_t) st.st_size, err, errlen)) < 0)
-    goto fail;
-  close (fd);
-  *out = im;
-  return 0;
-
- fail:
-  if (fd >= 0)
-    close (fd);
-  br_sb_image_free (im);
-  return r;
-}
-
-void
-br_sb_image_free (br_sb_image *im)
-{
-  if (im)
-    free (im->file);
-  free (im);
-}
-
-uint64_t
-br_sb_image_volume_size (const br_sb_image *im)
-{
-  return le64toh (im->hdr->volume_size);
-}
-
-uint32_t
-br_sb_image_granularity (const br_sb_image *im)
-{
-  return le32toh (im->hdr->granularity);
-}
-
-uint64_t
-br_sb_image_nregions (const br_sb_image *im)
-{
-  return im->nregions;
-}
-
-int
-br_sb_image_slot (const br_sb_image *im, const char *peer)
-{
-  for (int i = 0; i < BR_SB_MAX_PEERS; i++)
-    if (im->hdr->peers[i].name[0]
-        && strncmp (im->hdr->peers[i].name, peer, BR_SB_PEER_NAME_MAX) == 0)
-      return i;
-  return -ENOENT;
-}
-
-static const uint64_t *
-image_bits (const br_sb_image *im, int slot)
-{
-  return (const uint64_t *) (im->file + BR_SB_HDR_SIZE
-                             + (uint64_t) slot * im->bitmap_bytes);
-}
-
-bool
-br_sb_image_test (const br_sb_image *im, int slot, uint64_t region)
-{
-  return slot_ok (slot) && region < im->nregions
-    && (le64toh (image_bits (im, slot)[region / 64]) >> (region % 64)) & 1;
-}
-
-uint64_t
-br_sb_image_count (const br_sb_image *im, int slot)
-{
-  return slot_ok (slot) ? count_bits (image_bits (im, slot), im->nregions)
-    : 0;
-}
