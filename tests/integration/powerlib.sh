@@ -97,6 +97,16 @@ images_same() {
   fi
 }
 
+# peer_losses NODE: how many times NODE lost a peer (its log says so), to
+# tell whether a sync peer stayed connected through a stretch of a cycle:
+# replies to flushes only prove durability on a peer that was connected.
+peer_losses() {
+  local n
+  n=$(grep -c "logging writes until it is back" "$T/$1.log" 2>/dev/null) ||
+    true
+  echo "${n:-0}"
+}
+
 # lines FILE: the number of complete lines in FILE now.
 lines() { wc -l < "$1"; }
 

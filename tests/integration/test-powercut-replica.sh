@@ -39,6 +39,7 @@ t0=$SECONDS
 for ((c = 1; c <= CYCLES; c++)); do
   tc=$SECONDS
   PC_FAILED_CYCLE=false
+  losses=$(peer_losses a)
   start_writer "$NBD_URI/vol0" "$T/w.acks" $((c * 10000000)) \
     --seed "$RANDOM" --flush-every "$(rand 8 64)"
   wait_acks "$T/w.acks" "$(rand 1 300)" 30
@@ -46,6 +47,7 @@ for ((c = 1; c <= CYCLES; c++)); do
   # Every reply logged before this line came while b was alive and in
   # sync (the pair was in sync when the writer started).
   until_line=$(($(lines "$ALL") + $(lines "$T/w.acks")))
+  [ "$(peer_losses a)" -eq "$losses" ] || until_line=    # see below
   n=$(acks "$T/w.acks")
   how="SIGKILL under load"
   if [ $((RANDOM % 4)) -eq 0 ]; then
@@ -63,7 +65,14 @@ for ((c = 1; c <= CYCLES; c++)); do
 
   power_cut b "$(cut_mode "$c")"
   cover_check "$T/a/vol0.img" "$T/a/vol0.meta" b "$T/b/vol0.img" "cycle $c"
-  durable_check "$ALL" "$T/b/vol0.img" "cycle $c" "$until_line"
+  # Only if a never lost b before the kill (a heartbeat timeout under
+  # load would let flushes succeed without b: nothing to check then).
+  if [ -n "$until_line" ]; then
+    durable_check "$ALL" "$T/b/vol0.img" "cycle $c" "$until_line"
+  else
+    log "cycle $c: a lost b before the kill: no durable check on b"
+    PC_UNCHECKED=$((PC_UNCHECKED + 1))
+  fi
 
   start_replica "$CFG" b
   wait_in_sync "$CFG" a
@@ -82,4 +91,4 @@ stop_node a
 stop_node b
 same_images "$T/a/vol0.img" "$T/b/vol0.img"
 [ "$PC_FAILURES" -eq 0 ] || fail "$PC_FAILURES failed checks (see above)"
-log "$CYCLES cycles, $(acks "$ALL") acknowledged writes, $((SECONDS - t0))s"
+log "$CYCLES cycles, $(acks "$ALL") acknowledged writes, $((SECONDS - t0))s, ${PC_UNCHECKED:-0} without a durable check"
