@@ -73,8 +73,10 @@ cover_check() {
   echo "$out" >> "$T/powercut.log"
   [ $rc -le 1 ] || fail "br-powercut cover failed: $out"
   if [ $rc -eq 1 ]; then
-    echo "$out" | sed "s|$T/||g" | head -n 12 >&2
-    "$POWERCUT" bits "$2" "$3" 2>&1 | sed "s|$T/||g" | head -n 8 >&2
+    # Diagnostics only (|| true: a pipe that head closes early must not
+    # end the test under set -e -o pipefail before its message).
+    echo "$out" | sed "s|$T/||g" | head -n 12 >&2 || true
+    "$POWERCUT" bits "$2" "$3" 2>&1 | sed "s|$T/||g" | head -n 8 >&2 || true
     pfail "$5: I1 violated after the $PC_DESC: $(echo "$out" | tail -n 1 | sed "s|$T/||g")"
   fi
 }
@@ -83,7 +85,7 @@ cover_check() {
 durable_check() {
   if ! "$PY" "$ACKWRITER" check --durable ${4:+--until "$4"} "$1" "$2" \
        2>>"$T/check.log"; then
-    tail -n 22 "$T/check.log" | sed "s|$T/||g" >&2
+    tail -n 22 "$T/check.log" | sed "s|$T/||g" >&2 || true
     pfail "$3: durable writes missing from $2 after the $PC_DESC"
   fi
 }
@@ -92,7 +94,8 @@ durable_check() {
 images_same() {
   local out
   if ! out=$(cmp "$1" "$2" 2>&1); then
-    "$PY" "$ACKWRITER" same "$1" "$2" 2>&1 | sed "s|$T/||g" | head -n 8 >&2
+    "$PY" "$ACKWRITER" same "$1" "$2" 2>&1 | sed "s|$T/||g" | head -n 8 >&2 ||
+      true
     pfail "$3: $1 and $2 differ after the resync ($out)"
   fi
 }
