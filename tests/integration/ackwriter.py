@@ -5,8 +5,10 @@
 #   ackwriter.py write URI LOG [--seq-start N] [--depth D] [--max-seconds S]
 #                              [--seed N] [--rate WRITES_PER_SECOND]
 #                              [--flush-every N]
-#   ackwriter.py check [--durable] [--until LINE] LOG IMAGE_OR_URI
+#   ackwriter.py check [--durable] [--until LINE] [--base FILE] LOG
+#                      IMAGE_OR_URI
 #   ackwriter.py same IMAGE_OR_URI IMAGE_OR_URI
+#   ackwriter.py baseline IMAGE_OR_URI FILE
 #
 # Run it with /usr/bin/python3 (Debian's python3-libnbd provides `nbd`).
 #
@@ -61,6 +63,13 @@
 # --until LINE: A, FA and FE lines after line LINE of the (concatenated)
 # log are ignored, as if those replies never came; I lines all count (a
 # replica killed at LINE may hold writes issued later).
+#
+# --base FILE: what the target held before the log's first write, as
+# written by `baseline` (instead of zeros), so that a long test can start
+# a new log once a copy was verified.
+#
+# baseline: records which write (sequence number) each non-zero 512-byte
+# sector of a copy holds; exits 1 if one holds neither zeros nor a pattern.
 #
 # same: compares two copies (files or nbd:// URIs, e.g. a running
 # primary's export and a replica's backing file) and lists the 4 KiB blocks
@@ -309,10 +318,13 @@ def block_seq(data, off):
 
 
 def parse_log(logpath, durable, until):
-    """Replay a log: the allowed sequence numbers per 4K block (default
-    {0}), the writes issued and the number acknowledged (or durable)."""
+    """Replay a log: the allowed sequence numbers per 4K block besides the
+    base content, the blocks where the base content is not allowed, the
+    writes issued and the number acknowledged (or durable)."""
     writes = {}             # seq -> (first block, nblocks)
-    allowed = {}            # block -> set of seqs (default {0})
+    allowed = {}            # block -> set of seqs (besides the base's)
+    exact = set()           # blocks where a write that must be there
+    #                         decides (the base does not count)
     acked = []              # (run, line of A, seq), in order
     fua = set()
     flush_line = {}         # flush id -> line of its latest F
@@ -367,27 +379,47 @@ def parse_log(logpath, durable, until):
         for b in range(b0, b0 + n):
             if s in mustset:
                 allowed[b] = {s}
+                exact.add(b)
             else:
-                allowed.setdefault(b, {0}).add(s)
-    return allowed, writes, len(must)
+                allowed.setdefault(b, set()).add(s)
+    return allowed, exact, writes, len(must)
+
+
+def read_base(path):
+    """A baseline file (cmd_baseline): sector offset -> sequence number."""
+    base = {}
+    if path is None:
+        return base
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            w = line.split()
+            if len(w) != 2 or int(w[0]) % SEC:
+                die("%s:%d: bad baseline line" % (path, lineno))
+            base[int(w[0])] = int(w[1])
+    return base
 
 
 def cmd_check(argv):
-    durable, until, pos = False, None, []
+    durable, until, basepath, pos = False, None, None, []
     i = 0
     while i < len(argv):
         if argv[i] == "--durable":
             durable = True
-        elif argv[i] == "--until" and i + 1 < len(argv):
-            until = int(argv[i + 1])
+        elif argv[i] in ("--until", "--base") and i + 1 < len(argv):
+            if argv[i] == "--until":
+                until = int(argv[i + 1])
+            else:
+                basepath = argv[i + 1]
             i += 1
         else:
             pos.append(argv[i])
         i += 1
     if len(pos) != 2:
-        die("usage: check [--durable] [--until LINE] LOG IMAGE_OR_URI")
+        die("usage: check [--durable] [--until LINE] [--base FILE] LOG "
+            "IMAGE_OR_URI")
     logpath, target = pos
-    allowed, writes, n_must = parse_log(logpath, durable, until)
+    allowed, exact, writes, n_must = parse_log(logpath, durable, until)
+    base = read_base(basepath)
 
     r = Reader(target)
     bad = []
@@ -398,17 +430,22 @@ def cmd_check(argv):
         data = r.read(coff, min(chunk, n_blocks * BLK - coff))
         for k in range(0, len(data), BLK):
             off = coff + k
-            ok = allowed.get(off // BLK, {0})
-            if len(ok) == 1 and 0 in ok and data[k:k + BLK] == bytes(BLK):
+            b = off // BLK
+            if (b not in allowed and data[k:k + BLK] == bytes(BLK) and
+                    not any(off + j in base for j in range(0, BLK, SEC))):
                 continue                        # fast path: zeros expected
             got = set()
             for j in range(0, BLK, SEC):
+                ok = allowed.get(b, set())
+                if b not in exact:
+                    ok = ok | {base.get(off + j, 0)}
                 g = sector_seq(data[k + j:k + j + SEC], off + j)
                 got.add(g)
                 if g is None or g not in ok:
                     bad.append((off + j, g, sorted(ok)))
             torn += len(got) > 1
-    ambiguous = sum(1 for v in allowed.values() if len(v) > 1)
+    ambiguous = sum(1 for b, v in allowed.items()
+                    if len(v) + (b not in exact) > 1)
     what = "durable" if durable else "acknowledged"
     if bad:
         sys.stderr.write("ackwriter check%s %s: %d bad sectors (of %d); "
@@ -427,6 +464,30 @@ def cmd_check(argv):
                      "landed, %d blocks holding several versions)\n"
                      % (" --durable" if durable else "", target,
                         len(writes), n_must, what, ambiguous, torn))
+
+
+def cmd_baseline(argv):
+    if len(argv) != 2:
+        die("usage: baseline IMAGE_OR_URI OUT")
+    r = Reader(argv[0])
+    chunk = 4 << 20
+    n = 0
+    with open(argv[1] + ".tmp", "w") as out:
+        for coff in range(0, r.size - r.size % SEC, chunk):
+            data = r.read(coff, min(chunk, r.size - r.size % SEC - coff))
+            for k in range(0, len(data), SEC):
+                sec = data[k:k + SEC]
+                if sec == ZSEC:
+                    continue
+                g = sector_seq(sec, coff + k)
+                if g is None:
+                    die("baseline %s: offset %d holds garbage"
+                        % (argv[0], coff + k), 1)
+                out.write("%d %d\n" % (coff + k, g))
+                n += 1
+    os.rename(argv[1] + ".tmp", argv[1])
+    sys.stderr.write("ackwriter baseline %s: %d written sectors\n"
+                     % (argv[0], n))
 
 
 def cmd_same(argv):
@@ -463,9 +524,10 @@ def describe(data, off):
 
 
 def main():
-    cmds = {"write": cmd_write, "check": cmd_check, "same": cmd_same}
+    cmds = {"write": cmd_write, "check": cmd_check, "same": cmd_same,
+            "baseline": cmd_baseline}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
-        die("usage: ackwriter.py write|check|same ...")
+        die("usage: ackwriter.py write|check|same|baseline ...")
     cmds[sys.argv[1]](sys.argv[2:])
 
 

@@ -18,7 +18,8 @@
 #   4. ackwriter check --durable on a's image: every write acknowledged
 #      with FUA, or before a flush that succeeded was sent, survived;
 #   5. both restart, a resyncs b, and the images are byte-identical.
-# Logs of every cycle are concatenated, so the checks span all cycles.
+# The checks start from a baseline of the copies as the previous cycle
+# verified them (ackwriter.py baseline).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faultlib.sh"
 . "$(dirname "$0")/powerlib.sh"
@@ -76,6 +77,7 @@ for ((c = 1; c <= CYCLES; c++)); do
     start_primary_nowait "$CFG" a
     wait_in_sync "$CFG" a
   fi
+  rebase "$T/a/vol0.img" "$ALL"
   log "cycle $c: ok in $((SECONDS - tc))s"
 done
 stop_node a
@@ -83,4 +85,4 @@ stop_node b
 same_images "$T/a/vol0.img" "$T/b/vol0.img"
 [ -e "$T/a/vol0.img.crashsim" ] && fail "a's journal survived a clean stop"
 [ "$PC_FAILURES" -eq 0 ] || fail "$PC_FAILURES failed checks (see above)"
-log "$CYCLES cycles, $(acks "$ALL") acknowledged writes, $((SECONDS - t0))s"
+log "$CYCLES cycles in $((SECONDS - t0))s"
