@@ -36,6 +36,15 @@
  * open; rules whose path= filter does not match this disk are dropped then.
  * A faulted operation fails before touching the disk.
  *
+ * Crash simulation (BLOCKRELAY_CRASHSIM=1 at open, regular files only; a
+ * block device with the switch on is refused at open): d->cs is the
+ * journal of crashsim.c.  Every write and zero then runs between
+ * br_cs_write_begin (pre-image recorded, journal lock taken) and
+ * br_cs_write_end, and every flush between br_cs_sync_begin/end; the
+ * writes of one disk are serialized then (J1 in crashsim.c).  Off, d->cs
+ * is NULL and costs one branch per operation.  The fault check comes
+ * first, so a faulted operation records nothing.
+ *
  * Errors: every function returns 0 or -errno; errno is saved before cleanup
  * calls (close, unlink) that could overwrite it.
  */
@@ -44,6 +53,7 @@
 #endif
 
 #include "disk.h"
+#include "crashsim.h"
 #include "log.h"
 #include "util.h"
 
@@ -80,6 +90,7 @@ struct br_disk {
   struct fault *faults;
   size_t nfaults;
   bool created;                 /* this open created the file */
+  br_cs_journal *cs;            /* crash simulation, or NULL */
 };
 
 #define ZERO_CHUNK (256 * 1024)
@@ -300,6 +311,16 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
             d->blockdev ? "block device" : "file", actual, size);
     goto fail;
   }
+  if ((r = br_cs_mode (err, errlen)) > 0 && d->blockdev) {
+    r = -ENOTSUP;
+    br_seterr (err, errlen, "%s: %s=1 simulates power loss on regular "
+               "files only, not on a block device", path, BR_CS_ENV);
+  }
+  else if (r > 0)
+    r = br_cs_journal_open (path, d->fd, size, created, &d->cs, err,
+                            errlen);
+  if (r < 0)
+    goto fail;
   br_debug (BR_DEBUG_IO, "%s: opened %s of %" PRIu64 " bytes%s", path,
             d->blockdev ? "block device" : "file", size,
             created ? " (created)" : "");
@@ -330,6 +351,7 @@ br_disk_close (br_disk *d)
 {
   if (!d)
     return;
+  br_cs_journal_close (d->cs);
   if (d->fd >= 0)
     close (d->fd);
   free (d->faults);
@@ -411,6 +433,18 @@ write_all (br_disk *d, const void *buf, size_t count, uint64_t offset)
   return 0;
 }
 
+static int
+sim_pwrite (br_disk *d, const void *buf, size_t count, uint64_t offset)
+{
+  int r = br_cs_write_begin (d->cs, offset, count);
+
+  if (r < 0)
+    return r;
+  r = write_all (d, buf, count, offset);
+  br_cs_write_end (d->cs);
+  return r;
+}
+
 int
 br_disk_pwrite (br_disk *d, const void *buf, size_t count, uint64_t offset)
 {
@@ -420,7 +454,32 @@ br_disk_pwrite (br_disk *d, const void *buf, size_t count, uint64_t offset)
     return -EINVAL;
   if ((r = fault (d, OP_WRITE)) < 0)
     return r;
+  if (__builtin_expect (d->cs != NULL, 0))
+    return sim_pwrite (d, buf, count, offset);
   return write_all (d, buf, count, offset);
+}
+
+static int
+datasync (br_disk *d)
+{
+  while (fdatasync (d->fd) < 0) {
+    if (errno != EINTR)
+      return -errno;
+  }
+  return 0;
+}
+
+static int
+sim_flush (br_disk *d)
+{
+  struct br_cs_sync t;
+  int r = br_cs_sync_begin (d->cs, &t);
+
+  if (r < 0)
+    return r;
+  r = datasync (d);
+  br_cs_sync_end (d->cs, &t, r == 0);
+  return r;
 }
 
 int
@@ -430,11 +489,9 @@ br_disk_flush (br_disk *d)
 
   if ((r = fault (d, OP_SYNC)) < 0)
     return r;
-  while (fdatasync (d->fd) < 0) {
-    if (errno != EINTR)
-      return -errno;
-  }
-  return 0;
+  if (__builtin_expect (d->cs != NULL, 0))
+    return sim_flush (d);
+  return datasync (d);
 }
 
 static int
@@ -517,6 +574,35 @@ zero_blockdev (br_disk *d, uint64_t count, uint64_t offset, bool may_trim)
   return r;
 }
 
+/* A regular file: punch a hole, or zero the range, or write zeros. */
+static int
+zero_file (br_disk *d, size_t count, uint64_t offset, bool may_trim)
+{
+  int r = 1;
+
+  if (may_trim)
+    r = try_fallocate (d, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                       count, offset);
+  if (r == 1)
+    r = try_fallocate (d, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                       count, offset);
+  if (r == 1)
+    r = write_zeros (d, count, offset);
+  return r;
+}
+
+static int
+sim_zero (br_disk *d, size_t count, uint64_t offset, bool may_trim)
+{
+  int r = br_cs_write_begin (d->cs, offset, count);
+
+  if (r < 0)
+    return r;
+  r = zero_file (d, count, offset, may_trim);
+  br_cs_write_end (d->cs);
+  return r;
+}
+
 int
 br_disk_zero (br_disk *d, size_t count, uint64_t offset, bool may_trim)
 {
@@ -530,15 +616,7 @@ br_disk_zero (br_disk *d, size_t count, uint64_t offset, bool may_trim)
     return 0;
   if (d->blockdev)
     return zero_blockdev (d, count, offset, may_trim);
-
-  r = 1;
-  if (may_trim)
-    r = try_fallocate (d, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                       count, offset);
-  if (r == 1)
-    r = try_fallocate (d, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                       count, offset);
-  if (r == 1)
-    r = write_zeros (d, count, offset);
-  return r;
+  if (__builtin_expect (d->cs != NULL, 0))
+    return sim_zero (d, count, offset, may_trim);
+  return zero_file (d, count, offset, may_trim);
 }

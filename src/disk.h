@@ -53,4 +53,18 @@ int br_disk_zero (br_disk *d, size_t count, uint64_t offset, bool may_trim);
  * malformed value makes br_disk_open() fail with -EINVAL and a message, so
  * a typo in a test never silently disables the fault. */
 
+/* Crash simulation for tests: when BLOCKRELAY_CRASHSIM=1 is set at open
+ * time, a regular-file disk records in "<path>.crashsim" what a power cut
+ * could lose: the pre-image of every write and zero, their completion and
+ * every fdatasync (format in crashsim.h); `br-powercut cut` replays a cut.
+ * Writes and zeros of one disk are serialized in this mode.  Unset, "" or
+ * "0" is off (one branch per operation, nothing else); any other value
+ * makes br_disk_open() fail with -EINVAL; a block device with the switch
+ * on fails with -ENOTSUP (unsupported).  Opening a disk whose journal
+ * still holds a write that was not durable (the process stopped and no
+ * cut was replayed) fails with -EUCLEAN and a message saying to run
+ * br-powercut; a journal with nothing volatile is discarded.  Closing with
+ * everything synced removes the journal.  Documented in
+ * docs/operations.md. */
+
 #endif

@@ -95,12 +95,21 @@
  * setters hold hlock across the msync of the header page (they are rare and
  * must be ordered).  The file is also flock()ed so a second process cannot
  * open the same scoreboard.
+ *
+ * Crash simulation (BLOCKRELAY_CRASHSIM=1 at open): sb->cs is the shadow of
+ * crashsim.c and every msync goes through br_cs_shadow_msync, which
+ * records what it made durable (taking its own leaf lock inside hlock when
+ * a header setter msyncs); NULL otherwise, one branch per msync.  The byte
+ * layout's structs are in scoreboard-disk.h (shared with the offline
+ * reader, scoreboard-image.c).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 
 #include "scoreboard.h"
+#include "scoreboard-disk.h"
+#include "crashsim.h"
 #include "log.h"
 #include "util.h"
 
@@ -120,52 +129,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define BR_SB_MAGIC "BRSCORE1"
-#define BR_SB_VERSION 2u
-#define BR_SB_HDR_SIZE 4096u
-#define BR_SB_NODE_MAX 64
-#define BR_SB_PEER_USED 0x1u
-
-struct br_sb_peer_disk {
-  char name[BR_SB_PEER_NAME_MAX];       /* 0 */
-  uint64_t gen;                         /* 48 */
-  uint32_t flags;                       /* 56 */
-  uint32_t reserved;                    /* 60 */
-} __attribute__ ((packed));
-
-struct br_sb_header_disk {
-  char magic[8];                        /* 0 */
-  uint32_t version;                     /* 8 */
-  uint32_t header_size;                 /* 12 */
-  uint64_t volume_size;                 /* 16 */
-  uint32_t granularity;                 /* 24 */
-  uint32_t nslots;                      /* 28 */
-  uint64_t nregions;                    /* 32 */
-  uint32_t flags;                       /* 40 */
-  uint32_t history_next;                /* 44 */
-  uint8_t uuid[16];                     /* 48 */
-  uint64_t gen;                         /* 64 */
-  char node[BR_SB_NODE_MAX];            /* 72 */
-  struct br_sb_peer_disk peers[BR_SB_MAX_PEERS]; /* 136 */
-  uint64_t history[BR_SB_HISTORY];               /* 648 */
-  char origin[BR_SB_NODE_MAX];                   /* 712 */
-  uint8_t padding[BR_SB_HDR_SIZE - 776];         /* 776 */
-} __attribute__ ((packed));
-
-_Static_assert (sizeof (struct br_sb_peer_disk) == 64, "peer record size");
-_Static_assert (BR_SB_PEER_NAME_MAX == 48, "peer name field is 48 bytes");
-_Static_assert (BR_SB_MAX_PEERS == 8, "header holds 8 peer records");
-_Static_assert (sizeof (struct br_sb_header_disk) == BR_SB_HDR_SIZE,
-                "header size");
-#define OFF(f, o) _Static_assert (offsetof (struct br_sb_header_disk, f) \
-                                  == (o), "offset of " #f)
-OFF (version, 8); OFF (header_size, 12); OFF (volume_size, 16);
-OFF (granularity, 24); OFF (nslots, 28); OFF (nregions, 32); OFF (flags, 40);
-OFF (uuid, 48); OFF (gen, 64); OFF (node, 72); OFF (peers, 136);
-OFF (history, 648); OFF (origin, 712); OFF (padding, 776);
-_Static_assert (offsetof (struct br_sb_peer_disk, gen) == 48, "peer gen");
-_Static_assert (offsetof (struct br_sb_peer_disk, flags) == 56, "peer flags");
 
 struct br_scoreboard {
   char *path;
@@ -190,6 +153,7 @@ struct br_scoreboard {
   int sync_err;                         /* atomic, sticky, S6 */
 
   pthread_mutex_t hlock;                /* header fields */
+  br_cs_shadow *cs;                     /* crash simulation, or NULL */
 };
 
 /* ---- bitmap words ---------------------------------------------------- */
@@ -257,17 +221,27 @@ set_bits (br_scoreboard *sb, uint32_t slots, uint64_t r0, uint64_t r1)
  * write-back errors are reported per file, not per range, so a failed
  * header msync may be the only report of a lost bitmap page. */
 static int
+msync_raw (void *map, size_t len, void *unused)
+{
+  return msync (map, len, MS_SYNC) == 0 ? 0 : -errno;
+}
+
+static int
 msync_range (br_scoreboard *sb, size_t len)
 {
-  int e, none = 0;
+  int r, none = 0;
 
-  if (msync (sb->map, len, MS_SYNC) == 0)
+  /* Crash simulation: the shadow records what this msync made durable. */
+  r = __builtin_expect (sb->cs != NULL, 0)
+    ? br_cs_shadow_msync (sb->cs, sb->map, len, BR_SB_HDR_SIZE, msync_raw,
+                          NULL)
+    : msync_raw (sb->map, len, NULL);
+  if (r == 0)
     return 0;
-  e = errno;
-  br_error ("scoreboard %s: msync: %s", sb->path, br_strerror (e));
-  __atomic_compare_exchange_n (&sb->sync_err, &none, -e, false,
+  br_error ("scoreboard %s: msync: %s", sb->path, br_strerror (-r));
+  __atomic_compare_exchange_n (&sb->sync_err, &none, r, false,
                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-  return -e;
+  return r;
 }
 
 /* Under sb->lock: wait until durable >= NEED, syncing if nobody is. */
@@ -743,10 +717,11 @@ create_file (const char *path, uint64_t file_size,
 }
 
 /* Check the header H read from PATH against the expected geometry. */
-static int
-validate (const char *path, const struct br_sb_header_disk *h,
-          uint64_t volume_size, uint32_t granularity, uint64_t nregions,
-          uint64_t file_size, uint64_t actual_size, char *err, size_t errlen)
+int
+br__sb_validate (const char *path, const struct br_sb_header_disk *h,
+                 uint64_t volume_size, uint32_t granularity,
+                 uint64_t nregions, uint64_t file_size, uint64_t actual_size,
+                 char *err, size_t errlen)
 {
   int r;
 #define CHECK(what, got, want) do {                                     \
@@ -810,9 +785,38 @@ open_file (const char *path, uint64_t file_size, struct br_sb_header_disk *h,
   return r;
 }
 
-static void
-sb_free (br_scoreboard *sb)
+void
+br__sb_geometry (uint64_t volume_size, uint32_t granularity,
+                 uint64_t *nregions, uint64_t *bitmap_bytes,
+                 uint64_t *file_size)
 {
+  *nregions = volume_size / granularity + (volume_size % granularity != 0);
+  *bitmap_bytes = ((*nregions + 7) / 8 + BR_SB_HDR_SIZE - 1)
+    / BR_SB_HDR_SIZE * BR_SB_HDR_SIZE;
+  *file_size = BR_SB_HDR_SIZE + BR_SB_MAX_PEERS * *bitmap_bytes;
+}
+
+uint64_t
+br__sb_count_bits (const uint64_t *words, uint64_t nregions)
+{
+  uint64_t n = 0, nwords = (nregions + 63) / 64;
+
+  for (uint64_t w = 0; w < nwords; w++) {
+    uint64_t v = le64toh (words[w]);
+
+    if (w == nwords - 1 && nregions % 64)
+      v &= ~0ull >> (64 - nregions % 64);     /* ignore padding bits */
+    n += (uint64_t) __builtin_popcountll (v);
+  }
+  return n;
+}
+
+/* SYNCED: the file is durable as it is (crash simulation: no shadow is
+ * needed any more). */
+static void
+sb_free (br_scoreboard *sb, bool synced)
+{
+  br_cs_shadow_close (sb->cs, synced);
   if (sb->map) {
     munmap (sb->map, sb->map_len);
     pthread_mutex_destroy (&sb->lock);
@@ -844,16 +848,14 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
             granularity, node);
     return -EINVAL;
   }
-  nregions = volume_size / granularity + (volume_size % granularity != 0);
+  br__sb_geometry (volume_size, granularity, &nregions, &bitmap_bytes,
+                   &file_size);
   if (nregions > (1ull << 40)) {
     br_seterr (err, errlen, "scoreboard %s: %" PRIu64 " regions of %" PRIu32
             " bytes is too many; use a larger granularity", path, nregions,
             granularity);
     return -EINVAL;
   }
-  bitmap_bytes = ((nregions + 7) / 8 + BR_SB_HDR_SIZE - 1)
-    / BR_SB_HDR_SIZE * BR_SB_HDR_SIZE;
-  file_size = BR_SB_HDR_SIZE + BR_SB_MAX_PEERS * bitmap_bytes;
   if (!(sb = calloc (1, sizeof *sb)) || !(sb->path = strdup (path))) {
     free (sb);
     return -ENOMEM;
@@ -883,8 +885,13 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
           (uint64_t) st.st_size);
   if (pread (sb->fd, &h, sizeof h, 0) != (ssize_t) sizeof h)
     FAIL (-EIO, "scoreboard %s: cannot read the header", path);
-  if ((r = validate (path, &h, volume_size, granularity, nregions, file_size,
-                     (uint64_t) st.st_size, err, errlen)) < 0)
+  if ((r = br__sb_validate (path, &h, volume_size, granularity, nregions,
+                            file_size, (uint64_t) st.st_size, err,
+                            errlen)) < 0)
+    goto fail;
+  if ((r = br_cs_mode (err, errlen)) > 0)
+    r = br_cs_shadow_open (path, sb->fd, file_size, &sb->cs, err, errlen);
+  if (r < 0)
     goto fail;
 
   sb->map = mmap (NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -905,13 +912,7 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
   pthread_cond_init (&sb->cv, NULL);
   for (int s = 0; s < BR_SB_MAX_PEERS; s++) {
     sb->bits[s] = (uint64_t *) (sb->map + BR_SB_HDR_SIZE + s * bitmap_bytes);
-    for (uint64_t w = 0; w < sb->nwords; w++) {
-      uint64_t v = le64toh (sb->bits[s][w]);
-
-      if (w == sb->nwords - 1 && nregions % 64)
-        v &= ~0ull >> (64 - nregions % 64);   /* ignore padding bits */
-      sb->count[s] += (uint64_t) __builtin_popcountll (v);
-    }
+    sb->count[s] = br__sb_count_bits (sb->bits[s], nregions);
   }
 
   /* Version 1 kept the history newest first: as a ring, the next entry
@@ -944,19 +945,23 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
   return 0;
 
  fail:
-  sb_free (sb);
+  sb_free (sb, false);
   return r;
 }
 
 void
 br_sb_close (br_scoreboard *sb, bool clean)
 {
+  bool synced;
+
   if (!sb)
     return;
-  if (br_sb_sync (sb) == 0 && clean
+  synced = br_sb_sync (sb) == 0;
+  if (synced && clean
       && !__atomic_load_n (&sb->sync_err, __ATOMIC_ACQUIRE)
       && br_sb_set_flags (sb, BR_SB_CLEAN, 0) < 0)
     br_error ("scoreboard %s: could not record the clean shutdown",
               sb->path);
-  sb_free (sb);
+  sb_free (sb, synced && !__atomic_load_n (&sb->sync_err, __ATOMIC_ACQUIRE));
 }
+

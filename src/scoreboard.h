@@ -109,4 +109,27 @@ struct br_sb_stats {
 };
 void br_sb_get_stats (const br_scoreboard *sb, struct br_sb_stats *out);
 
+/* Reading a scoreboard file offline (tools such as br-powercut): the whole
+ * file is read into memory and checked for consistency; nothing is locked,
+ * mapped or changed.  Returns 0 or -errno with a message. */
+typedef struct br_sb_image br_sb_image;
+int br_sb_image_load (const char *path, br_sb_image **out,
+                      char *err, size_t errlen);
+void br_sb_image_free (br_sb_image *im);
+uint64_t br_sb_image_volume_size (const br_sb_image *im);
+uint32_t br_sb_image_granularity (const br_sb_image *im);
+uint64_t br_sb_image_nregions (const br_sb_image *im);
+/* The slot named PEER, or -ENOENT. */
+int br_sb_image_slot (const br_sb_image *im, const char *peer);
+bool br_sb_image_test (const br_sb_image *im, int slot, uint64_t region);
+uint64_t br_sb_image_count (const br_sb_image *im, int slot);
+
+/* Crash simulation (tests): with BLOCKRELAY_CRASHSIM=1 in the environment
+ * at br_sb_open(), the durable image of the file is kept in the shadow
+ * "<path>.crashsim", updated by every successful msync; a clean close
+ * (everything synced) removes it.  A leftover shadow that differs from the
+ * file (the process stopped and no simulated power cut was replayed)
+ * makes br_sb_open() fail with -EUCLEAN and a message.  See crashsim.h and
+ * docs/operations.md. */
+
 #endif
