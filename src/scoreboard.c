@@ -93,7 +93,8 @@
  * Lock rules: `lock` (group commit) and `hlock` (header fields) are never
  * held together.  msync of the bitmaps runs without any lock; header
  * setters hold hlock across the msync of the header page (they are rare and
- * must be ordered).  The file is also flock()ed so a second process cannot
+ * must be ordered); header getters take no lock (atomic loads of aligned
+ * words), so no reader waits for a setter's msync.  The file is also flock()ed so a second process cannot
  * open the same scoreboard.
  *
  * Crash simulation (BLOCKRELAY_CRASHSIM=1 at open): sb->cs is the shadow of
@@ -386,10 +387,16 @@ br_sb_sync (br_scoreboard *sb)
 
 /* ---- header ------------------------------------------------------------ */
 
-/* hlock guards the header fields; getters take it too (cast: the mutex is
- * not part of the logical state of a const scoreboard). */
-#define HLOCK(sb) pthread_mutex_lock ((pthread_mutex_t *) &(sb)->hlock)
-#define HUNLOCK(sb) pthread_mutex_unlock ((pthread_mutex_t *) &(sb)->hlock)
+/* hlock serializes the header's setters, each of which msyncs the header
+ * page before it lets go.  Getters take no lock: every field with a setter
+ * is one naturally aligned word, stored with __atomic_store_n and loaded
+ * with __atomic_load_n, so a reader (the loop thread in a handshake, a
+ * writer checking FRESH) never waits for a setter's msync and never sees
+ * a torn value. */
+#define HLOCK(sb) pthread_mutex_lock (&(sb)->hlock)
+#define HUNLOCK(sb) pthread_mutex_unlock (&(sb)->hlock)
+#define HLOAD(field) __atomic_load_n (&(field), __ATOMIC_ACQUIRE)
+#define HSTORE(field, v) __atomic_store_n (&(field), (v), __ATOMIC_RELEASE)
 
 /* The header fields with setters; SLOT only for H_PEER_GEN. */
 enum hfield { H_GEN, H_FLAGS, H_PEER_GEN };
@@ -397,14 +404,9 @@ enum hfield { H_GEN, H_FLAGS, H_PEER_GEN };
 static uint64_t
 hdr_get (const br_scoreboard *sb, enum hfield f, int slot)
 {
-  uint64_t v;
-
-  HLOCK (sb);
-  v = f == H_GEN ? le64toh (sb->hdr->gen)
-    : f == H_FLAGS ? le32toh (sb->hdr->flags)
-    : le64toh (sb->hdr->peers[slot].gen);
-  HUNLOCK (sb);
-  return v;
+  return f == H_GEN ? le64toh (HLOAD (sb->hdr->gen))
+    : f == H_FLAGS ? le32toh (HLOAD (sb->hdr->flags))
+    : le64toh (HLOAD (sb->hdr->peers[slot].gen));
 }
 
 /* Set field F to V (for H_FLAGS: OR in V after clearing CLEAR), durably:
@@ -425,22 +427,20 @@ hdr_set (br_scoreboard *sb, enum hfield f, int slot, uint64_t v,
     if (old != 0 && old != v) {
       uint32_t n = le32toh (sb->hdr->history_next) % BR_SB_HISTORY;
 
-      __atomic_store_n (&sb->hdr->history[n], htole64 (old),
-                        __ATOMIC_RELEASE);
+      HSTORE (sb->hdr->history[n], htole64 (old));
       if ((r = msync_range (sb, BR_SB_HDR_SIZE)) < 0) {
         HUNLOCK (sb);
         return r;
       }
-      __atomic_store_n (&sb->hdr->history_next,
-                        htole32 ((n + 1) % BR_SB_HISTORY), __ATOMIC_RELEASE);
+      HSTORE (sb->hdr->history_next, htole32 ((n + 1) % BR_SB_HISTORY));
     }
-    __atomic_store_n (&sb->hdr->gen, htole64 (v), __ATOMIC_RELEASE);
+    HSTORE (sb->hdr->gen, htole64 (v));
   }
   else if (f == H_FLAGS)
-    sb->hdr->flags = htole32 ((le32toh (sb->hdr->flags) & ~clear)
-                              | (uint32_t) v);
+    HSTORE (sb->hdr->flags, htole32 ((le32toh (sb->hdr->flags) & ~clear)
+                                     | (uint32_t) v));
   else
-    sb->hdr->peers[slot].gen = htole64 (v);
+    HSTORE (sb->hdr->peers[slot].gen, htole64 (v));
   r = msync_range (sb, BR_SB_HDR_SIZE);
   HUNLOCK (sb);
   return r;
@@ -451,23 +451,22 @@ br_sb_gen_known (const br_scoreboard *sb, uint64_t gen)
 {
   bool known;
 
+  /* The current generation first: a setter stores the old one in the
+   * ring before it replaces it, so a generation is always in one of the
+   * places this reads in this order. */
   if (gen == 0)
     return false;
-  HLOCK ((br_scoreboard *) sb);
-  known = le64toh (sb->hdr->gen) == gen;
+  known = le64toh (HLOAD (sb->hdr->gen)) == gen;
   for (int i = 0; !known && i < BR_SB_HISTORY; i++)
-    known = le64toh (sb->hdr->history[i]) == gen;
-  HUNLOCK ((br_scoreboard *) sb);
+    known = le64toh (HLOAD (sb->hdr->history[i])) == gen;
   return known;
 }
 
 void
 br_sb_history (const br_scoreboard *sb, uint64_t out[BR_SB_HISTORY])
 {
-  HLOCK ((br_scoreboard *) sb);
   for (int i = 0; i < BR_SB_HISTORY; i++)
-    out[i] = le64toh (sb->hdr->history[i]);
-  HUNLOCK ((br_scoreboard *) sb);
+    out[i] = le64toh (HLOAD (sb->hdr->history[i]));
 }
 
 int
@@ -476,7 +475,8 @@ br_sb_forget_history (br_scoreboard *sb)
   int r;
 
   HLOCK (sb);
-  memset (sb->hdr->history, 0, sizeof sb->hdr->history);
+  for (int i = 0; i < BR_SB_HISTORY; i++)
+    HSTORE (sb->hdr->history[i], 0);
   r = msync_range (sb, BR_SB_HDR_SIZE);
   HUNLOCK (sb);
   return r;
@@ -524,7 +524,8 @@ br_sb_set_peer_gen (br_scoreboard *sb, int slot, uint64_t gen)
   return slot_ok (slot) ? hdr_set (sb, H_PEER_GEN, slot, gen, 0) : -EINVAL;
 }
 
-/* The origin is written under hlock and read only by the loop thread. */
+/* The origin is written under hlock (a relay's plan, task thread) and read
+ * only when the engine starts, before any session can write it. */
 void
 br_sb_origin (const br_scoreboard *sb, char *buf, size_t len)
 {
@@ -550,11 +551,21 @@ br_sb_set_origin (br_scoreboard *sb, const char *origin)
   return r;
 }
 
-/* The name is written once, when the slot is allocated (under hlock). */
+/* A slot's name is written once, when br_sb_peer_slot allocates it, and
+ * published by the release store of its USED flag: a reader that sees the
+ * flag sees the whole name. */
+static bool
+slot_used (const br_scoreboard *sb, int slot)
+{
+  return (le32toh (HLOAD (sb->hdr->peers[slot].flags)) & BR_SB_PEER_USED)
+         && sb->hdr->peers[slot].name[0] != '\0';
+}
+
 const char *
 br_sb_peer_name (const br_scoreboard *sb, int slot)
 {
-  return slot_ok (slot) ? sb->hdr->peers[slot].name : "";
+  return slot_ok (slot) && slot_used (sb, slot) ? sb->hdr->peers[slot].name
+                                                : "";
 }
 
 int
@@ -565,11 +576,10 @@ br_sb_find_slot (const br_scoreboard *sb, const char *peer)
 
   if (!peer || !*peer || strlen (peer) >= BR_SB_PEER_NAME_MAX)
     return -EINVAL;
-  HLOCK ((br_scoreboard *) sb);
   for (int i = 0; i < BR_SB_MAX_PEERS && found < 0; i++)
-    if (p[i].name[0] && strncmp (p[i].name, peer, BR_SB_PEER_NAME_MAX) == 0)
+    if (slot_used (sb, i)
+        && strncmp (p[i].name, peer, BR_SB_PEER_NAME_MAX) == 0)
       found = i;
-  HUNLOCK ((br_scoreboard *) sb);
   return found;
 }
 
@@ -598,7 +608,7 @@ br_sb_peer_slot (br_scoreboard *sb, const char *peer)
   }
   memset (&p[free_slot], 0, sizeof p[free_slot]);
   memcpy (p[free_slot].name, peer, strlen (peer));
-  p[free_slot].flags = htole32 (BR_SB_PEER_USED);
+  HSTORE (p[free_slot].flags, htole32 (BR_SB_PEER_USED));
   r = msync_range (sb, BR_SB_HDR_SIZE);
   HUNLOCK (sb);
   if (r < 0)

@@ -478,6 +478,117 @@ START_TEST (test_generation_history)
 }
 END_TEST
 
+/* The history is a ring: br_sb_history returns the last BR_SB_HISTORY
+ * generations, history_next (offset 44) names the entry the next one
+ * overwrites, and both survive a reopen. */
+START_TEST (test_history_ring)
+{
+  br_scoreboard *sb = must_open (GiB, GRAN);
+  uint64_t h[BR_SB_HISTORY];
+  uint32_t next;
+
+  for (uint64_t g = 1; g <= 11; g++)
+    ck_assert_int_eq (br_sb_set_gen (sb, 100 + g), 0);
+  br_sb_close (sb, true);
+  pread_at (sbpath, &next, 4, 44);
+  /* The first generation and 101..110 were pushed: 11 entries, so the
+   * ring wrapped once and the next one overwrites entry 3. */
+  ck_assert_uint_eq (le32toh (next), 11 % BR_SB_HISTORY);
+  sb = must_open (GiB, GRAN);
+  ck_assert_uint_eq (br_sb_gen (sb), 111);
+  br_sb_history (sb, h);
+  for (int i = 0; i < BR_SB_HISTORY; i++) {
+    bool seen = false;
+
+    for (int j = 0; j < BR_SB_HISTORY; j++)
+      seen |= h[j] == (uint64_t) (103 + i);
+    ck_assert_msg (seen, "generation %d missing from the ring", 103 + i);
+  }
+  ck_assert (!br_sb_gen_known (sb, 102));
+  br_sb_close (sb, true);
+}
+END_TEST
+
+/* A version-1 file (history newest first, offset 44 reserved) is upgraded
+ * at open: every remembered generation stays known, and the next push
+ * overwrites the oldest entry, never the newest. */
+START_TEST (test_v1_upgrade)
+{
+  br_scoreboard *sb = must_open (GiB, GRAN);
+  uint64_t hist[BR_SB_HISTORY], h[BR_SB_HISTORY];
+  uint32_t v1 = htole32 (1), zero = 0, version, next;
+
+  br_sb_close (sb, true);
+  for (int i = 0; i < BR_SB_HISTORY; i++)      /* newest (201) first */
+    hist[i] = htole64 (201 + (uint64_t) i);
+  pwrite_at (sbpath, &v1, 4, 8);
+  pwrite_at (sbpath, &zero, 4, 44);
+  pwrite_at (sbpath, hist, sizeof hist, 648);
+
+  sb = must_open (GiB, GRAN);
+  for (uint64_t g = 201; g < 201 + BR_SB_HISTORY; g++)
+    ck_assert (br_sb_gen_known (sb, g));
+  ck_assert_int_eq (br_sb_set_gen (sb, 300), 0);
+  br_sb_history (sb, h);
+  ck_assert (br_sb_gen_known (sb, 201));       /* the newest stays */
+  ck_assert (!br_sb_gen_known (sb, 208));      /* the oldest went */
+  br_sb_close (sb, true);
+  pread_at (sbpath, &version, 4, 8);
+  pread_at (sbpath, &next, 4, 44);
+  ck_assert_uint_eq (le32toh (version), 2);
+  ck_assert_uint_eq (le32toh (next), 0);       /* wrapped past entry 7 */
+}
+END_TEST
+
+/* Header getters take no lock: readers race setters (run under TSan by
+ * scripts/test.sh, which reports any plain access) and always see a whole
+ * value, and both alternating generations stay known throughout. */
+struct hdr_race { br_scoreboard *sb; int slot; };
+
+static void *
+hdr_setter (void *arg)
+{
+  struct hdr_race *r = arg;
+
+  for (uint64_t i = 0; i < 400; i++) {
+    ck_assert_int_eq (br_sb_set_gen (r->sb, i % 2 ? 0xa0a0 : 0xb0b0), 0);
+    ck_assert_int_eq (br_sb_set_peer_gen (r->sb, r->slot,
+                                          i % 2 ? 0xc0c0 : 0xd0d0), 0);
+    ck_assert_int_eq (br_sb_set_flags (r->sb, i % 2 ? BR_SB_FRESH : 0,
+                                       i % 2 ? 0 : BR_SB_FRESH), 0);
+  }
+  return NULL;
+}
+
+START_TEST (test_header_lockfree_readers)
+{
+  struct hdr_race r = { must_open (GiB, GRAN), 0 };
+  pthread_t t;
+  uint64_t h[BR_SB_HISTORY];
+
+  r.slot = br_sb_peer_slot (r.sb, "site-b");
+  ck_assert_int_ge (r.slot, 0);
+  ck_assert_int_eq (br_sb_set_gen (r.sb, 0xa0a0), 0);
+  ck_assert_int_eq (br_sb_set_gen (r.sb, 0xb0b0), 0);
+  ck_assert_int_eq (br_sb_set_peer_gen (r.sb, r.slot, 0xd0d0), 0);
+  ck_assert_int_eq (pthread_create (&t, NULL, hdr_setter, &r), 0);
+  for (int i = 0; i < 20000; i++) {
+    uint64_t g = br_sb_gen (r.sb), pg = br_sb_peer_gen (r.sb, r.slot);
+
+    ck_assert (g == 0xa0a0 || g == 0xb0b0);
+    ck_assert (pg == 0xc0c0 || pg == 0xd0d0);
+    ck_assert (br_sb_gen_known (r.sb, 0xa0a0));
+    ck_assert (br_sb_gen_known (r.sb, 0xb0b0));
+    ck_assert_int_eq (br_sb_find_slot (r.sb, "site-b"), r.slot);
+    ck_assert ((br_sb_flags (r.sb) & ~BR_SB_FRESH)
+               == (BR_SB_CONSISTENT));
+    br_sb_history (r.sb, h);
+  }
+  pthread_join (t, NULL);
+  br_sb_close (r.sb, true);
+}
+END_TEST
+
 START_TEST (test_header_setters_durable)
 {
   br_scoreboard *sb = must_open (GiB, GRAN);
@@ -776,6 +887,9 @@ main (void)
   tcase_add_test (tc, test_was_clean);
   tcase_add_test (tc, test_header_setters_durable);
   tcase_add_test (tc, test_generation_history);
+  tcase_add_test (tc, test_history_ring);
+  tcase_add_test (tc, test_v1_upgrade);
+  tcase_add_test (tc, test_header_lockfree_readers);
   tcase_add_test (tc, test_concurrent_mark);
   tcase_add_test (tc, test_crash_sigkill);
   tcase_add_test (tc, test_crash_on_disk_bytes);
