@@ -127,3 +127,47 @@ lines() { wc -l < "$1"; }
 
 # cut_mode CYCLE: "all" in odd cycles, "torn" in even ones.
 cut_mode() { [ $(($1 % 2)) -eq 1 ] && echo all || echo torn; }
+
+# load_writer CYCLE: the cycle's writer (ackwriter.py) on $NBD_URI/vol0,
+# with a random seed and flush spacing, and returns once 1..300 of its
+# writes were acknowledged and a random moment more passed.
+load_writer() {
+  start_writer "$NBD_URI/vol0" "$T/w.acks" $(($1 * 10000000)) \
+    --seed "$RANDOM" --flush-every "$(rand 8 64)"
+  wait_acks "$T/w.acks" "$(rand 1 300)" 30
+  rsleep 0 300
+}
+
+# acked_until LOSSES: the number of acknowledgements logged so far (in
+# $ALL and the writer's log) if the primary lost its peer no more than
+# LOSSES times (peer_losses a), else nothing: replies to flushes prove
+# durability on a peer only while it was connected.
+acked_until() {
+  [ "$(peer_losses a)" -eq "$1" ] || return 0
+  echo $(($(lines "$ALL") + $(lines "$T/w.acks")))
+}
+
+# kill_node NODE: SIGKILL of NODE, or in one call of four SIGTERM and then
+# SIGKILL a random moment later (a power cut during a clean shutdown, or
+# just after it).  PC_HOW says which; PID_<NODE> is emptied.
+kill_node() {
+  local pid
+  eval "pid=\$PID_$1"
+  PC_HOW="SIGKILL under load"
+  if [ $((RANDOM % 4)) -eq 0 ]; then
+    PC_HOW="SIGTERM, then SIGKILL"
+    kill -TERM "$pid"
+    rsleep 0 20
+  fi
+  kill -9 "$pid" 2>/dev/null || PC_HOW="$PC_HOW (it had exited)"
+  wait "$pid" 2>/dev/null || true
+  eval "PID_$1="
+}
+
+# serve_alone N CYCLE: the primary takes 1..100 more acknowledged writes
+# past N with its peer down, then the writer stops and its log joins $ALL.
+serve_alone() {
+  wait_acks "$T/w.acks" $(($1 + $(rand 1 100))) 30
+  stop_writer || fail "cycle $2: a write failed with b down"
+  cat "$T/w.acks" >> "$ALL"
+}

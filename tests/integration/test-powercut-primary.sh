@@ -40,25 +40,14 @@ t0=$SECONDS
 for ((c = 1; c <= CYCLES; c++)); do
   tc=$SECONDS
   PC_FAILED_CYCLE=false
-  start_writer "$NBD_URI/vol0" "$T/w.acks" $((c * 10000000)) \
-    --seed "$RANDOM" --flush-every "$(rand 8 64)"
-  wait_acks "$T/w.acks" "$(rand 1 300)" 30
-  rsleep 0 300
+  load_writer "$c"
   kill -0 "$WRITER_PID" || fail "cycle $c: the writer stopped before the kill"
-  how="SIGKILL under load"
-  if [ $((RANDOM % 4)) -eq 0 ]; then
-    how="SIGTERM, then SIGKILL"
-    kill -TERM "$PID_a"
-    rsleep 0 20
-  fi
-  kill -9 "$PID_a" 2>/dev/null || how="$how (it had exited)"
-  wait "$PID_a" 2>/dev/null || true
-  PID_a=
+  kill_node a
   rc=0
   wait_exit "$WRITER_PID" 30 "the writer" || rc=$?
   [ $rc -eq 3 ] || [ $rc -eq 0 ] || fail "cycle $c: writer exited $rc"
   cat "$T/w.acks" >> "$ALL"
-  log "cycle $c: $how after $(acks "$T/w.acks") acknowledged writes"
+  log "cycle $c: $PC_HOW after $(acks "$T/w.acks") acknowledged writes"
 
   power_cut a "$(cut_mode "$c")"
   stop_node b

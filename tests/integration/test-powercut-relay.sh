@@ -52,29 +52,15 @@ for ((c = 1; c <= CYCLES; c++)); do
   PC_FAILED_CYCLE=false
   losses=$(peer_losses a)
   b_losses=$(peer_losses b)
-  start_writer "$NBD_URI/vol0" "$T/w.acks" $((c * 10000000)) \
-    --seed "$RANDOM" --flush-every "$(rand 8 64)"
-  wait_acks "$T/w.acks" "$(rand 1 300)" 30
-  rsleep 0 300
-  until_line=$(($(lines "$ALL") + $(lines "$T/w.acks")))
-  [ "$(peer_losses a)" -eq "$losses" ] || until_line=    # see below
+  load_writer "$c"
+  until_line=$(acked_until "$losses")                   # see below
   c_ok=true
   [ "$(peer_losses b)" -eq "$b_losses" ] || c_ok=false
   n=$(acks "$T/w.acks")
-  how="SIGKILL under load"
-  if [ $((RANDOM % 4)) -eq 0 ]; then
-    how="SIGTERM, then SIGKILL"
-    kill -TERM "$PID_b"
-    rsleep 0 20
-  fi
-  kill -9 "$PID_b" 2>/dev/null || how="$how (it had exited)"
-  wait "$PID_b" 2>/dev/null || true
-  PID_b=
-  wait_acks "$T/w.acks" $((n + $(rand 1 100))) 30     # a serves alone
-  stop_writer || fail "cycle $c: a write failed with b down"
-  cat "$T/w.acks" >> "$ALL"
+  kill_node b
+  serve_alone "$n" "$c"
   stop_node c
-  log "cycle $c: b: $how after $n acknowledged writes; $(acks "$T/w.acks") in all"
+  log "cycle $c: b: $PC_HOW after $n acknowledged writes; $(acks "$T/w.acks") in all"
 
   power_cut b "$(cut_mode "$c")"
   cover_check "$T/a/vol0.img" "$T/a/vol0.meta" b "$T/b/vol0.img" \

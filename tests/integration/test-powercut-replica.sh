@@ -40,28 +40,14 @@ for ((c = 1; c <= CYCLES; c++)); do
   tc=$SECONDS
   PC_FAILED_CYCLE=false
   losses=$(peer_losses a)
-  start_writer "$NBD_URI/vol0" "$T/w.acks" $((c * 10000000)) \
-    --seed "$RANDOM" --flush-every "$(rand 8 64)"
-  wait_acks "$T/w.acks" "$(rand 1 300)" 30
-  rsleep 0 300
+  load_writer "$c"
   # Every reply logged before this line came while b was alive and in
   # sync (the pair was in sync when the writer started).
-  until_line=$(($(lines "$ALL") + $(lines "$T/w.acks")))
-  [ "$(peer_losses a)" -eq "$losses" ] || until_line=    # see below
+  until_line=$(acked_until "$losses")                   # see below
   n=$(acks "$T/w.acks")
-  how="SIGKILL under load"
-  if [ $((RANDOM % 4)) -eq 0 ]; then
-    how="SIGTERM, then SIGKILL"
-    kill -TERM "$PID_b"
-    rsleep 0 20
-  fi
-  kill -9 "$PID_b" 2>/dev/null || how="$how (it had exited)"
-  wait "$PID_b" 2>/dev/null || true
-  PID_b=
-  wait_acks "$T/w.acks" $((n + $(rand 1 100))) 30     # a serves alone
-  stop_writer || fail "cycle $c: a write failed with b down"
-  cat "$T/w.acks" >> "$ALL"
-  log "cycle $c: b: $how after $n acknowledged writes; $(acks "$T/w.acks") in all"
+  kill_node b
+  serve_alone "$n" "$c"
+  log "cycle $c: b: $PC_HOW after $n acknowledged writes; $(acks "$T/w.acks") in all"
 
   power_cut b "$(cut_mode "$c")"
   cover_check "$T/a/vol0.img" "$T/a/vol0.meta" b "$T/b/vol0.img" "cycle $c"
