@@ -62,44 +62,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int
-pread_all (int fd, void *buf, size_t len, uint64_t off)
-{
-  uint8_t *p = buf;
-
-  while (len > 0) {
-    ssize_t n = pread (fd, p, len, (off_t) off);
-
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return n < 0 ? -errno : -EIO;
-    p += n;
-    len -= (size_t) n;
-    off += (uint64_t) n;
-  }
-  return 0;
-}
-
-static int
-pwrite_all (int fd, const void *buf, size_t len, uint64_t off)
-{
-  const uint8_t *p = buf;
-
-  while (len > 0) {
-    ssize_t n = pwrite (fd, p, len, (off_t) off);
-
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return n < 0 ? -errno : -EIO;
-    p += n;
-    len -= (size_t) n;
-    off += (uint64_t) n;
-  }
-  return 0;
-}
-
 static uint64_t
 splitmix (uint64_t *s)
 {
@@ -328,7 +290,7 @@ journal_parse (struct journal *j, int fd, const char *path,
   memset (j, 0, sizeof *j);
   j->fd = fd;
   j->bstar = -1;
-  if (fstat (fd, &st) < 0 || (r = pread_all (fd, h, sizeof h, 0)) < 0
+  if (fstat (fd, &st) < 0 || (r = br_pread_full (fd, h, sizeof h, 0)) < 0
       || (r = br__cs_file_decode (h, &j->disk_size)) < 0) {
     br_seterr (err, errlen, "%s: not a crash simulation journal", path);
     return -EINVAL;
@@ -343,7 +305,7 @@ journal_parse (struct journal *j, int fd, const char *path,
     /* J3: a record cut short is the torn tail. */
     if (left < BR_CS_REC_HDR)
       break;
-    if ((r = pread_all (fd, h, BR_CS_REC_HDR, pos)) < 0)
+    if ((r = br_pread_full (fd, h, BR_CS_REC_HDR, pos)) < 0)
       goto fail;
     if (br__cs_rec_decode (h, &rec) < 0) {
       if (left <= BR_CS_REC_HDR + BR_CS_CHUNK)
@@ -353,7 +315,7 @@ journal_parse (struct journal *j, int fd, const char *path,
     if (rec.plen > left - BR_CS_REC_HDR)
       break;
     if (rec.plen) {
-      if ((r = pread_all (fd, buf, rec.plen, pos + BR_CS_REC_HDR)) < 0)
+      if ((r = br_pread_full (fd, buf, rec.plen, pos + BR_CS_REC_HDR)) < 0)
         goto fail;
       if (br__cs_sum (buf, rec.plen) != rec.psum) {
         if (rec.plen == left - BR_CS_REC_HDR)
@@ -397,8 +359,8 @@ restore (const struct journal *j, int img, const struct chunk *c,
   if (c->data == 0)
     memset (buf, 0, (size_t) (b - a));
   else
-    r = pread_all (j->fd, buf, (size_t) (b - a), c->data + (a - c->off));
-  return r < 0 ? r : pwrite_all (img, buf, (size_t) (b - a), a);
+    r = br_pread_full (j->fd, buf, (size_t) (b - a), c->data + (a - c->off));
+  return r < 0 ? r : br_pwrite_full (img, buf, (size_t) (b - a), a);
 }
 
 /* One volatile piece [A, B) of chunk C (outside every durable write met
@@ -521,8 +483,8 @@ shadow_walk (int shadow, int img, bool dry, bool torn, uint64_t seed,
   if (!(sh = malloc ((size_t) a.st_size + 1))
       || !(cur = malloc ((size_t) a.st_size + 1)))
     r = -ENOMEM;
-  else if ((r = pread_all (shadow, sh, (size_t) a.st_size, 0)) == 0
-           && (r = pread_all (img, cur, (size_t) a.st_size, 0)) == 0) {
+  else if ((r = br_pread_full (shadow, sh, (size_t) a.st_size, 0)) == 0
+           && (r = br_pread_full (img, cur, (size_t) a.st_size, 0)) == 0) {
     for (uint64_t o = 0; o < (uint64_t) a.st_size; o += BR_CS_SECTOR) {
       size_t n = (uint64_t) a.st_size - o < BR_CS_SECTOR
         ? (size_t) ((uint64_t) a.st_size - o) : BR_CS_SECTOR;
@@ -533,7 +495,7 @@ shadow_walk (int shadow, int img, bool dry, bool torn, uint64_t seed,
       st->volatile_bytes += n;
       if (!torn || (splitmix (&seed) & 1)) {
         st->rolled_back++;
-        if (!dry && (r = pwrite_all (img, sh + o, n, o)) < 0)
+        if (!dry && (r = br_pwrite_full (img, sh + o, n, o)) < 0)
           break;
       }
       else
@@ -665,8 +627,8 @@ br_cs_cover (const char *image_a, const char *meta, const char *peer,
   for (uint64_t o = 0; o < size; o += chunk) {
     size_t n = size - o < chunk ? (size_t) (size - o) : (size_t) chunk;
 
-    if ((r = pread_all (fa, a, n, o)) < 0
-        || (r = pread_all (fb, b, n, o)) < 0) {
+    if ((r = br_pread_full (fa, a, n, o)) < 0
+        || (r = br_pread_full (fb, b, n, o)) < 0) {
       br_seterr (err, errlen, "reading %s and %s at %" PRIu64 ": %s (are "
                  "both %" PRIu64 " bytes?)", image_a, image_b, o,
                  br_strerror (-r), size);

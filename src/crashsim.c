@@ -396,24 +396,6 @@ br_cs_journal_close (br_cs_journal *j)
   free (j);
 }
 
-/* Read LEN bytes of the disk at OFF into BUF.  0 or -errno. */
-static int
-pread_all (int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-  while (len > 0) {
-    ssize_t n = pread (fd, buf, len, (off_t) off);
-
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return n < 0 ? -errno : -EIO;
-    buf += n;
-    len -= (size_t) n;
-    off += (uint64_t) n;
-  }
-  return 0;
-}
-
 int
 br_cs_write_begin (br_cs_journal *j, uint64_t off, uint64_t len)
 {
@@ -424,8 +406,8 @@ br_cs_write_begin (br_cs_journal *j, uint64_t off, uint64_t len)
   for (uint64_t done = 0; r == 0 && done < len; ) {
     size_t n = len - done < BR_CS_CHUNK ? (size_t) (len - done) : BR_CS_CHUNK;
 
-    if ((r = j->err) < 0 || (r = pread_all (j->disk_fd, j->buf, n,
-                                            off + done)) < 0)
+    if ((r = j->err) < 0
+        || (r = br_pread_full (j->disk_fd, j->buf, n, off + done)) < 0)
       break;
     r = append (j, br__cs_all_zero (j->buf, n) ? BR_CS_ZERO : BR_CS_UNDO,
                 j->cur_id, off + done, n, j->buf);
@@ -482,7 +464,7 @@ compact (br_cs_journal *j)
     size_t n = to - o < BR_CS_CHUNK ? (size_t) (to - o) : BR_CS_CHUNK;
 
     iov = (struct iovec) { j->buf, n };
-    if ((r = pread_all (j->fd, j->buf, n, o)) == 0)
+    if ((r = br_pread_full (j->fd, j->buf, n, o)) == 0)
       r = pwritev_all (fd, &iov, 1, BR_CS_FILE_HDR + o - from);
     o += n;
   }
@@ -552,10 +534,10 @@ same_content (int fd_a, int fd_b, uint64_t size)
     r = -ENOMEM;
   for (uint64_t o = 0; r == 1 && o < size; o += BR_CS_CHUNK) {
     size_t n = size - o < BR_CS_CHUNK ? (size_t) (size - o) : BR_CS_CHUNK;
-    int e = pread_all (fd_a, a, n, o);
+    int e = br_pread_full (fd_a, a, n, o);
 
     if (e == 0)
-      e = pread_all (fd_b, b, n, o);
+      e = br_pread_full (fd_b, b, n, o);
     r = e < 0 ? e : memcmp (a, b, n) == 0;
   }
   free (a);

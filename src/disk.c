@@ -386,51 +386,20 @@ in_bounds (const br_disk *d, size_t count, uint64_t offset)
 int
 br_disk_pread (br_disk *d, void *buf, size_t count, uint64_t offset)
 {
-  char *p = buf;
   int r;
 
   if (!in_bounds (d, count, offset))
     return -EINVAL;
   if ((r = fault (d, OP_READ)) < 0)
     return r;
-  while (count > 0) {
-    ssize_t n = pread (d->fd, p, count, (off_t) offset);
-
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (n == 0)
-      return -EIO;              /* truncated behind our back */
-    p += n;
-    count -= (size_t) n;
-    offset += (uint64_t) n;
-  }
-  return 0;
+  return br_pread_full (d->fd, buf, count, offset);  /* -EIO: truncated */
 }
 
 /* Write without the fault check (also used by the zero fallback). */
 static int
 write_all (br_disk *d, const void *buf, size_t count, uint64_t offset)
 {
-  const char *p = buf;
-
-  while (count > 0) {
-    ssize_t n = pwrite (d->fd, p, count, (off_t) offset);
-
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (n == 0)
-      return -EIO;
-    p += n;
-    count -= (size_t) n;
-    offset += (uint64_t) n;
-  }
-  return 0;
+  return br_pwrite_full (d->fd, buf, count, offset);
 }
 
 static int

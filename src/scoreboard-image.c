@@ -35,22 +35,6 @@
     goto fail;                                                          \
   } while (0)
 
-/* Read LEN bytes from the start of FD into BUF. */
-static int
-read_full (int fd, uint8_t *buf, uint64_t len)
-{
-  for (uint64_t off = 0; off < len; ) {
-    ssize_t n = pread (fd, buf + off, (size_t) (len - off), (off_t) off);
-
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return n < 0 ? -errno : -EIO;
-    off += (uint64_t) n;
-  }
-  return 0;
-}
-
 struct br_sb_image {
   uint8_t *file;                        /* the whole file */
   const struct br_sb_header_disk *hdr;  /* = file */
@@ -76,7 +60,7 @@ br_sb_image_load (const char *path, br_sb_image **out, char *err,
     FAIL (-EINVAL, "scoreboard %s: not a scoreboard", path);
   if (!(im->file = malloc ((size_t) st.st_size)))
     FAIL (-ENOMEM, "scoreboard %s: out of memory", path);
-  if ((r = read_full (fd, im->file, (uint64_t) st.st_size)) < 0)
+  if ((r = br_pread_full (fd, im->file, (size_t) st.st_size, 0)) < 0)
     FAIL (r, "scoreboard %s: read: %s", path, br_strerror (-r));
   im->hdr = (const struct br_sb_header_disk *) im->file;
   volume_size = le64toh (im->hdr->volume_size);

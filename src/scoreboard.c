@@ -651,27 +651,6 @@ br_sb_get_stats (const br_scoreboard *sb, struct br_sb_stats *out)
     goto fail;                                                          \
   } while (0)
 
-/* Write LEN bytes of BUF (or zeros if BUF is NULL) at OFF. */
-static int
-write_full (int fd, const void *buf, uint64_t len, uint64_t off)
-{
-  static const uint8_t zeros[65536];
-
-  while (len > 0) {
-    size_t n = buf || len < sizeof zeros ? (size_t) len : sizeof zeros;
-    ssize_t w = pwrite (fd, buf ? buf : zeros, n, (off_t) off);
-
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return w < 0 ? -errno : -EIO;
-    buf = buf ? (const uint8_t *) buf + w : NULL;
-    len -= (uint64_t) w;
-    off += (uint64_t) w;
-  }
-  return 0;
-}
-
 /* Build the file complete as PATH.tmp (header H, zeroed bitmaps: S7),
  * then rename it into place, so a crash never leaves a half-made
  * scoreboard.  Returns a locked fd, -EEXIST if PATH appeared meanwhile,
@@ -695,8 +674,8 @@ create_file (const char *path, uint64_t file_size,
   }
   if (ftruncate (fd, 0) < 0 || ftruncate (fd, (off_t) file_size) < 0)
     r = -errno;
-  else if ((r = write_full (fd, h, sizeof *h, 0)) == 0
-           && (r = write_full (fd, NULL, file_size - sizeof *h,
+  else if ((r = br_pwrite_full (fd, h, sizeof *h, 0)) == 0
+           && (r = br_pwrite_full (fd, NULL, file_size - sizeof *h,
                                sizeof *h)) == 0
            && fdatasync (fd) < 0)
     r = -errno;

@@ -92,6 +92,47 @@ br_escape_text (char *buf, size_t size, const char *text, size_t len)
 }
 
 int
+br_pread_full (int fd, void *buf, size_t len, uint64_t off)
+{
+  uint8_t *p = buf;
+
+  while (len > 0) {
+    ssize_t n = pread (fd, p, len, (off_t) off);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n < 0 ? -errno : -EIO;
+    p += n;
+    len -= (size_t) n;
+    off += (uint64_t) n;
+  }
+  return 0;
+}
+
+int
+br_pwrite_full (int fd, const void *buf, size_t len, uint64_t off)
+{
+  static const uint8_t zeros[65536];
+  const uint8_t *p = buf;
+
+  while (len > 0) {
+    size_t n = p || len < sizeof zeros ? len : sizeof zeros;
+    ssize_t w = pwrite (fd, p ? (const void *) p : zeros, n, (off_t) off);
+
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return w < 0 ? -errno : -EIO;
+    if (p)
+      p += w;
+    len -= (size_t) w;
+    off += (uint64_t) w;
+  }
+  return 0;
+}
+
+int
 br_fsync_parent_dir (const char *path)
 {
   char *copy = strdup (path);

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 /* Format a message into ERR (if ERR is non-NULL and ERRLEN > 0). */
@@ -38,6 +39,12 @@ const char *br_escape_text (char *buf, size_t size, const char *text,
  * when it reaches the point named NAME.  The points are listed in
  * docs/operations.md.  Costs a getenv at each (rare) point otherwise. */
 void br_crashpoint (const char *name);
+
+/* Read or write all LEN bytes at OFF, retrying short transfers and EINTR.
+ * 0, -errno, or -EIO when the file ends first (a read) or a write makes no
+ * progress.  br_pwrite_full with BUF NULL writes zeros. */
+int br_pread_full (int fd, void *buf, size_t len, uint64_t off);
+int br_pwrite_full (int fd, const void *buf, size_t len, uint64_t off);
 
 /* fsync the directory holding PATH, so a file created or renamed in it
  * survives a crash.  Returns 0 or -errno. */

@@ -8,12 +8,19 @@
  * never written past it, cut only between escapes, and decodes back to
  * the input when it was not cut.  A text without a NUL is read no further
  * than its length (in a buffer of exactly that size, for ASan).
+ *
+ * br_pread_full / br_pwrite_full: a write across several of the zero
+ * buffer's lengths, a read back, and a read past the end (-EIO).
  */
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <unistd.h>
 
 #include "util.h"
 
@@ -223,6 +230,32 @@ START_TEST (test_escape_unterminated)
 }
 END_TEST
 
+/* A write of 200000 bytes of zeros (three passes of the 64K buffer and a
+ * tail) over data, a write of data after it, both read back whole; a read
+ * that runs past the end of the file is -EIO; a bad fd is -EBADF. */
+START_TEST (test_full_io)
+{
+  char path[] = "/tmp/br-util-XXXXXX";
+  int fd = mkstemp (path);
+  static uint8_t buf[200000], back[200000 + 16];
+
+  ck_assert_int_ge (fd, 0);
+  unlink (path);
+  memset (buf, 0x5a, sizeof buf);
+  ck_assert_int_eq (br_pwrite_full (fd, buf, sizeof buf, 0), 0);
+  ck_assert_int_eq (br_pwrite_full (fd, NULL, sizeof buf, 0), 0);
+  ck_assert_int_eq (br_pwrite_full (fd, "tail", 4, sizeof buf), 0);
+  ck_assert_int_eq (br_pread_full (fd, back, sizeof buf + 4, 0), 0);
+  for (size_t i = 0; i < sizeof buf; i++)
+    ck_assert_msg (back[i] == 0, "byte %zu not zeroed", i);
+  ck_assert_int_eq (memcmp (back + sizeof buf, "tail", 4), 0);
+  ck_assert_int_eq (br_pread_full (fd, back, 16, sizeof buf), -EIO);
+  close (fd);
+  ck_assert_int_eq (br_pread_full (fd, back, 1, 0), -EBADF);
+  ck_assert_int_eq (br_pwrite_full (fd, buf, 1, 0), -EBADF);
+}
+END_TEST
+
 #define LOOP(tc, fn, table) \
   tcase_add_loop_test ((tc), (fn), 0, sizeof (table) / sizeof (table)[0])
 
@@ -238,6 +271,9 @@ util_suite (void)
   tcase_add_test (esc, test_escape_every_size);
   tcase_add_test (esc, test_escape_unterminated);
   suite_add_tcase (s, esc);
+  TCase *io = tcase_create ("full-io");
+  tcase_add_test (io, test_full_io);
+  suite_add_tcase (s, io);
   return s;
 }
 
