@@ -245,14 +245,56 @@ open_or_create (const char *path, uint64_t size, bool *created,
   return fd;
 }
 
+/* The opened D is a regular file or a block device of exactly d->size
+ * bytes (a block device's sector size and discard behaviour recorded). */
+static int
+check_size (br_disk *d, char *err, size_t errlen)
+{
+  struct stat st;
+  uint64_t actual;
+  int r;
+
+  if (fstat (d->fd, &st) < 0) {
+    r = -errno;
+    br_seterr (err, errlen, "%s: fstat: %s", d->path, br_strerror (-r));
+    return r;
+  }
+  if (S_ISREG (st.st_mode))
+    actual = (uint64_t) st.st_size;
+  else if (S_ISBLK (st.st_mode)) {
+    int lbs = 0, dz = 0;
+
+    d->blockdev = true;
+    if (ioctl (d->fd, BLKGETSIZE64, &actual) < 0) {
+      r = -errno;
+      br_seterr (err, errlen, "%s: BLKGETSIZE64: %s", d->path,
+                 br_strerror (-r));
+      return r;
+    }
+    d->lbs = ioctl (d->fd, BLKSSZGET, &lbs) == 0 && lbs > 0 ? (unsigned) lbs
+      : 512;
+    d->discard_zeroes = ioctl (d->fd, BLKDISCARDZEROES, &dz) == 0 && dz;
+  }
+  else {
+    br_seterr (err, errlen, "%s: not a regular file or block device",
+               d->path);
+    return -EINVAL;
+  }
+  if (actual != d->size) {
+    br_seterr (err, errlen, "%s: %s is %" PRIu64 " bytes but the volume is %"
+               PRIu64 " bytes (refusing to resize it)", d->path,
+               d->blockdev ? "block device" : "file", actual, d->size);
+    return -EINVAL;
+  }
+  return 0;
+}
+
 int
 br_disk_open (const char *path, uint64_t size, br_disk **out,
               char *err, size_t errlen)
 {
   br_disk *d;
-  struct stat st;
   bool created = false;
-  uint64_t actual;
   int r, e;
 
   *out = NULL;
@@ -279,38 +321,8 @@ br_disk_open (const char *path, uint64_t size, br_disk **out,
   if (r < 0)
     goto fail;
   d->fd = r;
-  if (fstat (d->fd, &st) < 0) {
-    r = -errno;
-    br_seterr (err, errlen, "%s: fstat: %s", path, br_strerror (-r));
+  if ((r = check_size (d, err, errlen)) < 0)
     goto fail;
-  }
-  if (S_ISREG (st.st_mode))
-    actual = (uint64_t) st.st_size;
-  else if (S_ISBLK (st.st_mode)) {
-    int lbs = 0, dz = 0;
-
-    d->blockdev = true;
-    if (ioctl (d->fd, BLKGETSIZE64, &actual) < 0) {
-      r = -errno;
-      br_seterr (err, errlen, "%s: BLKGETSIZE64: %s", path, br_strerror (-r));
-      goto fail;
-    }
-    d->lbs = ioctl (d->fd, BLKSSZGET, &lbs) == 0 && lbs > 0 ? (unsigned) lbs
-      : 512;
-    d->discard_zeroes = ioctl (d->fd, BLKDISCARDZEROES, &dz) == 0 && dz;
-  }
-  else {
-    r = -EINVAL;
-    br_seterr (err, errlen, "%s: not a regular file or block device", path);
-    goto fail;
-  }
-  if (actual != size) {
-    r = -EINVAL;
-    br_seterr (err, errlen, "%s: %s is %" PRIu64 " bytes but the volume is %"
-            PRIu64 " bytes (refusing to resize it)", path,
-            d->blockdev ? "block device" : "file", actual, size);
-    goto fail;
-  }
   if ((r = br_cs_mode (err, errlen)) > 0 && d->blockdev) {
     r = -ENOTSUP;
     br_seterr (err, errlen, "%s: %s=1 simulates power loss on regular "

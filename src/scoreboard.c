@@ -818,6 +818,91 @@ sb_free (br_scoreboard *sb, bool synced)
   free (sb);
 }
 
+/* The header of a new file for this geometry (open_file adds the uuid and
+ * the generation). */
+static void
+new_header (struct br_sb_header_disk *h, uint64_t volume_size,
+            uint32_t granularity, uint64_t nregions, const char *node)
+{
+  memset (h, 0, sizeof *h);
+  memcpy (h->magic, BR_SB_MAGIC, 8);
+  h->version = htole32 (BR_SB_VERSION);
+  h->header_size = htole32 (BR_SB_HDR_SIZE);
+  h->volume_size = htole64 (volume_size);
+  h->granularity = htole32 (granularity);
+  h->nslots = htole32 (BR_SB_MAX_PEERS);
+  h->nregions = htole64 (nregions);
+  h->flags = htole32 (BR_SB_CLEAN | BR_SB_CONSISTENT | BR_SB_FRESH);
+  memcpy (h->node, node, strlen (node));
+}
+
+/* Map the validated file of SB and set up its in-memory state. */
+static int
+map_file (br_scoreboard *sb, uint64_t file_size, uint64_t volume_size,
+          uint32_t granularity, uint64_t nregions, uint64_t bitmap_bytes,
+          char *err, size_t errlen)
+{
+  sb->map = mmap (NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                  sb->fd, 0);
+  if (sb->map == MAP_FAILED) {
+    int r = -errno;
+
+    sb->map = NULL;
+    br_seterr (err, errlen, "scoreboard %s: mmap: %s", sb->path,
+               br_strerror (-r));
+    return r;
+  }
+  sb->map_len = file_size;
+  sb->hdr = (struct br_sb_header_disk *) sb->map;
+  sb->volume_size = volume_size;
+  sb->granularity = granularity;
+  sb->shift = (unsigned) __builtin_ctz (granularity);
+  sb->nregions = nregions;
+  sb->nwords = (nregions + 63) / 64;
+  pthread_mutex_init (&sb->lock, NULL);
+  pthread_mutex_init (&sb->hlock, NULL);
+  pthread_cond_init (&sb->cv, NULL);
+  for (int s = 0; s < BR_SB_MAX_PEERS; s++) {
+    sb->bits[s] = (uint64_t *) (sb->map + BR_SB_HDR_SIZE + s * bitmap_bytes);
+    sb->count[s] = br__sb_count_bits (sb->bits[s], nregions);
+  }
+  return 0;
+}
+
+/* The mapped header becomes this process's: a version 1 file is
+ * upgraded, CLEAN is recorded and cleared, NODE is the writer; then
+ * everything is made durable (S4).  Nothing else runs yet: plain stores. */
+static int
+adopt_header (br_scoreboard *sb, const char *node, char *err, size_t errlen)
+{
+  struct br_sb_header_disk *h = sb->hdr;
+  int r;
+
+  /* Version 1 kept the history newest first: as a ring, the next entry
+   * to overwrite is the first empty one, or the oldest (the last). */
+  if (le32toh (h->version) == 1) {
+    uint32_t n = 0;
+
+    while (n < BR_SB_HISTORY && h->history[n] != 0)
+      n++;
+    h->history_next = htole32 (n < BR_SB_HISTORY ? n : BR_SB_HISTORY - 1);
+    h->version = htole32 (BR_SB_VERSION);
+    br_info ("scoreboard %s: upgraded from format version 1", sb->path);
+  }
+  sb->was_clean = (le32toh (h->flags) & BR_SB_CLEAN) != 0;
+  h->flags = htole32 (le32toh (h->flags) & ~BR_SB_CLEAN);
+  if (strncmp (h->node, node, BR_SB_NODE_MAX) != 0) {
+    br_warn ("scoreboard %s: was written by node '%.*s', now opened by '%s'",
+             sb->path, BR_SB_NODE_MAX, h->node, node);
+    memset (h->node, 0, BR_SB_NODE_MAX);
+    memcpy (h->node, node, strlen (node));
+  }
+  if ((r = msync_range (sb, sb->map_len)) < 0)
+    br_seterr (err, errlen, "scoreboard %s: msync: %s", sb->path,
+               br_strerror (-r));
+  return r;
+}
+
 int
 br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
             const char *node, br_scoreboard **out, char *err, size_t errlen)
@@ -850,29 +935,18 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
     return -ENOMEM;
   }
 
-  /* The header of a new file (open_file adds uuid and generation). */
-  memset (&h, 0, sizeof h);
-  memcpy (h.magic, BR_SB_MAGIC, 8);
-  h.version = htole32 (BR_SB_VERSION);
-  h.header_size = htole32 (BR_SB_HDR_SIZE);
-  h.volume_size = htole64 (volume_size);
-  h.granularity = htole32 (granularity);
-  h.nslots = htole32 (BR_SB_MAX_PEERS);
-  h.nregions = htole64 (nregions);
-  h.flags = htole32 (BR_SB_CLEAN | BR_SB_CONSISTENT | BR_SB_FRESH);
-  memcpy (h.node, node, strlen (node));
+  new_header (&h, volume_size, granularity, nregions, node);
   if ((sb->fd = open_file (path, file_size, &h, err, errlen)) < 0) {
     r = sb->fd;
     goto fail;
   }
-
   if (fstat (sb->fd, &st) < 0)
     FAIL (-errno, "scoreboard %s: fstat: %s", path, br_strerror (-r));
   if (!S_ISREG (st.st_mode) || (uint64_t) st.st_size < sizeof h)
     FAIL (-EINVAL, "scoreboard %s: not a scoreboard (%s of %" PRIu64
           " bytes)", path, S_ISREG (st.st_mode) ? "a file" : "not a file",
           (uint64_t) st.st_size);
-  if (pread (sb->fd, &h, sizeof h, 0) != (ssize_t) sizeof h)
+  if (br_pread_full (sb->fd, &h, sizeof h, 0) < 0)
     FAIL (-EIO, "scoreboard %s: cannot read the header", path);
   if ((r = br__sb_validate (path, &h, volume_size, granularity, nregions,
                             file_size, (uint64_t) st.st_size, err,
@@ -880,53 +954,11 @@ br_sb_open (const char *path, uint64_t volume_size, uint32_t granularity,
     goto fail;
   if ((r = br_cs_mode (err, errlen)) > 0)
     r = br_cs_shadow_open (path, sb->fd, file_size, &sb->cs, err, errlen);
-  if (r < 0)
+  if (r < 0
+      || (r = map_file (sb, file_size, volume_size, granularity, nregions,
+                        bitmap_bytes, err, errlen)) < 0
+      || (r = adopt_header (sb, node, err, errlen)) < 0)
     goto fail;
-
-  sb->map = mmap (NULL, file_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                  sb->fd, 0);
-  if (sb->map == MAP_FAILED) {
-    sb->map = NULL;
-    FAIL (-errno, "scoreboard %s: mmap: %s", path, br_strerror (-r));
-  }
-  sb->map_len = file_size;
-  sb->hdr = (struct br_sb_header_disk *) sb->map;
-  sb->volume_size = volume_size;
-  sb->granularity = granularity;
-  sb->shift = (unsigned) __builtin_ctz (granularity);
-  sb->nregions = nregions;
-  sb->nwords = (nregions + 63) / 64;
-  pthread_mutex_init (&sb->lock, NULL);
-  pthread_mutex_init (&sb->hlock, NULL);
-  pthread_cond_init (&sb->cv, NULL);
-  for (int s = 0; s < BR_SB_MAX_PEERS; s++) {
-    sb->bits[s] = (uint64_t *) (sb->map + BR_SB_HDR_SIZE + s * bitmap_bytes);
-    sb->count[s] = br__sb_count_bits (sb->bits[s], nregions);
-  }
-
-  /* Version 1 kept the history newest first: as a ring, the next entry
-   * to overwrite is the first empty one, or the oldest (the last). */
-  if (le32toh (sb->hdr->version) == 1) {
-    uint32_t n = 0;
-
-    while (n < BR_SB_HISTORY && sb->hdr->history[n] != 0)
-      n++;
-    sb->hdr->history_next = htole32 (n < BR_SB_HISTORY ? n
-                                     : BR_SB_HISTORY - 1);
-    sb->hdr->version = htole32 (BR_SB_VERSION);
-    br_info ("scoreboard %s: upgraded from format version 1", path);
-  }
-  /* Record and clear CLEAN, and make everything durable (S4). */
-  sb->was_clean = (le32toh (sb->hdr->flags) & BR_SB_CLEAN) != 0;
-  sb->hdr->flags = htole32 (le32toh (sb->hdr->flags) & ~BR_SB_CLEAN);
-  if (strncmp (sb->hdr->node, node, BR_SB_NODE_MAX) != 0) {
-    br_warn ("scoreboard %s: was written by node '%.*s', now opened by '%s'",
-             path, BR_SB_NODE_MAX, sb->hdr->node, node);
-    memset (sb->hdr->node, 0, BR_SB_NODE_MAX);
-    memcpy (sb->hdr->node, node, strlen (node));
-  }
-  if ((r = msync_range (sb, sb->map_len)) < 0)
-    FAIL (r, "scoreboard %s: msync: %s", path, br_strerror (-r));
   br_debug (BR_DEBUG_SB, "scoreboard %s: opened, %" PRIu64 " regions of %"
             PRIu32 " bytes, %s", path, nregions, granularity,
             sb->was_clean ? "clean" : "not closed cleanly");
