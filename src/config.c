@@ -14,7 +14,7 @@
  *              block-timeout, resync-rate, on-congestion
  *
  * Every mapping is checked for unknown keys and for duplicate keys (libyaml
- * accepts duplicates silently) and every value for its kind (mapping,
+ * accepts duplicates silently) and every value for its br__cfg_kind (mapping,
  * sequence or scalar).  Then the values themselves:
  *
  *   - names (volumes, groups, nodes) are 1..BR_NAME_MAX characters of
@@ -38,8 +38,10 @@
  *   - a link joins two distinct declared nodes, at most one link per pair.
  *
  * The parsers of single values (sizes, durations, names, addresses,
- * enumerations, paths) live in config-parse.c; this file does the YAML,
- * the structure and the checks that involve more than one value.
+ * enumerations, paths) live in config-parse.c, and reading, composing and
+ * walking the YAML (mappings against a schema, sequences, scalars) in
+ * config-yaml.c; this file holds the schema, the structure and the checks
+ * that involve more than one value.
  *
  * Relative paths (data-dir, control, disks, secret-file) are resolved
  * against the directory of the file, lexically and without following
@@ -57,6 +59,7 @@
 
 #include "config.h"
 #include "config-parse.h"
+#include "config-yaml.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -69,10 +72,8 @@
 #include <sys/un.h>
 #include <yaml.h>
 
-#define MAX_FILE_SIZE (16 * 1024 * 1024)
 #define MIN_GRANULARITY 4096
 #define MAX_GRANULARITY BR_WIRE_MAX_PAYLOAD   /* a region fits in a frame */
-#define MAX_KEYS 12
 #define SOCKET_PATH_MAX (sizeof ((struct sockaddr_un *) 0)->sun_path - 1)
 
 #define DEFAULT_HEARTBEAT_MS 1000
@@ -85,32 +86,7 @@
  * resynced after a crash, so an hour already means nearly everything. */
 #define MAX_ACTIVITY_WINDOW_MS (60 * 60 * 1000)
 
-#define TEXT(node) ((const char *) (node)->data.scalar.value)
-#define LINE(node) ((node)->start_mark.line + 1)
-#define COL(node) ((node)->start_mark.column + 1)
 
-struct loader {
-  const char *path;             /* the file as given, for messages */
-  char *dir;                    /* absolute directory of the file */
-  yaml_document_t doc;
-  struct br_config *cfg;
-  char *err;
-  size_t errlen;
-};
-
-/* The keys a mapping may hold, and its name in messages. */
-struct schema {
-  const char *what;
-  const char *const keys[MAX_KEYS + 1];   /* NULL-terminated */
-};
-
-/* The pairs found in one mapping, indexed like schema->keys. */
-struct fields {
-  const struct schema *schema;
-  yaml_node_t *map;
-  yaml_node_t *key[MAX_KEYS];
-  yaml_node_t *val[MAX_KEYS];
-};
 
 static const struct schema top_schema = {
   "the top-level mapping", { "settings", "volumes", "nodes", "links" }
@@ -146,289 +122,6 @@ _Static_assert (BR_LOSS_LOG == 0 && BR_LOSS_BLOCK == 1 && BR_LOSS_FAIL == 2,
 _Static_assert (BR_CONGESTION_BLOCK == 0 && BR_CONGESTION_PULL_AHEAD == 1,
                 "congestion_names");
 
-/* Errors. */
-
-static int __attribute__ ((format (printf, 3, 4)))
-report (struct loader *l, const yaml_mark_t *mark, const char *fmt, ...)
-{
-  va_list ap;
-  int n;
-
-  if (l->errlen == 0)
-    return -1;
-  if (mark)
-    n = snprintf (l->err, l->errlen, "%s:%zu:%zu: ", l->path,
-                  mark->line + 1, mark->column + 1);
-  else
-    n = snprintf (l->err, l->errlen, "%s: ", l->path);
-  if (n >= 0 && (size_t) n < l->errlen) {
-    va_start (ap, fmt);
-    vsnprintf (l->err + n, l->errlen - n, fmt, ap);
-    va_end (ap);
-  }
-  return -1;
-}
-
-#define fail(l, node, ...) report ((l), &(node)->start_mark, __VA_ARGS__)
-
-static const char *
-kind (const yaml_node_t *n)
-{
-  return n->type == YAML_SCALAR_NODE ? "a scalar"
-    : n->type == YAML_SEQUENCE_NODE ? "a sequence" : "a mapping";
-}
-
-static char *
-copy (struct loader *l, yaml_node_t *n, const char *s, size_t len)
-{
-  char *r = strndup (s, len);
-
-  if (!r)
-    fail (l, n, "out of memory");
-  return r;
-}
-
-/* Reading and composing the document. */
-
-/* Read the whole file (which may be a pipe) into *BUF. */
-static int
-read_file (struct loader *l, char **buf, size_t *len)
-{
-  FILE *fp = fopen (l->path, "rb");
-  size_t cap = 0;
-  char *p;
-  int r = 0;
-
-  *buf = NULL;
-  *len = 0;
-  if (!fp)
-    return report (l, NULL, "cannot open: %s", strerror (errno));
-  while (*len == cap && r == 0) {
-    if (cap >= MAX_FILE_SIZE)
-      r = report (l, NULL, "file is larger than %d bytes", MAX_FILE_SIZE);
-    else if (!(p = realloc (*buf, cap = cap ? 2 * cap : 4096)))
-      r = report (l, NULL, "out of memory");
-    else
-      *len += fread ((*buf = p) + *len, 1, cap - *len, fp);
-  }
-  if (r == 0 && ferror (fp))
-    r = report (l, NULL, "cannot read: %s", strerror (errno));
-  fclose (fp);
-  return r;
-}
-
-/* libyaml's reader errors carry a byte offset rather than a mark. */
-static yaml_mark_t
-offset_mark (const char *buf, size_t len, size_t offset)
-{
-  yaml_mark_t m = { .index = offset };
-  size_t i;
-
-  for (i = 0; i < offset && i < len; i++) {
-    if (buf[i] == '\n') {
-      m.line++;
-      m.column = 0;
-    }
-    else
-      m.column++;
-  }
-  return m;
-}
-
-static int
-syntax_error (struct loader *l, yaml_parser_t *p, const char *buf, size_t len)
-{
-  yaml_mark_t m = p->problem_mark;
-
-  switch (p->error) {
-  case YAML_MEMORY_ERROR:
-    return report (l, NULL, "out of memory");
-  case YAML_READER_ERROR:
-    m = offset_mark (buf, len, p->problem_offset);
-    return report (l, &m, "syntax error: %s", p->problem);
-  default:
-    if (p->context)
-      return report (l, &m, "syntax error: %s (%s at %zu:%zu)", p->problem,
-                     p->context, p->context_mark.line + 1,
-                     p->context_mark.column + 1);
-    return report (l, &m, "syntax error: %s",
-                   p->problem ? p->problem : "unknown error");
-  }
-}
-
-/* Compose the single document of BUF into l->doc. */
-static int
-compose (struct loader *l, const char *buf, size_t len)
-{
-  yaml_parser_t parser;
-  yaml_document_t extra;
-  yaml_node_t *root;
-  int r = -1;
-
-  if (!yaml_parser_initialize (&parser))
-    return report (l, NULL, "out of memory");
-  yaml_parser_set_input_string (&parser, (const unsigned char *) buf, len);
-  if (!yaml_parser_load (&parser, &l->doc)) {
-    syntax_error (l, &parser, buf, len);
-    goto out;
-  }
-  if (!yaml_document_get_root_node (&l->doc)) {
-    yaml_mark_t start = { 0 };
-    report (l, &start, "the file is empty (expected volumes and nodes)");
-    goto out_doc;
-  }
-  if (!yaml_parser_load (&parser, &extra)) {
-    syntax_error (l, &parser, buf, len);
-    goto out_doc;
-  }
-  if ((root = yaml_document_get_root_node (&extra)) != NULL)
-    fail (l, root, "found a second YAML document (the file must hold "
-          "exactly one)");
-  else
-    r = 0;
-  yaml_document_delete (&extra);
- out_doc:
-  if (r == -1)
-    yaml_document_delete (&l->doc);
- out:
-  yaml_parser_delete (&parser);
-  return r;
-}
-
-/* Mappings, sequences and scalars. */
-
-static yaml_node_t *
-node_at (struct loader *l, int id)
-{
-  return yaml_document_get_node (&l->doc, id);
-}
-
-static int
-unknown_key (struct loader *l, yaml_node_t *key, const struct schema *s)
-{
-  char expected[MAX_KEYS * 24] = "";
-  size_t i, n = 0;
-
-  for (i = 0; s->keys[i] && n < sizeof expected; i++)
-    n += snprintf (expected + n, sizeof expected - n, "%s%s",
-                   i > 0 ? ", " : "", s->keys[i]);
-  return fail (l, key, "unknown key '%s' in %s (expected: %s)",
-               TEXT (key), s->what, expected);
-}
-
-/* Collect the pairs of mapping MAP, rejecting unknown and duplicate keys. */
-static int
-get_fields (struct loader *l, yaml_node_t *map, const struct schema *s,
-            struct fields *f)
-{
-  yaml_node_pair_t *p;
-  size_t i;
-
-  memset (f, 0, sizeof *f);
-  f->schema = s;
-  f->map = map;
-  if (map->type != YAML_MAPPING_NODE)
-    return fail (l, map, "%s must be a mapping, not %s", s->what, kind (map));
-  for (p = map->data.mapping.pairs.start;
-       p < map->data.mapping.pairs.top; p++) {
-    yaml_node_t *k = node_at (l, p->key);
-
-    if (k->type != YAML_SCALAR_NODE)
-      return fail (l, k, "a key in %s must be a scalar, not %s",
-                   s->what, kind (k));
-    for (i = 0; s->keys[i] && strcmp (s->keys[i], TEXT (k)) != 0; i++)
-      ;
-    if (!s->keys[i])
-      return unknown_key (l, k, s);
-    if (f->key[i])
-      return fail (l, k, "duplicate key '%s' in %s (first at %zu:%zu)",
-                   TEXT (k), s->what, LINE (f->key[i]), COL (f->key[i]));
-    f->key[i] = k;
-    f->val[i] = node_at (l, p->value);
-  }
-  return 0;
-}
-
-static size_t
-key_index (const struct fields *f, const char *key)
-{
-  size_t i;
-
-  for (i = 0; f->schema->keys[i]; i++)
-    if (strcmp (f->schema->keys[i], key) == 0)
-      return i;
-  abort ();                     /* a key missing from the schema is a bug */
-}
-
-/* The value of KEY in F, or NULL if the key is absent. */
-static yaml_node_t *
-field (const struct fields *f, const char *key)
-{
-  return f->val[key_index (f, key)];
-}
-
-/* The key node of KEY in F, or NULL if the key is absent. */
-static yaml_node_t *
-field_key (const struct fields *f, const char *key)
-{
-  return f->key[key_index (f, key)];
-}
-
-static yaml_node_t *
-require (struct loader *l, const struct fields *f, const char *key)
-{
-  yaml_node_t *v = field (f, key);
-
-  if (!v)
-    fail (l, f->map, "%s is missing required key '%s'", f->schema->what, key);
-  return v;
-}
-
-/* `key:` with no value, "~" or "null". */
-static bool
-is_null (const yaml_node_t *n)
-{
-  return n->type == YAML_SCALAR_NODE &&
-    n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-    (n->data.scalar.length == 0 || strcmp (TEXT (n), "~") == 0 ||
-     strcasecmp (TEXT (n), "null") == 0);
-}
-
-/* The items of sequence N.  LABEL names it in messages.  An absent or null
- * value is an empty list when OPTIONAL, else an error, as is an empty list. */
-static int
-get_items (struct loader *l, yaml_node_t *n, const char *label,
-           bool optional, yaml_node_item_t **items, size_t *count)
-{
-  *items = NULL;
-  *count = 0;
-  if (optional && (!n || is_null (n)))
-    return 0;
-  if (is_null (n))
-    return fail (l, n, "%s must not be empty", label);
-  if (n->type != YAML_SEQUENCE_NODE)
-    return fail (l, n, "%s must be a sequence, not %s", label, kind (n));
-  *items = n->data.sequence.items.start;
-  *count = n->data.sequence.items.top - n->data.sequence.items.start;
-  if (*count == 0 && !optional)
-    return fail (l, n, "%s must not be empty", label);
-  return 0;
-}
-
-static const char *
-scalar (struct loader *l, yaml_node_t *n, const char *label)
-{
-  if (n->type != YAML_SCALAR_NODE) {
-    fail (l, n, "%s must be a scalar, not %s", label, kind (n));
-    return NULL;
-  }
-  if (strlen (TEXT (n)) != n->data.scalar.length) {
-    fail (l, n, "%s contains a NUL byte", label);
-    return NULL;
-  }
-  return is_null (n) ? "" : TEXT (n);
-}
-
 /* Values. */
 
 /* Report PROBLEM (a phrase from config-parse.h) with value S of node N. */
@@ -443,20 +136,20 @@ bad_value (struct loader *l, yaml_node_t *n, const char *label,
 static int
 get_name (struct loader *l, yaml_node_t *n, const char *label, char **out)
 {
-  const char *s = scalar (l, n, label), *problem;
+  const char *s = br__cfg_scalar (l, n, label), *problem;
 
   if (!s)
     return -1;
   if ((problem = br__name_problem (s)) != NULL)
     return bad_value (l, n, label, s, problem);
-  *out = copy (l, n, s, strlen (s));
+  *out = br__cfg_copy (l, n, s, strlen (s));
   return *out ? 0 : -1;
 }
 
 static int
 get_size (struct loader *l, yaml_node_t *n, const char *label, uint64_t *out)
 {
-  const char *s = scalar (l, n, label), *problem;
+  const char *s = br__cfg_scalar (l, n, label), *problem;
 
   if (!s)
     return -1;
@@ -470,7 +163,7 @@ static int
 get_any_duration (struct loader *l, yaml_node_t *n, const char *label,
                   uint64_t *out_ms)
 {
-  const char *s = scalar (l, n, label), *problem;
+  const char *s = br__cfg_scalar (l, n, label), *problem;
 
   if (!s)
     return -1;
@@ -496,7 +189,7 @@ static int
 get_enum (struct loader *l, yaml_node_t *n, const char *label,
           const char *const names[], int *out)
 {
-  const char *s = scalar (l, n, label);
+  const char *s = br__cfg_scalar (l, n, label);
   char list[128];
 
   if (!s)
@@ -544,7 +237,7 @@ get_queue_size (struct loader *l, yaml_node_t *n, const char *label,
 static int
 get_path (struct loader *l, yaml_node_t *n, const char *label, char **out)
 {
-  const char *s = scalar (l, n, label);
+  const char *s = br__cfg_scalar (l, n, label);
 
   if (!s)
     return -1;
@@ -559,7 +252,7 @@ get_path (struct loader *l, yaml_node_t *n, const char *label, char **out)
 static int
 get_address (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
 {
-  const char *s = scalar (l, n, "node address");
+  const char *s = br__cfg_scalar (l, n, "node address");
   struct br__address addr;
   char why[256];
 
@@ -571,7 +264,7 @@ get_address (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
     node->port = NULL;
     return fail (l, n, "out of memory");
   }
-  node->host = copy (l, n, addr.host, addr.host_len);
+  node->host = br__cfg_copy (l, n, addr.host, addr.host_len);
   return node->host ? 0 : -1;
 }
 
@@ -583,7 +276,7 @@ static const char *
 setting_text (const struct fields *f, const char *key, uint64_t ms,
               char *buf, size_t len)
 {
-  yaml_node_t *v = field (f, key);
+  yaml_node_t *v = br__cfg_field (f, key);
   char d[32];
 
   if (v)
@@ -603,7 +296,8 @@ misordered (struct loader *l, const struct fields *f,
             const char *high, uint64_t high_ms, const char *relation)
 {
   char low_text[96], high_text[96];
-  yaml_node_t *v = field (f, high) ? field (f, high) : field (f, low);
+  yaml_node_t *v = br__cfg_field (f, high) ? br__cfg_field (f, high)
+                                           : br__cfg_field (f, low);
 
   return fail (l, v, "settings %s %s must be %s %s %s", high,
                setting_text (f, high, high_ms, high_text, sizeof high_text),
@@ -637,31 +331,31 @@ load_settings (struct loader *l, yaml_node_t *n)
   struct fields f;
   yaml_node_t *v;
 
-  if (!n || is_null (n))
+  if (!n || br__cfg_is_null (n))
     return 0;
-  if (get_fields (l, n, &settings_schema, &f) == -1)
+  if (br__cfg_get_fields (l, n, &settings_schema, &f) == -1)
     return -1;
-  if ((v = field (&f, "granularity")) &&
+  if ((v = br__cfg_field (&f, "granularity")) &&
       get_granularity (l, v, "settings granularity", &cfg->granularity) == -1)
     return -1;
-  if ((v = field (&f, "queue-size")) &&
+  if ((v = br__cfg_field (&f, "queue-size")) &&
       get_queue_size (l, v, "settings queue-size", &cfg->queue_size) == -1)
     return -1;
-  if ((v = field (&f, "secret-file")) &&
+  if ((v = br__cfg_field (&f, "secret-file")) &&
       get_path (l, v, "settings secret-file", &cfg->secret_file) == -1)
     return -1;
-  if (((v = field (&f, "heartbeat")) &&
+  if (((v = br__cfg_field (&f, "heartbeat")) &&
        get_duration (l, v, "settings heartbeat", &cfg->heartbeat_ms) == -1) ||
-      ((v = field (&f, "heartbeat-timeout")) &&
+      ((v = br__cfg_field (&f, "heartbeat-timeout")) &&
        get_duration (l, v, "settings heartbeat-timeout",
                      &cfg->heartbeat_timeout_ms) == -1) ||
-      ((v = field (&f, "reconnect-min")) &&
+      ((v = br__cfg_field (&f, "reconnect-min")) &&
        get_duration (l, v, "settings reconnect-min",
                      &cfg->reconnect_min_ms) == -1) ||
-      ((v = field (&f, "reconnect-max")) &&
+      ((v = br__cfg_field (&f, "reconnect-max")) &&
        get_duration (l, v, "settings reconnect-max",
                      &cfg->reconnect_max_ms) == -1) ||
-      ((v = field (&f, "activity-window")) &&
+      ((v = br__cfg_field (&f, "activity-window")) &&
        get_activity_window (l, v, &cfg->activity_window_ms) == -1))
     return -1;
   if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_ms)
@@ -682,18 +376,18 @@ load_volume (struct loader *l, yaml_node_t *n, struct br_volume_cfg *vol)
   struct fields f;
   yaml_node_t *v;
 
-  if (get_fields (l, n, &volume_schema, &f) == -1)
+  if (br__cfg_get_fields (l, n, &volume_schema, &f) == -1)
     return -1;
   vol->line = LINE (n);
   vol->column = COL (n);
-  if (!(v = require (l, &f, "name")) ||
+  if (!(v = br__cfg_require (l, &f, "name")) ||
       get_name (l, v, "volume name", &vol->name) == -1)
     return -1;
   for (other = l->cfg->volumes; other < vol; other++)
     if (strcmp (other->name, vol->name) == 0)
       return fail (l, v, "duplicate volume name '%s' (first at %d:%d)",
                    vol->name, other->line, other->column);
-  if (!(v = require (l, &f, "size")) ||
+  if (!(v = br__cfg_require (l, &f, "size")) ||
       get_size (l, v, "volume size", &vol->size) == -1)
     return -1;
   if (vol->size == 0)
@@ -702,12 +396,12 @@ load_volume (struct loader *l, yaml_node_t *n, struct br_volume_cfg *vol)
     return fail (l, v, "volume size '%s' is not a multiple of 512", TEXT (v));
   if (vol->size > INT64_MAX)
     return fail (l, v, "volume size '%s' is too large", TEXT (v));
-  v = field (&f, "group");
+  v = br__cfg_field (&f, "group");
   if (v ? get_name (l, v, "volume group", &vol->group) == -1
-      : !(vol->group = copy (l, n, vol->name, BR_NAME_MAX)))
+      : !(vol->group = br__cfg_copy (l, n, vol->name, BR_NAME_MAX)))
     return -1;
   vol->granularity = l->cfg->granularity;
-  if ((v = field (&f, "granularity")) &&
+  if ((v = br__cfg_field (&f, "granularity")) &&
       get_granularity (l, v, "volume granularity", &vol->granularity) == -1)
     return -1;
   return 0;
@@ -719,31 +413,32 @@ load_disks (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
   yaml_node_pair_t *p, *q;
   char label[BR_NAME_MAX + 32];
 
-  if (is_null (n))
+  if (br__cfg_is_null (n))
     return 0;
   if (n->type != YAML_MAPPING_NODE)
     return fail (l, n, "node disks must be a mapping of volume to path, "
-                 "not %s", kind (n));
+                 "not %s", br__cfg_kind (n));
   node->disks = calloc (n->data.mapping.pairs.top -
                         n->data.mapping.pairs.start, sizeof *node->disks);
   if (!node->disks)
     return fail (l, n, "out of memory");
   for (p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
     struct br_disk_cfg *disk = &node->disks[node->n_disks++];
-    yaml_node_t *k = node_at (l, p->key), *v = node_at (l, p->value);
-    const char *vol = scalar (l, k, "a key in disks");
+    yaml_node_t *k = br__cfg_node_at (l, p->key);
+    yaml_node_t *v = br__cfg_node_at (l, p->value);
+    const char *vol = br__cfg_scalar (l, k, "a key in disks");
 
     if (!vol)
       return -1;
     for (q = n->data.mapping.pairs.start; q < p; q++)
-      if (strcmp (TEXT (node_at (l, q->key)), vol) == 0)
+      if (strcmp (TEXT (br__cfg_node_at (l, q->key)), vol) == 0)
         return fail (l, k, "duplicate key '%s' in disks (first at %zu:%zu)",
-                     vol, LINE (node_at (l, q->key)),
-                     COL (node_at (l, q->key)));
+                     vol, LINE (br__cfg_node_at (l, q->key)),
+                     COL (br__cfg_node_at (l, q->key)));
     if (!br_config_volume (l->cfg, vol))
       return fail (l, k, "disks names unknown volume '%s'", vol);
     snprintf (label, sizeof label, "disk of volume '%s'", vol);
-    if (!(disk->volume = copy (l, k, vol, BR_NAME_MAX)) ||
+    if (!(disk->volume = br__cfg_copy (l, k, vol, BR_NAME_MAX)) ||
         get_path (l, v, label, &disk->path) == -1)
       return -1;
   }
@@ -757,29 +452,30 @@ load_node (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
   struct fields f;
   yaml_node_t *v;
 
-  if (get_fields (l, n, &node_schema, &f) == -1)
+  if (br__cfg_get_fields (l, n, &node_schema, &f) == -1)
     return -1;
   node->line = LINE (n);
   node->column = COL (n);
-  if (!(v = require (l, &f, "name")) ||
+  if (!(v = br__cfg_require (l, &f, "name")) ||
       get_name (l, v, "node name", &node->name) == -1)
     return -1;
   for (other = l->cfg->nodes; other < node; other++)
     if (strcmp (other->name, node->name) == 0)
       return fail (l, v, "duplicate node name '%s' (first at %d:%d)",
                    node->name, other->line, other->column);
-  if (!(v = require (l, &f, "address")) || get_address (l, v, node) == -1)
+  if (!(v = br__cfg_require (l, &f, "address")) ||
+      get_address (l, v, node) == -1)
     return -1;
   for (other = l->cfg->nodes; other < node; other++)
     if (strcmp (other->host, node->host) == 0 &&
         strcmp (other->port, node->port) == 0)
       return fail (l, v, "node address '%s' is already used by node '%s'",
                    TEXT (v), other->name);
-  if (!(v = require (l, &f, "data-dir")) ||
+  if (!(v = br__cfg_require (l, &f, "data-dir")) ||
       get_path (l, v, "node data-dir", &node->data_dir) == -1)
     return -1;
-  if (field (&f, "control")) {
-    v = field (&f, "control");
+  if (br__cfg_field (&f, "control")) {
+    v = br__cfg_field (&f, "control");
     if (get_path (l, v, "node control", &node->control) == -1)
       return -1;
   }
@@ -791,7 +487,7 @@ load_node (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
   if (strlen (node->control) > SOCKET_PATH_MAX)
     return fail (l, v, "control socket path '%s' is longer than %zu bytes",
                  node->control, SOCKET_PATH_MAX);
-  if ((v = field (&f, "disks")) && load_disks (l, v, node) == -1)
+  if ((v = br__cfg_field (&f, "disks")) && load_disks (l, v, node) == -1)
     return -1;
   return 0;
 }
@@ -799,13 +495,13 @@ load_node (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
 static int
 get_link_end (struct loader *l, yaml_node_t *n, char **out)
 {
-  const char *s = scalar (l, n, "a node in link between");
+  const char *s = br__cfg_scalar (l, n, "a node in link between");
 
   if (!s)
     return -1;
   if (!br_config_node (l->cfg, s))
     return fail (l, n, "link names unknown node '%s'", s);
-  *out = copy (l, n, s, BR_NAME_MAX);
+  *out = br__cfg_copy (l, n, s, BR_NAME_MAX);
   return *out ? 0 : -1;
 }
 
@@ -819,18 +515,18 @@ load_link (struct loader *l, yaml_node_t *n, struct br_link_cfg *link)
   size_t count;
   int e;
 
-  if (get_fields (l, n, &link_schema, &f) == -1)
+  if (br__cfg_get_fields (l, n, &link_schema, &f) == -1)
     return -1;
   link->line = LINE (n);
   link->column = COL (n);
-  if (!(v = require (l, &f, "between")) ||
-      get_items (l, v, "link between", false, &ends, &count) == -1)
+  if (!(v = br__cfg_require (l, &f, "between")) ||
+      br__cfg_get_items (l, v, "link between", false, &ends, &count) == -1)
     return -1;
   if (count != 2)
     return fail (l, v, "link between must name exactly two nodes, not %zu",
                  count);
-  if (get_link_end (l, node_at (l, ends[0]), &link->a) == -1 ||
-      get_link_end (l, node_at (l, ends[1]), &link->b) == -1)
+  if (get_link_end (l, br__cfg_node_at (l, ends[0]), &link->a) == -1 ||
+      get_link_end (l, br__cfg_node_at (l, ends[1]), &link->b) == -1)
     return -1;
   if (strcmp (link->a, link->b) == 0)
     return fail (l, v, "link from node '%s' to itself", link->a);
@@ -840,42 +536,42 @@ load_link (struct loader *l, yaml_node_t *n, struct br_link_cfg *link)
       return fail (l, v, "duplicate link between '%s' and '%s' "
                    "(first at %d:%d)", link->a, link->b,
                    other->line, other->column);
-  if (!(v = require (l, &f, "mode")) ||
+  if (!(v = br__cfg_require (l, &f, "mode")) ||
       get_enum (l, v, "link mode", mode_names, &e) == -1)
     return -1;
   link->mode = e;
-  if ((v = field (&f, "rate")) &&
+  if ((v = br__cfg_field (&f, "rate")) &&
       get_size (l, v, "link rate", &link->rate) == -1)
     return -1;
   link->queue_size = l->cfg->queue_size;
-  if ((v = field (&f, "queue-size")) &&
+  if ((v = br__cfg_field (&f, "queue-size")) &&
       get_queue_size (l, v, "link queue-size", &link->queue_size) == -1)
     return -1;
   link->on_peer_loss = BR_LOSS_LOG;
-  if ((v = field (&f, "on-peer-loss"))) {
+  if ((v = br__cfg_field (&f, "on-peer-loss"))) {
     if (get_enum (l, v, "link on-peer-loss", loss_names, &e) == -1)
       return -1;
     link->on_peer_loss = e;
   }
   link->block_timeout_ms = DEFAULT_BLOCK_TIMEOUT_MS;
-  if ((v = field (&f, "block-timeout")) &&
+  if ((v = br__cfg_field (&f, "block-timeout")) &&
       get_duration (l, v, "link block-timeout",
                     &link->block_timeout_ms) == -1)
     return -1;
-  if ((v = field (&f, "resync-rate")) &&
+  if ((v = br__cfg_field (&f, "resync-rate")) &&
       get_size (l, v, "link resync-rate", &link->resync_rate) == -1)
     return -1;
   link->on_congestion = BR_CONGESTION_BLOCK;
-  if ((v = field (&f, "on-congestion"))) {
+  if ((v = br__cfg_field (&f, "on-congestion"))) {
     if (get_enum (l, v, "link on-congestion", congestion_names, &e) == -1)
       return -1;
     link->on_congestion = e;
     link->on_congestion_set = 1;
     if (link->on_congestion == BR_CONGESTION_PULL_AHEAD &&
         link->mode != BR_MODE_ASYNC)
-      return fail (l, field_key (&f, "on-congestion"), "link on-congestion "
-                   "'pull-ahead' is for async links only, and this link "
-                   "is sync");
+      return fail (l, br__cfg_field_key (&f, "on-congestion"),
+                   "link on-congestion 'pull-ahead' is for async links "
+                   "only, and this link is sync");
   }
   return 0;
 }
@@ -891,39 +587,39 @@ load_top (struct loader *l, yaml_node_t *root)
 
   if (root->type != YAML_MAPPING_NODE)
     return fail (l, root, "the file must hold a mapping of settings, volumes, "
-                 "nodes and links, not %s", kind (root));
-  if (get_fields (l, root, &top_schema, &f) == -1 ||
-      load_settings (l, field (&f, "settings")) == -1)
+                 "nodes and links, not %s", br__cfg_kind (root));
+  if (br__cfg_get_fields (l, root, &top_schema, &f) == -1 ||
+      load_settings (l, br__cfg_field (&f, "settings")) == -1)
     return -1;
 
-  if (!(v = require (l, &f, "volumes")) ||
-      get_items (l, v, "volumes", false, &items, &count) == -1)
+  if (!(v = br__cfg_require (l, &f, "volumes")) ||
+      br__cfg_get_items (l, v, "volumes", false, &items, &count) == -1)
     return -1;
   if (!(cfg->volumes = calloc (count, sizeof *cfg->volumes)))
     return fail (l, v, "out of memory");
   cfg->n_volumes = count;
   for (i = 0; i < count; i++)
-    if (load_volume (l, node_at (l, items[i]), &cfg->volumes[i]) == -1)
+    if (load_volume (l, br__cfg_node_at (l, items[i]), &cfg->volumes[i]) == -1)
       return -1;
 
-  if (!(v = require (l, &f, "nodes")) ||
-      get_items (l, v, "nodes", false, &items, &count) == -1)
+  if (!(v = br__cfg_require (l, &f, "nodes")) ||
+      br__cfg_get_items (l, v, "nodes", false, &items, &count) == -1)
     return -1;
   if (!(cfg->nodes = calloc (count, sizeof *cfg->nodes)))
     return fail (l, v, "out of memory");
   cfg->n_nodes = count;
   for (i = 0; i < count; i++)
-    if (load_node (l, node_at (l, items[i]), &cfg->nodes[i]) == -1)
+    if (load_node (l, br__cfg_node_at (l, items[i]), &cfg->nodes[i]) == -1)
       return -1;
 
-  v = field (&f, "links");
-  if (get_items (l, v, "links", true, &items, &count) == -1)
+  v = br__cfg_field (&f, "links");
+  if (br__cfg_get_items (l, v, "links", true, &items, &count) == -1)
     return -1;
   if (count > 0 && !(cfg->links = calloc (count, sizeof *cfg->links)))
     return fail (l, v, "out of memory");
   cfg->n_links = count;
   for (i = 0; i < count; i++)
-    if (load_link (l, node_at (l, items[i]), &cfg->links[i]) == -1)
+    if (load_link (l, br__cfg_node_at (l, items[i]), &cfg->links[i]) == -1)
       return -1;
   return 0;
 }
@@ -942,9 +638,10 @@ br_config_load (const char *path, struct br_config **out,
     err[0] = '\0';
   if (!(l.cfg = calloc (1, sizeof *l.cfg)) ||
       !(l.cfg->path = strdup (path)) || !(l.dir = br__config_dir (path)))
-    report (&l, NULL, "cannot resolve the file's directory: %s",
-            strerror (errno));
-  else if (read_file (&l, &buf, &len) == 0 && compose (&l, buf, len) == 0) {
+    br__cfg_report (&l, NULL, "cannot resolve the file's directory: %s",
+                    strerror (errno));
+  else if (br__cfg_read_file (&l, &buf, &len) == 0 &&
+           br__cfg_compose (&l, buf, len) == 0) {
     l.cfg->granularity = BR_DEFAULT_GRANULARITY;
     l.cfg->queue_size = BR_DEFAULT_QUEUE_SIZE;
     l.cfg->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
