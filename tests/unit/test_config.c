@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check-tmpdir.h"
 #include "config.h"
 #include "wire.h"
 
@@ -36,21 +37,14 @@ static char path[128];          /* dir/t.yaml, the file under test */
 static void
 setup (void)
 {
-  strcpy (dir, "/tmp/br-test-config-XXXXXX");
-  ck_assert_ptr_nonnull (mkdtemp (dir));
+  br_check_mkdtemp (dir, sizeof dir, "test-config");
   snprintf (path, sizeof path, "%s/t.yaml", dir);
-}
-
-static int
-remove_entry (const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-  return remove (p);
 }
 
 static void
 teardown (void)
 {
-  nftw (dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  br_check_rmtree (dir);
 }
 
 static void

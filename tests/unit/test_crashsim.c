@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check-tmpdir.h"
 #include "crashsim.h"
 #include "disk.h"
 #include "scoreboard.h"
@@ -34,17 +35,10 @@
 static char tmpdir[64], img[128], jpath[128], meta[128], shadow[128];
 static char errbuf[1024];
 
-static int
-rm_one (const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-  return remove (p);
-}
-
 static void
 setup (void)
 {
-  strcpy (tmpdir, "/tmp/br-cs-XXXXXX");
-  ck_assert_ptr_nonnull (mkdtemp (tmpdir));
+  br_check_mkdtemp (tmpdir, sizeof tmpdir, "cs");
   snprintf (img, sizeof img, "%s/vol0.img", tmpdir);
   snprintf (jpath, sizeof jpath, "%s/vol0.img.crashsim", tmpdir);
   snprintf (meta, sizeof meta, "%s/vol0.meta", tmpdir);
@@ -57,7 +51,7 @@ setup (void)
 static void
 teardown (void)
 {
-  nftw (tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  br_check_rmtree (tmpdir);
 }
 
 static bool

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check-tmpdir.h"
 #include "disk.h"
 
 #define MiB (1024 * 1024)
@@ -24,17 +25,10 @@
 static char tmpdir[64];
 static char errbuf[512];
 
-static int
-rm_one (const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-  return remove (p);
-}
-
 static void
 setup (void)
 {
-  strcpy (tmpdir, "/tmp/br-disk-XXXXXX");
-  ck_assert_ptr_nonnull (mkdtemp (tmpdir));
+  br_check_mkdtemp (tmpdir, sizeof tmpdir, "disk");
   errbuf[0] = '\0';
   unsetenv ("BLOCKRELAY_FAULTS");
 }
@@ -42,7 +36,7 @@ setup (void)
 static void
 teardown (void)
 {
-  nftw (tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  br_check_rmtree (tmpdir);
 }
 
 static const char *

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check-tmpdir.h"
 #include "log.h"
 #include "scoreboard.h"
 
@@ -31,17 +32,10 @@ static char tmpdir[64];
 static char sbpath[128];
 static char errbuf[512];
 
-static int
-rm_one (const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-  return remove (p);
-}
-
 static void
 setup (void)
 {
-  strcpy (tmpdir, "/tmp/br-sb-XXXXXX");
-  ck_assert_ptr_nonnull (mkdtemp (tmpdir));
+  br_check_mkdtemp (tmpdir, sizeof tmpdir, "sb");
   snprintf (sbpath, sizeof sbpath, "%s/vol0.sb", tmpdir);
   errbuf[0] = '\0';
 }
@@ -49,7 +43,7 @@ setup (void)
 static void
 teardown (void)
 {
-  nftw (tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  br_check_rmtree (tmpdir);
 }
 
 static br_scoreboard *
