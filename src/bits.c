@@ -22,8 +22,8 @@
  * back here).  Passes C1 and C2 but not C3, C4 or C5: HOLD (the region is
  * in sync with the peer but its bit is kept for now; remembered in a
  * per-peer bitmap and looked at again by br__bits_scan every
- * BR_CLEAR_SCAN_MS; a region held for C5 asks for a local sync,
- * br__bits_sync_tick).  Held regions are in sync with the peer, so status
+ * BR_CLEAR_SCAN_MS; a region held by C5 alone asks for a local sync,
+ * br_clear_wants_sync and br__bits_sync_tick).  Held regions are in sync with the peer, so status
  * does not count them as dirty.  A new write to a region drops it from
  * every held set (br__bits_note_write).
  *
@@ -59,6 +59,15 @@ br_clear_rule (const struct br_clear_in *in)
   if (!in->local_durable)
     return BR_CLEAR_HOLD;                               /* C5 */
   return BR_CLEAR_NOW;
+}
+
+bool
+br_clear_wants_sync (const struct br_clear_in *in)
+{
+  struct br_clear_in durable = *in;
+
+  durable.local_durable = true;
+  return !in->local_durable && br_clear_rule (&durable) == BR_CLEAR_NOW;
 }
 
 bool
@@ -231,7 +240,7 @@ try_clear (struct br_peer *p, struct br_volume *v, uint64_t rg,
     break;
   case BR_CLEAR_HOLD:
     held_set (p, v->id, rg);
-    if (!in.stripe_busy && !in.local_durable)
+    if (br_clear_wants_sync (&in))
       atomic_store (&v->want_sync, true);
     break;
   case BR_CLEAR_KEEP:

@@ -384,6 +384,11 @@ struct br_clear_in {
   bool no_window;                   /* clean stop: ignore the window */
 };
 enum br_clear br_clear_rule (const struct br_clear_in *in);
+/* True when C5 is the only condition that holds the region: a local sync
+ * would let its bit clear.  (A region held by C3 or C4 gains nothing from
+ * a sync now; asking for one anyway put an fdatasync a second on the write
+ * path of every busy volume.) */
+bool br_clear_wants_sync (const struct br_clear_in *in);
 /* A durable RESYNC record of seq REC_SEQ brings a region in sync only if
  * it was read after the region's last local write failure (FAIL_SEQ). */
 bool br_resync_clears (uint64_t rec_seq, uint64_t fail_seq);

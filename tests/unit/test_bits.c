@@ -1,6 +1,7 @@
 /* Unit tests: when a scoreboard bit may clear (bits.c br_clear_rule, I2)
  * and when a RESYNC record brings a region back in sync
- * (br_resync_clears).  One row per condition C1-C5 and their interplay. */
+ * (br_resync_clears).  One row per condition C1-C5 and their interplay,
+ * and whether the region asks for a local sync (br_clear_wants_sync). */
 #include <check.h>
 
 #include "check-main.h"
@@ -13,6 +14,7 @@ struct row {
   const char *what;
   struct br_clear_in in;
   int want;
+  bool sync;                    /* br_clear_wants_sync */
 };
 
 /* last_seq, durable, out_of_sync, stripe_busy, local_durable, age_ms,
@@ -23,21 +25,28 @@ struct row {
     .window_ms = (win), .no_window = (nowin) }
 
 static const struct row rows[] = {
-  { "all conditions hold", IN (5, 5, 0, 0, 1, 100, 50, 0), NOW },
-  { "durable past the last write", IN (5, 9, 0, 0, 1, 100, 50, 0), NOW },
-  { "C1: a newer write is not durable", IN (6, 5, 0, 0, 1, 100, 50, 0), KEEP },
-  { "C1 beats every hold reason", IN (6, 5, 0, 1, 0, 0, 50, 0), KEEP },
-  { "C2: out of sync", IN (5, 5, 1, 0, 1, 100, 50, 0), KEEP },
-  { "C2 even at a clean stop", IN (5, 5, 1, 0, 1, 100, 50, 1), KEEP },
-  { "C3: a writer holds the stripe", IN (5, 5, 0, 1, 1, 100, 50, 0), HOLD },
-  { "C3 even at a clean stop", IN (5, 5, 0, 1, 1, 100, 50, 1), HOLD },
-  { "C4: written within the window", IN (5, 5, 0, 0, 1, 10, 50, 0), HOLD },
-  { "C4 ignored at a clean stop", IN (5, 5, 0, 0, 1, 10, 50, 1), NOW },
-  { "C4 with a window of 0", IN (5, 5, 0, 0, 1, 0, 0, 0), NOW },
-  { "C5: this copy not durable yet", IN (5, 5, 0, 0, 0, 100, 50, 0), HOLD },
-  { "C5 even at a clean stop", IN (5, 5, 0, 0, 0, 100, 50, 1), HOLD },
-  { "C5 with a window of 0", IN (5, 5, 0, 0, 0, 100, 0, 0), HOLD },
-  { "never written in this run", IN (0, 0, 0, 0, 1, 100, 50, 0), NOW },
+  { "all conditions hold", IN (5, 5, 0, 0, 1, 100, 50, 0), NOW, 0 },
+  { "durable past the last write", IN (5, 9, 0, 0, 1, 100, 50, 0), NOW, 0 },
+  { "C1: a newer write is not durable",
+    IN (6, 5, 0, 0, 1, 100, 50, 0), KEEP, 0 },
+  { "C1 beats every hold reason", IN (6, 5, 0, 1, 0, 0, 50, 0), KEEP, 0 },
+  { "C2: out of sync", IN (5, 5, 1, 0, 1, 100, 50, 0), KEEP, 0 },
+  { "C2 even at a clean stop", IN (5, 5, 1, 0, 1, 100, 50, 1), KEEP, 0 },
+  { "C3: a writer holds the stripe", IN (5, 5, 0, 1, 1, 100, 50, 0), HOLD, 0 },
+  { "C3 even at a clean stop", IN (5, 5, 0, 1, 1, 100, 50, 1), HOLD, 0 },
+  { "C4: written within the window", IN (5, 5, 0, 0, 1, 10, 50, 0), HOLD, 0 },
+  { "C4 ignored at a clean stop", IN (5, 5, 0, 0, 1, 10, 50, 1), NOW, 0 },
+  { "C4 with a window of 0", IN (5, 5, 0, 0, 1, 0, 0, 0), NOW, 0 },
+  { "C5: this copy not durable yet", IN (5, 5, 0, 0, 0, 100, 50, 0), HOLD, 1 },
+  { "C5 even at a clean stop", IN (5, 5, 0, 0, 0, 100, 50, 1), HOLD, 1 },
+  { "C5 with a window of 0", IN (5, 5, 0, 0, 0, 100, 0, 0), HOLD, 1 },
+  { "never written in this run", IN (0, 0, 0, 0, 1, 100, 50, 0), NOW, 0 },
+  /* A sync is asked for only when C5 alone holds the region. */
+  { "C5 and C4: the window first", IN (5, 5, 0, 0, 0, 10, 50, 0), HOLD, 0 },
+  { "C5 and C3: the writer first", IN (5, 5, 0, 1, 0, 100, 50, 0), HOLD, 0 },
+  { "C5 and C1: kept, no sync", IN (6, 5, 0, 0, 0, 100, 50, 0), KEEP, 0 },
+  { "C5 and C2: kept, no sync", IN (5, 5, 1, 0, 0, 100, 50, 0), KEEP, 0 },
+  { "C5 and C4 at a clean stop", IN (5, 5, 0, 0, 0, 10, 50, 1), HOLD, 1 },
 };
 
 START_TEST (test_clear_rule)
@@ -46,6 +55,9 @@ START_TEST (test_clear_rule)
 
   ck_assert_msg ((int) br_clear_rule (&r->in) == r->want, "%s: got %d, "
                  "expected %d", r->what, br_clear_rule (&r->in), r->want);
+  ck_assert_msg (br_clear_wants_sync (&r->in) == r->sync,
+                 "%s: wants a sync: got %d, expected %d", r->what,
+                 br_clear_wants_sync (&r->in), r->sync);
 }
 END_TEST
 
