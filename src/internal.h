@@ -447,6 +447,18 @@ void br__peer_start (struct br_peer *p);
 void br__peer_flush_queue (struct br_peer *p);
 void br__peer_refill (struct br_peer *p);     /* rate-limit buckets */
 void br__peer_fail (struct br_peer *p, const char *msg);
+/* The connection is over (EOF, timeout, refusal, bad frame...): event EV,
+ * the message logged and kept as last_error, the socket closed, and a
+ * reconnect scheduled; bits stay set. */
+void br__peer_lost (struct br_peer *p, enum br_peer_event ev,
+                    const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+/* Send a small control frame (HELLO, AUTH, PING); 0 or a libuv error. */
+int br__peer_send_frame (struct br_peer *p, uint8_t type,
+                         const void *payload, uint32_t len);
+/* peer-handshake.c: the replica's WELCOME, judged (I6). */
+void br__peer_on_welcome (struct br_peer *p, const uint8_t *payload,
+                          uint32_t len);
 void br__peer_tick (struct br_peer *p);
 void br__peer_close (struct br_peer *p);
 void br__peer_free (struct br_peer *p);

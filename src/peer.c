@@ -8,18 +8,18 @@
  *
  *   CONNECT        start_connect()       (reconnect timer)
  *   CONNECTED      on_connect()          (HELLO sent)
- *   SYNC_NEEDED    finish_handshake()    (the verdict left dirty regions)
+ *   SYNC_NEEDED    finish_handshake()    (peer-handshake.c: the verdict
+ *                                         left dirty regions)
  *   IN_SYNC        finish_handshake()    (nothing dirty)
- *   SPLIT_BRAIN    on_welcome()          (verdict, or the replica says so)
+ *   SPLIT_BRAIN    on_welcome()          (peer-handshake.c: verdict, or
+ *                                         the replica says so)
  *   LOST / ERROR   peer_lost()           (EOF, timeouts, bad frames,
  *                                         refusals, peer errors)
  *   DRAINED        br__peer_tick()       (pull-ahead: sent part durable)
  *
- * The handshake (I6): HELLO carries this side's generation view of every
- * volume (verdict.h), WELCOME the peer's; both sides compute
- * br_gen_verdict() from the same two views and log the deciding rule.  A
- * full sync's mark of the peer's bitmap is made on the task thread
- * (p->welcome_busy) before the connection goes SYNCING.
+ * The handshake (I6): HELLO, sent here on connect, carries this side's
+ * generation view of every volume (verdict.h); the answer, WELCOME, is
+ * judged in peer-handshake.c.
  *
  * Invariants kept here:
  *   P1. The records of a connection are written to the socket in queue
@@ -93,12 +93,9 @@ on_tcp_closed (uv_handle_t *h)
 
 /* P3: drop the connection with EV (LOST, ERROR or SPLIT_BRAIN), keep
  * every bit. */
-static void
-peer_lost (struct br_peer *p, enum br_peer_event ev, const char *fmt, ...)
-  __attribute__ ((format (printf, 3, 4)));
-
-static void
-peer_lost (struct br_peer *p, enum br_peer_event ev, const char *fmt, ...)
+void
+br__peer_lost (struct br_peer *p, enum br_peer_event ev, const char *fmt,
+               ...)
 {
   struct br_group *g = p->g;
   char msg[256];
@@ -154,16 +151,16 @@ on_written (uv_write_t *req, int status)
   p->writes_in_flight--;
   if (status < 0) {
     if (status != UV_ECANCELED)
-      peer_lost (p, BR_EV_LOST, "send failed: %s", uv_strerror (status));
+      br__peer_lost (p, BR_EV_LOST, "send failed: %s", uv_strerror (status));
     return;
   }
   flush_queue (p);
 }
 
-/* Send a small control frame (HELLO, AUTH) with an owned payload. */
-static int
-send_frame (struct br_peer *p, uint8_t type, const void *payload,
-            uint32_t len)
+/* Send a small control frame (HELLO, AUTH, PING) with an owned payload. */
+int
+br__peer_send_frame (struct br_peer *p, uint8_t type, const void *payload,
+                     uint32_t len)
 {
   struct br_rec *r = br__rec_new (BR_T_WRITE, 0, 0, 0, 0, len, payload);
   struct send_req *s;
@@ -263,7 +260,7 @@ flush_queue (struct br_peer *p)
         free (s->bufs);
       }
       free (s);
-      peer_lost (p, BR_EV_LOST, "out of memory sending");
+      br__peer_lost (p, BR_EV_LOST, "out of memory sending");
       return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -296,7 +293,7 @@ flush_queue (struct br_peer *p)
     if (err < 0) {
       p->writes_in_flight--;
       free_send_req (s);
-      peer_lost (p, BR_EV_LOST, "send failed: %s", uv_strerror (err));
+      br__peer_lost (p, BR_EV_LOST, "send failed: %s", uv_strerror (err));
       return;
     }
     if (max_bytes == 0)
@@ -307,7 +304,7 @@ flush_queue (struct br_peer *p)
 void
 br__peer_fail (struct br_peer *p, const char *msg)
 {
-  peer_lost (p, BR_EV_ERROR, "%s", msg);
+  br__peer_lost (p, BR_EV_ERROR, "%s", msg);
 }
 
 void
@@ -315,184 +312,6 @@ br__peer_flush_queue (struct br_peer *p)
 {
   if (p->tcp_open)
     flush_queue (p);
-}
-
-/* ---- the handshake ---- */
-
-/* The connection is up and every full-sync mark is durable: from now on
- * the stream starts, with a resync if any bit is set. */
-static void
-finish_handshake (struct br_peer *p)
-{
-  struct br_group *g = p->g;
-  bool dirty;
-
-  br_mutex_lock (&g->lock);
-  p->start_seq = p->applied = p->durable = g->next_seq;
-  p->backoff_ms = 0;
-  p->last_error[0] = '\0';
-  if (br__resync_snapshot (p) < 0) {
-    br_mutex_unlock (&g->lock);
-    peer_lost (p, BR_EV_LOST, "out of memory");
-    return;
-  }
-  dirty = p->oos_count > 0;
-  br__peer_event (p, dirty ? BR_EV_SYNC_NEEDED : BR_EV_IN_SYNC);
-  br_mutex_unlock (&g->lock);
-  br_info ("peer %s (group %s): connected, %s", p->node->name, g->name,
-           dirty ? "resyncing dirty regions" : "in sync");
-  if (dirty)
-    br__resync_step (p);
-  else
-    flush_queue (p);
-}
-
-/* A full sync: every bit of the peer's slot, durably, on the task thread
- * (the loop thread never msyncs). */
-struct mark_task {
-  struct br_peer *p;
-  uint64_t epoch;
-  uint64_t vols;                    /* bit i: volume i needs a full sync */
-  int err;
-};
-
-static void
-mark_work (void *arg)
-{
-  struct mark_task *t = arg;
-  struct br_group *g = t->p->g;
-
-  for (size_t i = 0; i < g->n_vols && t->err == 0; i++)
-    if (t->vols & (UINT64_C (1) << i))
-      t->err = br_sb_mark_all (g->vols[i]->sb, g->vols[i]->slot[t->p->idx]);
-}
-
-static void
-mark_done (void *arg, bool cancelled)
-{
-  struct mark_task *t = arg;
-  struct br_peer *p = t->p;
-
-  p->welcome_busy = false;
-  if (!cancelled && p->epoch == t->epoch && p->state == BR_PEER_HANDSHAKE) {
-    if (t->err < 0)
-      peer_lost (p, BR_EV_ERROR, "cannot mark a full sync: %s",
-                 br_strerror (-t->err));
-    else
-      finish_handshake (p);
-  }
-  free (t);
-}
-
-/* I6: the verdict for every volume.  Returns the volumes that need a full
- * sync, or -1 after dropping the connection. */
-static int64_t
-judge (struct br_peer *p, const struct br_welcome *w)
-{
-  struct br_group *g = p->g;
-  uint64_t full = 0;
-
-  for (size_t i = 0; i < g->n_vols; i++) {
-    struct br_volume *v = g->vols[i];
-    struct br_wire_vol ours;
-    struct br_verdict vd;
-
-    br__vol_view (v, v->slot[p->idx], &ours);
-    vd = br__vol_verdict (&ours, &w->vols[i], br__hello_flags (g));
-    br_info ("%s: peer %s: %s by rule %d (%s)", v->cfg->name, p->node->name,
-             br_verdict_action_name (vd.action), vd.rule, vd.why);
-    switch (vd.action) {
-    case BR_VERDICT_RESYNC:
-    case BR_VERDICT_ASSUMED:
-      break;
-    case BR_VERDICT_FULL_SYNC:
-      full |= UINT64_C (1) << i;
-      break;
-    case BR_VERDICT_WAIT:
-      peer_lost (p, BR_EV_LOST, "%s: waiting (rule %d: %s)", v->cfg->name,
-                 vd.rule, vd.why);
-      return -1;
-    case BR_VERDICT_DST_AHEAD:
-    case BR_VERDICT_SPLIT_BRAIN:
-      br_error ("split brain on volume %s by rule %d: %s; node %s is at "
-                "generation %016llx, node %s at %016llx; replication stops "
-                "and neither copy is overwritten until an operator chooses "
-                "a side", v->cfg->name, vd.rule, vd.why, g->e->self->name,
-                (unsigned long long) ours.gen, p->node->name,
-                (unsigned long long) w->vols[i].gen);
-      peer_lost (p, BR_EV_SPLIT_BRAIN, "split brain on %s by rule %d: %s",
-                 v->cfg->name, vd.rule, vd.why);
-      return -1;
-    }
-  }
-  return (int64_t) full;
-}
-
-static void
-on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
-{
-  struct br_engine *e = p->g->e;
-  struct br_welcome *w = malloc (sizeof *w);
-  char why[512], esc[BR_ESCAPED_SIZE (BR_WIRE_MSG_MAX)];
-  uint8_t mac[BR_WIRE_MAC_SIZE];
-  const char *reason;
-  int64_t full;
-
-  if (w == NULL) {
-    peer_lost (p, BR_EV_LOST, "out of memory");
-    return;
-  }
-  if (br_wire_decode_welcome (payload, len, w, &reason) < 0) {
-    peer_lost (p, BR_EV_ERROR, "bad WELCOME: %s", reason);
-    goto out;
-  }
-  if (w->status != BR_WELCOME_OK) {
-    br_escape_text (esc, sizeof esc, w->message, sizeof w->message);
-    br_error ("peer %s refused group %s: %s", p->node->name, p->g->name,
-              esc);
-    peer_lost (p, w->status == BR_WELCOME_SPLIT_BRAIN ? BR_EV_SPLIT_BRAIN
-               : BR_EV_ERROR, "refused: %s", esc);
-    goto out;
-  }
-  memset (mac, 0, sizeof mac);
-  if (e->secret) {
-    if (!br_wire_auth_verify (e->secret, e->secret_len, "server", p->nonce,
-                              w->nonce, w->mac)) {
-      peer_lost (p, BR_EV_ERROR, "authentication failed: %s does not know "
-                 "the shared secret", p->node->name);
-      goto out;
-    }
-    br_wire_auth_mac (e->secret, e->secret_len, "client", w->nonce,
-                      p->nonce, mac);
-  }
-  if (br__welcome_problem (p, w, why, sizeof why)) {
-    peer_lost (p, BR_EV_ERROR, "%s", why);
-    goto out;
-  }
-  if (send_frame (p, BR_T_AUTH, mac, sizeof mac) < 0) {
-    peer_lost (p, BR_EV_LOST, "cannot send AUTH");
-    goto out;
-  }
-  if ((full = judge (p, w)) < 0)
-    goto out;
-  if (full) {
-    struct mark_task *t = calloc (1, sizeof *t);
-
-    if (t) {
-      *t = (struct mark_task) { .p = p, .epoch = p->epoch,
-                                .vols = (uint64_t) full };
-      if (br__task_post (e, mark_work, mark_done, t) == 0) {
-        p->welcome_busy = true;
-        goto out;
-      }
-    }
-    free (t);
-    peer_lost (p, BR_EV_LOST, "cannot start a full sync");
-    goto out;
-  }
-  finish_handshake (p);
- out:
-  free (w);
 }
 
 /* ---- receiving ---- */
@@ -511,8 +330,8 @@ on_ack (struct br_peer *p, const struct br_frame_hdr *h)
   if (h->seq < p->applied || h->count < p->durable ||
       h->count > h->seq || (h->seq > last_sent && h->seq > p->applied)) {
     br_mutex_unlock (&g->lock);
-    peer_lost (p, BR_EV_ERROR, "bad ACK (applied %llu durable %llu)",
-               (unsigned long long) h->seq, (unsigned long long) h->count);
+    br__peer_lost (p, BR_EV_ERROR, "bad ACK (applied %llu durable %llu)",
+                   (unsigned long long) h->seq, (unsigned long long) h->count);
     return;
   }
   p->applied = h->seq;
@@ -538,16 +357,16 @@ on_frame (struct br_peer *p, const struct br_frame_hdr *h,
             (unsigned long long) h->count);
   if (p->state == BR_PEER_HANDSHAKE && !p->welcome_busy) {
     if (h->type != BR_T_WELCOME)
-      peer_lost (p, BR_EV_ERROR, "expected WELCOME, got frame type %u",
-                 h->type);
+      br__peer_lost (p, BR_EV_ERROR, "expected WELCOME, got frame type %u",
+                     h->type);
     else
-      on_welcome (p, payload, h->length);
+      br__peer_on_welcome (p, payload, h->length);
     return;
   }
   switch (h->type) {
   case BR_T_ACK:
     if (p->state == BR_PEER_HANDSHAKE && (h->seq || h->count))
-      peer_lost (p, BR_EV_ERROR, "ACK before the stream started");
+      br__peer_lost (p, BR_EV_ERROR, "ACK before the stream started");
     else
       on_ack (p, h);
     break;
@@ -556,12 +375,12 @@ on_frame (struct br_peer *p, const struct br_frame_hdr *h,
     br_error ("peer %s (group %s) failed seq %llu: %s (%s)", p->node->name,
               p->g->name, (unsigned long long) h->seq, esc,
               br_strerror ((int) h->count));
-    peer_lost (p, BR_EV_ERROR, "peer error: %s", esc);
+    br__peer_lost (p, BR_EV_ERROR, "peer error: %s", esc);
     break;
   case BR_T_PONG:
     break;
   default:
-    peer_lost (p, BR_EV_ERROR, "unexpected frame type %u", h->type);
+    br__peer_lost (p, BR_EV_ERROR, "unexpected frame type %u", h->type);
   }
 }
 
@@ -581,8 +400,8 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
   size_t off = 0;
 
   if (nread < 0) {
-    peer_lost (p, BR_EV_LOST, "%s", nread == UV_EOF
-               ? "connection closed by peer" : uv_strerror ((int) nread));
+    br__peer_lost (p, BR_EV_LOST, "%s", nread == UV_EOF
+                   ? "connection closed by peer" : uv_strerror ((int) nread));
     return;
   }
   if (nread > 0)
@@ -594,7 +413,7 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
     if (br_peer_state_down (p->state)) {
       /* A writer dropped the connection (DROP): nothing more from it. */
-      peer_lost (p, BR_EV_LOST, "%s", p->last_error);
+      br__peer_lost (p, BR_EV_LOST, "%s", p->last_error);
       return;
     }
     r = br_wire_reader_feed (&p->rd, (uint8_t *) buf->base + off,
@@ -603,8 +422,8 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (r < 0) {
       br_error ("peer %s: bad frame: %s", p->node->name,
                 reason ? reason : br_strerror (-r));
-      peer_lost (p, BR_EV_ERROR, "bad frame from peer: %s",
-                 reason ? reason : br_strerror (-r));
+      br__peer_lost (p, BR_EV_ERROR, "bad frame from peer: %s",
+                     reason ? reason : br_strerror (-r));
       return;
     }
     if (r == 0)
@@ -632,8 +451,8 @@ on_connect (uv_connect_t *req, int status)
   int len;
 
   if (status < 0) {
-    peer_lost (p, BR_EV_LOST, "cannot connect to %s:%s: %s", p->node->host,
-               p->node->port, uv_strerror (status));
+    br__peer_lost (p, BR_EV_LOST, "cannot connect to %s:%s: %s", p->node->host,
+                   p->node->port, uv_strerror (status));
     return;
   }
   uv_tcp_nodelay (&p->tcp, 1);
@@ -644,7 +463,7 @@ on_connect (uv_connect_t *req, int status)
   if (hello == NULL || buf == NULL) {
     free (hello);
     free (buf);
-    peer_lost (p, BR_EV_LOST, "out of memory");
+    br__peer_lost (p, BR_EV_LOST, "out of memory");
     return;
   }
   hello->proto_min = hello->proto_max = BR_WIRE_VERSION;
@@ -668,8 +487,8 @@ on_connect (uv_connect_t *req, int status)
   p->welcome_busy = false;
   if (len < 0 ||
       uv_read_start ((uv_stream_t *) &p->tcp, on_alloc, on_read) < 0 ||
-      send_frame (p, BR_T_HELLO, buf, len) < 0)
-    peer_lost (p, BR_EV_LOST, "cannot start the handshake");
+      br__peer_send_frame (p, BR_T_HELLO, buf, len) < 0)
+    br__peer_lost (p, BR_EV_LOST, "cannot start the handshake");
   free (buf);
 }
 
@@ -685,8 +504,8 @@ connect_to (struct br_peer *p, const struct sockaddr *addr)
     err = uv_tcp_connect (&p->creq, &p->tcp, addr, on_connect);
   }
   if (err < 0)
-    peer_lost (p, BR_EV_LOST, "cannot connect to %s:%s: %s", p->node->host,
-               p->node->port, uv_strerror (err));
+    br__peer_lost (p, BR_EV_LOST, "cannot connect to %s:%s: %s", p->node->host,
+                   p->node->port, uv_strerror (err));
 }
 
 static void
@@ -695,8 +514,8 @@ on_resolved (uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   struct br_peer *p = req->data;
 
   if (status < 0) {
-    peer_lost (p, BR_EV_LOST, "cannot resolve %s: %s", p->node->host,
-               uv_strerror (status));
+    br__peer_lost (p, BR_EV_LOST, "cannot resolve %s: %s", p->node->host,
+                   uv_strerror (status));
     return;
   }
   connect_to (p, res->ai_addr);
@@ -730,8 +549,8 @@ start_connect (struct br_peer *p)
   err = uv_getaddrinfo (&p->g->e->loop, &p->gai, on_resolved, p->node->host,
                         p->node->port, &hints);
   if (err < 0)
-    peer_lost (p, BR_EV_LOST, "cannot resolve %s: %s", p->node->host,
-               uv_strerror (err));
+    br__peer_lost (p, BR_EV_LOST, "cannot resolve %s: %s", p->node->host,
+                   uv_strerror (err));
 }
 
 /* ---- life cycle ---- */
@@ -778,20 +597,21 @@ heartbeat (struct br_peer *p, enum br_peer_state st)
 
   if (st == BR_PEER_CONNECTING || st == BR_PEER_HANDSHAKE) {
     if (p->tcp_open && now - p->state_ms > cfg->heartbeat_timeout_ms)
-      peer_lost (p, BR_EV_LOST, "no answer from %s:%s within %llu ms",
-                 p->node->host, p->node->port,
-                 (unsigned long long) cfg->heartbeat_timeout_ms);
+      br__peer_lost (p, BR_EV_LOST, "no answer from %s:%s within %llu ms",
+                     p->node->host, p->node->port,
+                     (unsigned long long) cfg->heartbeat_timeout_ms);
     return;
   }
   if (now - p->last_rx_ms > cfg->heartbeat_timeout_ms) {
-    peer_lost (p, BR_EV_LOST, "heartbeat timeout: nothing received for %llu ms",
-               (unsigned long long) (now - p->last_rx_ms));
+    br__peer_lost (p, BR_EV_LOST,
+                   "heartbeat timeout: nothing received for %llu ms",
+                   (unsigned long long) (now - p->last_rx_ms));
     return;
   }
   if (now - p->last_tx_ms >= cfg->heartbeat_ms ||
       now - p->last_rx_ms >= cfg->heartbeat_ms)
-    if (send_frame (p, BR_T_PING, NULL, 0) < 0)
-      peer_lost (p, BR_EV_LOST, "cannot send a heartbeat");
+    if (br__peer_send_frame (p, BR_T_PING, NULL, 0) < 0)
+      br__peer_lost (p, BR_EV_LOST, "cannot send a heartbeat");
 }
 
 void
@@ -817,7 +637,7 @@ br__peer_tick (struct br_peer *p)
   br_mutex_unlock (&g->lock);
 
   if (atomic_exchange (&p->must_drop, false)) {
-    peer_lost (p, BR_EV_LOST, "%s", why);
+    br__peer_lost (p, BR_EV_LOST, "%s", why);
     return;
   }
   if (!p->tcp_open || br_peer_state_down (st))
