@@ -18,6 +18,7 @@
  *     +-- refused: WELCOME(refused), then close --+-- error, EOF, timeout,
  *                                                     replaced --> CLOSING
  *
+ *   (HELLO, AUTH and STARTING are in replica-handshake.c.)
  *   STARTING: authenticated and the group's upstream; waits until the
  *   group's previous session has ended (its threads exited) and, for a
  *   relay, until its peers' scoreboards are prepared on the task thread;
@@ -55,15 +56,10 @@
 
 #define READ_PAUSE_BYTES (64u * 1024 * 1024)
 
-/* ---- sending ACK / ERROR / WELCOME (loop thread) ---- */
+/* ---- sending ACK / ERROR (loop thread) ---- */
 
-static void send_ack (struct br_replica_session *s);
 static void on_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-static void session_close (struct br_replica_session *s, const char *fmt,
-                           ...) __attribute__ ((format (printf, 2, 3)));
-static void finish_close (struct br_replica_session *s);
-static void start_pending (struct br_replica *rep, struct br_group *g);
 
 static void
 on_ack_written (uv_write_t *req, int status)
@@ -73,10 +69,10 @@ on_ack_written (uv_write_t *req, int status)
   s->ack_busy = false;
   if (status < 0) {
     if (status != UV_ECANCELED)
-      session_close (s, "send failed: %s", uv_strerror (status));
+      br__rsession_close (s, "send failed: %s", uv_strerror (status));
     return;
   }
-  send_ack (s);
+  br__rsession_send_ack (s);
 }
 
 /* Send one frame from s->ack_frame (one at a time; coalesces ACKs). */
@@ -95,12 +91,12 @@ write_ack_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
   if (uv_write (&s->ack_req, (uv_stream_t *) &s->tcp, &buf, 1,
                 on_ack_written) < 0) {
     s->ack_busy = false;
-    session_close (s, "cannot send");
+    br__rsession_close (s, "cannot send");
   }
 }
 
-static void
-send_ack (struct br_replica_session *s)
+void
+br__rsession_send_ack (struct br_replica_session *s)
 {
   struct br_frame_hdr h = { .version = BR_WIRE_VERSION };
   uint64_t applied, durable, queued;
@@ -151,16 +147,16 @@ on_notify (uv_async_t *a)
   struct br_replica_session *s = a->data;
 
   if (s->st == S_CLOSING)
-    finish_close (s);
+    br__rsession_finish_close (s);
   else
-    send_ack (s);
+    br__rsession_send_ack (s);
 }
 
 void
 br__replica_kick (struct br_group *g)
 {
   if (g->upstream && g->upstream->st == S_RUNNING)
-    send_ack (g->upstream);
+    br__rsession_send_ack (g->upstream);
 }
 
 /* ---- closing ---- */
@@ -206,8 +202,8 @@ on_handle_closed (uv_handle_t *h)
 
 /* CLOSING: once the threads have exited and no task refers to S, release
  * the group and close the handles (R5). */
-static void
-finish_close (struct br_replica_session *s)
+void
+br__rsession_finish_close (struct br_replica_session *s)
 {
   struct br_group *g = s->g;
 
@@ -228,12 +224,12 @@ finish_close (struct br_replica_session *s)
     s->owns_group = false;
     g->applying = false;
     if (!s->rep->stopping)
-      start_pending (s->rep, g);
+      br__replica_start_pending (s->rep, g);
   }
 }
 
-static void
-session_close (struct br_replica_session *s, const char *fmt, ...)
+void
+br__rsession_close (struct br_replica_session *s, const char *fmt, ...)
 {
   char msg[256];
   va_list ap;
@@ -265,282 +261,7 @@ session_close (struct br_replica_session *s, const char *fmt, ...)
   pthread_cond_signal (&s->cond);
   pthread_cond_signal (&s->sync_cond);
   pthread_mutex_unlock (&s->lock);
-  finish_close (s);
-}
-
-/* ---- handshake ---- */
-
-struct welcome_req {
-  uv_write_t req;
-  struct br_replica_session *s;
-  bool refused;
-  uint8_t frame[];
-};
-
-static void
-on_welcome_written (uv_write_t *req, int status)
-{
-  struct welcome_req *w = (struct welcome_req *) req;
-  struct br_replica_session *s = w->s;
-  bool refused = w->refused;
-
-  free (w);
-  if (refused)
-    session_close (s, "handshake refused");
-  else if (status < 0 && status != UV_ECANCELED)
-    session_close (s, "cannot send WELCOME: %s", uv_strerror (status));
-}
-
-/* Send a WELCOME; after a refusal, close once it has been written so the
- * peer gets the reason. */
-static void
-send_welcome (struct br_replica_session *s, const struct br_welcome *m)
-{
-  struct br_frame_hdr h = { .version = BR_WIRE_VERSION, .type = BR_T_WELCOME };
-  struct welcome_req *w;
-  uv_buf_t b;
-  int len;
-
-  w = malloc (sizeof *w + BR_WIRE_HDR_SIZE + BR_WIRE_HANDSHAKE_MAX);
-  if (w == NULL) {
-    session_close (s, "out of memory");
-    return;
-  }
-  len = br_wire_encode_welcome (m, w->frame + BR_WIRE_HDR_SIZE,
-                                BR_WIRE_HANDSHAKE_MAX);
-  if (len < 0) {
-    free (w);
-    session_close (s, "cannot encode WELCOME");
-    return;
-  }
-  h.length = len;
-  h.payload_sum = br_wire_checksum (w->frame + BR_WIRE_HDR_SIZE, len);
-  br_wire_encode_hdr (&h, w->frame);
-  w->s = s;
-  w->refused = m->status != BR_WELCOME_OK;
-  b = uv_buf_init ((char *) w->frame, BR_WIRE_HDR_SIZE + len);
-  if (uv_write (&w->req, (uv_stream_t *) &s->tcp, &b, 1,
-                on_welcome_written) < 0) {
-    free (w);
-    session_close (s, "cannot send WELCOME");
-  }
-}
-
-static void
-refuse_as (struct br_replica_session *s, struct br_welcome *w,
-           uint16_t status, const char *fmt, ...)
-  __attribute__ ((format (printf, 4, 5)));
-#define refuse(s, w, ...) refuse_as (s, w, BR_WELCOME_REFUSED, __VA_ARGS__)
-
-static void
-refuse_as (struct br_replica_session *s, struct br_welcome *w,
-           uint16_t status, const char *fmt, ...)
-{
-  va_list ap;
-
-  va_start (ap, fmt);
-  vsnprintf (w->message, sizeof w->message, fmt, ap);
-  va_end (ap);
-  br_error ("refusing %s (%s): %s", s->peer[0] ? s->peer : "?", s->addr,
-            w->message);
-  w->status = status;
-  w->n_volumes = 0;
-  send_welcome (s, w);
-}
-
-static void
-on_hello (struct br_replica_session *s, const uint8_t *payload, uint32_t len)
-{
-  struct br_engine *e = s->rep->e;
-  struct br_hello *m = malloc (sizeof *m);
-  struct br_welcome *w = calloc (1, sizeof *w);
-  char why[1024];
-  const char *reason;
-  struct br_group *g = NULL;
-  uint16_t st;
-
-  if (m == NULL || w == NULL) {
-    session_close (s, "out of memory");
-    goto out;
-  }
-  w->proto = BR_WIRE_VERSION;
-  snprintf (w->node, sizeof w->node, "%s", e->self->name);
-  if (br_wire_decode_hello (payload, len, m, &reason) < 0) {
-    session_close (s, "bad HELLO: %s", reason);
-    goto out;
-  }
-  /* Escaped: a name that needs escaping is no node of the topology and is
-   * refused below; until then it is only logged. */
-  br_escape_text (s->peer, sizeof s->peer, m->from, sizeof m->from);
-  st = br__hello_problem (e, m, &g, w, why, sizeof why);
-  if (st != BR_WELCOME_OK) {
-    refuse_as (s, w, st, "%s", why);
-    goto out;
-  }
-  /* R4: a live session from the same node stays until this one has
-   * authenticated (on_auth). */
-  if (g->upstream && strcmp (g->upstream->peer, s->peer) != 0) {
-    refuse (s, w, "group %s is already replicating from %s", g->name,
-            g->upstream->peer);
-    goto out;
-  }
-  s->g = g;
-  snprintf (s->origin, sizeof s->origin, "%s", m->origin);
-  memcpy (s->client_nonce, m->nonce, sizeof s->client_nonce);
-  br_wire_random (s->server_nonce, sizeof s->server_nonce);
-  memcpy (w->nonce, s->server_nonce, sizeof w->nonce);
-  if (e->secret)
-    br_wire_auth_mac (e->secret, e->secret_len, "server", s->client_nonce,
-                      s->server_nonce, w->mac);
-  w->status = BR_WELCOME_OK;
-  s->st = S_AUTH;
-  send_welcome (s, w);
- out:
-  free (m);
-  free (w);
-}
-
-/* ---- starting a session ---- */
-
-static void
-spawn_threads (struct br_replica_session *s)
-{
-  struct br_group *g = s->g;
-  int err;
-
-  atomic_store (&g->cancel, false);
-  br__relay_reset (g);              /* waits of an earlier stream */
-  err = pthread_create (&s->thread, NULL, br__apply_thread, s);
-  if (err == 0) {
-    s->threads_started = 1;
-    err = pthread_create (&s->syncer, NULL, br__sync_thread, s);
-    if (err == 0)
-      s->threads_started = 2;
-  }
-  if (err) {
-    session_close (s, "cannot start the apply threads: %s",
-                   br_strerror (err));
-    return;
-  }
-  s->st = S_RUNNING;
-  br_info ("group %s: replicating from %s (%s)", g->name, s->peer, s->addr);
-  send_ack (s);
-}
-
-struct relay_task {
-  struct br_replica_session *s;
-  struct br_relay_plan *plan;
-  int err;
-  char why[512];
-};
-
-static void
-relay_work (void *arg)
-{
-  struct relay_task *t = arg;
-
-  t->err = br__relay_prepare (t->plan, t->why, sizeof t->why);
-}
-
-static void
-relay_done (void *arg, bool cancelled)
-{
-  struct relay_task *t = arg;
-  struct br_replica_session *s = t->s;
-
-  s->task_busy = false;
-  if (cancelled || t->err < 0) {
-    br__relay_plan_free (t->plan);
-    if (!cancelled)
-      session_close (s, "cannot relay: %s", t->why);
-  }
-  else
-    br__relay_commit (t->plan);         /* durable already: publish */
-  if (s->st == S_CLOSING)
-    finish_close (s);
-  else if (!cancelled && t->err == 0)
-    spawn_threads (s);
-  free (t);
-}
-
-/* S is authenticated and the group's upstream: take the group once its
- * previous session has let go of it (start_pending), prepare relaying on
- * the task thread if the origin is new, then start the threads. */
-static void
-try_start (struct br_replica_session *s)
-{
-  struct br_group *g = s->g;
-  struct br_relay_plan *plan;
-  struct relay_task *t;
-  char why[512] = "";
-
-  if (g->applying)
-    return;                         /* start_pending calls again */
-  if (br__relay_plan (g, s->origin, &plan, why, sizeof why) < 0) {
-    session_close (s, "cannot relay: %s", why);
-    return;
-  }
-  g->applying = true;
-  s->owns_group = true;
-  if (plan == NULL) {
-    spawn_threads (s);
-    return;
-  }
-  t = calloc (1, sizeof *t);
-  if (t) {
-    t->s = s;
-    t->plan = plan;
-    if (br__task_post (s->rep->e, relay_work, relay_done, t) == 0) {
-      s->task_busy = true;
-      return;
-    }
-  }
-  free (t);
-  br__relay_plan_free (plan);
-  session_close (s, "cannot relay: out of memory or stopping");
-}
-
-static void
-start_pending (struct br_replica *rep, struct br_group *g)
-{
-  for (struct br_replica_session *s = rep->sessions; s; s = s->next)
-    if (s->st == S_STARTING && s->g == g && g->upstream == s) {
-      try_start (s);
-      return;
-    }
-}
-
-static void
-on_auth (struct br_replica_session *s, const uint8_t *mac)
-{
-  struct br_engine *e = s->rep->e;
-  struct br_group *g = s->g;
-
-  if (e->secret &&
-      !br_wire_auth_verify (e->secret, e->secret_len, "client",
-                            s->server_nonce, s->client_nonce, mac)) {
-    session_close (s, "authentication failed: %s does not know the shared "
-                   "secret", s->peer);
-    return;
-  }
-  if (g->upstream && g->upstream != s) {
-    if (strcmp (g->upstream->peer, s->peer) != 0) {
-      session_close (s, "group %s is already replicating from %s", g->name,
-                     g->upstream->peer);
-      return;
-    }
-    session_close (g->upstream, "replaced by a new connection from %s",
-                   s->peer);
-  }
-  g->upstream = s;
-  s->st = S_STARTING;
-  s->rd.max_payload = 0;            /* authenticated: full-size frames */
-  s->dirty = calloc (g->n_vols, sizeof *s->dirty);
-  if (s->dirty == NULL) {
-    session_close (s, "out of memory");
-    return;
-  }
-  try_start (s);
+  br__rsession_finish_close (s);
 }
 
 /* ---- receiving ---- */
@@ -555,25 +276,25 @@ queue_op (struct br_replica_session *s, const struct br_frame_hdr *h,
   struct op *o;
 
   if (h->volume >= s->g->n_vols) {
-    session_close (s, "frame names volume %u of %zu", h->volume,
-                   s->g->n_vols);
+    br__rsession_close (s, "frame names volume %u of %zu", h->volume,
+                        s->g->n_vols);
     goto bad;
   }
   if ((h->type == BR_T_WRITE || h->type == BR_T_ZERO) &&
       br_wire_check_range (h, s->g->vols[h->volume]->size, &reason) < 0) {
-    session_close (s, "bad frame seq %llu: %s", (unsigned long long) h->seq,
-                   reason);
+    br__rsession_close (s, "bad frame seq %llu: %s",
+                        (unsigned long long) h->seq, reason);
     goto bad;
   }
   if (h->seq <= s->last_seq) {       /* also refuses seq 0 */
-    session_close (s, "sequence went from %llu to %llu",
-                   (unsigned long long) s->last_seq,
-                   (unsigned long long) h->seq);
+    br__rsession_close (s, "sequence went from %llu to %llu",
+                        (unsigned long long) s->last_seq,
+                        (unsigned long long) h->seq);
     goto bad;
   }
   o = malloc (sizeof *o);
   if (o == NULL) {
-    session_close (s, "out of memory");
+    br__rsession_close (s, "out of memory");
     goto bad;
   }
   o->next = NULL;
@@ -612,15 +333,15 @@ on_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
   switch (s->st) {
   case S_HELLO:
     if (h->type != BR_T_HELLO)
-      session_close (s, "expected HELLO, got frame type %u", h->type);
+      br__rsession_close (s, "expected HELLO, got frame type %u", h->type);
     else
-      on_hello (s, payload, h->length);
+      br__rsession_on_hello (s, payload, h->length);
     break;
   case S_AUTH:
     if (h->type != BR_T_AUTH)
-      session_close (s, "expected AUTH, got frame type %u", h->type);
+      br__rsession_close (s, "expected AUTH, got frame type %u", h->type);
     else
-      on_auth (s, payload);
+      br__rsession_on_auth (s, payload);
     break;
   case S_STARTING:
   case S_RUNNING:
@@ -631,10 +352,10 @@ on_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
     case BR_T_PING:
       /* Answered in order with ACKs: simply re-send the watermarks. */
       s->sent_applied = UINT64_MAX;
-      send_ack (s);
+      br__rsession_send_ack (s);
       break;
     default:
-      session_close (s, "unexpected frame type %u", h->type);
+      br__rsession_close (s, "unexpected frame type %u", h->type);
     }
     break;
   case S_CLOSING:
@@ -671,8 +392,8 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
   size_t off = 0;
 
   if (nread < 0) {
-    session_close (s, "%s", nread == UV_EOF ? "closed by peer"
-                   : uv_strerror ((int) nread));
+    br__rsession_close (s, "%s", nread == UV_EOF ? "closed by peer"
+                        : uv_strerror ((int) nread));
     return;
   }
   s->rx_bytes += nread;
@@ -685,7 +406,8 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
     off += used;
     if (r < 0) {
-      session_close (s, "bad frame: %s", reason ? reason : br_strerror (-r));
+      br__rsession_close (s, "bad frame: %s",
+                          reason ? reason : br_strerror (-r));
       return;
     }
     if (r == 0)
@@ -725,7 +447,7 @@ on_connection (uv_stream_t *server, int status)
   rep->sessions = s;
   snprintf (s->addr, sizeof s->addr, "?");
   if (uv_accept (server, (uv_stream_t *) &s->tcp) < 0) {
-    session_close (s, "accept failed");
+    br__rsession_close (s, "accept failed");
     return;
   }
   if (uv_tcp_getpeername (&s->tcp, (struct sockaddr *) &ss, &len) == 0) {
@@ -757,8 +479,8 @@ on_heartbeat (uv_timer_t *t)
   for (s = rep->sessions; s; s = next) {
     next = s->next;
     if (s->st != S_CLOSING && now - s->last_rx_ms > limit)
-      session_close (s, "heartbeat timeout: nothing received for %llu ms",
-                     (unsigned long long) (now - s->last_rx_ms));
+      br__rsession_close (s, "heartbeat timeout: nothing received for %llu ms",
+                          (unsigned long long) (now - s->last_rx_ms));
   }
 }
 
@@ -818,7 +540,7 @@ br__replica_stop (struct br_engine *e)
     return;
   for (s = rep->sessions; s; s = next) {
     next = s->next;
-    session_close (s, "shutting down");
+    br__rsession_close (s, "shutting down");
   }
   uv_timer_stop (&rep->heartbeat);
   rep->stopping = true;

@@ -79,6 +79,24 @@ struct br_replica {
   struct br_replica_session *sessions;
 };
 
+/* replica.c (loop thread). */
+/* Close S with a logged reason: stop reading, tell its threads to stop;
+ * the handles close once they have exited (R5).  Idempotent. */
+void br__rsession_close (struct br_replica_session *s, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+/* CLOSING: join the exited threads, release the group, close handles. */
+void br__rsession_finish_close (struct br_replica_session *s);
+/* Send an ACK with the session's current watermarks. */
+void br__rsession_send_ack (struct br_replica_session *s);
+
+/* replica-handshake.c (loop thread): HELLO, WELCOME, AUTH, and starting
+ * a session once the group is free. */
+void br__rsession_on_hello (struct br_replica_session *s,
+                            const uint8_t *payload, uint32_t len);
+void br__rsession_on_auth (struct br_replica_session *s, const uint8_t *mac);
+/* Start the session of group G that waits for it (STARTING), if any. */
+void br__replica_start_pending (struct br_replica *rep, struct br_group *g);
+
 /* apply.c: the session's threads (started by replica.c once the session
  * is authenticated and the group free; stopped by setting s->stop; each
  * adds 1 to threads_exited and wakes the loop thread as it returns). */
