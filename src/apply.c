@@ -156,9 +156,13 @@ apply_synced (struct br_replica_session *s, const struct op *o)
   for (size_t i = 0; i < s->g->n_vols; i++)
     if ((err = br__volume_sync (s->g->vols[i])) < 0)
       return err;
+  /* The base for the upstream first, then the generation: a copy at a
+   * generation it got from this upstream's SYNCED always records it as
+   * their base (the verdict's rule 8 relies on that when the upstream
+   * stopped before it could record its side). */
   slot = br_sb_peer_slot (v->sb, s->peer);
-  if ((err = br_sb_set_gen (v->sb, o->h.count)) < 0 ||
-      (slot >= 0 && (err = br_sb_set_peer_gen (v->sb, slot, o->h.count)) < 0) ||
+  if ((slot >= 0 && (err = br_sb_set_peer_gen (v->sb, slot, o->h.count)) < 0)
+      || (err = br_sb_set_gen (v->sb, o->h.count)) < 0 ||
       (err = br_sb_set_flags (v->sb, BR_SB_CONSISTENT, BR_SB_FRESH)) < 0)
     return err;
   br_info ("%s: in sync with %s at generation %016llx", v->cfg->name,

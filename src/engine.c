@@ -95,10 +95,13 @@ group_for (struct br_engine *e, const char *name)
 
 /* A backing file that is missing although the scoreboard knew it (the
  * disk was lost or wiped) will be created empty: before it is, the copy
- * becomes FRESH, durably, with a new generation, no history and no peer
- * bases, so that a crash at any point after this never lets the empty
- * file pass for the old data (the verdict treats a fresh copy as holding
- * nothing).  FRESH goes first: a torn history does not matter then. */
+ * takes a new generation, forgets its history and its peer bases, and
+ * only then becomes FRESH, each step durable, so that a crash at any point
+ * never lets the empty file pass for the old data.  FRESH goes last: a
+ * crash before it leaves the disk missing and not FRESH, and the next
+ * start does all of this again.  Hence a FRESH copy's history holds only
+ * generations of its current disk, which was never written (the verdict,
+ * rules 6 and 9, relies on that). */
 static int
 mark_lost (struct br_volume *v, const char *path)
 {
@@ -107,16 +110,17 @@ mark_lost (struct br_volume *v, const char *path)
 
   br_warn ("%s: the backing store %s is missing and will be created "
            "empty; this copy is treated as new", v->cfg->name, path);
-  r = br_sb_set_flags (v->sb, BR_SB_FRESH, BR_SB_CONSISTENT);
+  br_wire_random (&gen, sizeof gen);
+  r = br_sb_set_gen (v->sb, gen | 1);         /* the old one into history */
+  if (r == 0)
+    r = br_sb_forget_history (v->sb);
   for (int i = 0; r == 0 && i < BR_SB_MAX_PEERS; i++)
     if (br_sb_peer_name (v->sb, i)[0])
       r = br_sb_set_peer_gen (v->sb, i, 0);
-  if (r == 0) {
-    br_wire_random (&gen, sizeof gen);
-    r = br_sb_set_gen (v->sb, gen | 1);
-  }
   if (r == 0)
-    r = br_sb_forget_history (v->sb);
+    br_crashpoint ("volume-lost-history-wiped");
+  if (r == 0)
+    r = br_sb_set_flags (v->sb, BR_SB_FRESH, BR_SB_CONSISTENT);
   return r;
 }
 

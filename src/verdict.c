@@ -26,13 +26,23 @@
  *   5. SRC is a relay that holds nothing yet (fresh) and DST holds
  *      data -> WAIT
  *        SRC compares again once it has adopted its upstream's generation.
- *   6. SRC is fresh and DST holds data -> DST_AHEAD
+ *   6. SRC is fresh and DST holds data of a generation SRC never had
+ *      -> DST_AHEAD
  *        SRC's disk is new or was lost (fresh means never written and
  *        never synced with anyone: a completed sync clears it): a sync
- *        would overwrite DST's data with nothing.
+ *        would overwrite DST's data with nothing.  A generation SRC had
+ *        (its own or one on its history) goes on to rules 7 and 9: a
+ *        fresh copy's history holds only generations of its current,
+ *        never written disk (engine.c mark_lost wipes the history before
+ *        it sets FRESH), so DST holds only what SRC sent it: a fresh SRC
+ *        that synced DST and restarted before it recorded DST's SYNCED.
  *   7. DST is at SRC's generation -> RESYNC
  *   8. DST is at the generation SRC last synced it at -> RESYNC
- *        SRC's bitmap tracked every difference since.
+ *        SRC's bitmap tracked every difference since.  Either side's
+ *        record counts when the generation is SRC's: SRC records its base
+ *        only once DST's SYNCED is durable, so a SRC stopped or cut in
+ *        between restarts under a new generation with no record, while
+ *        DST recorded the base before it took the generation (apply.c).
  *   9. DST is at an earlier generation of SRC, and SRC synced DST
  *      before -> RESYNC
  *        The bitmap has tracked DST since that sync.
@@ -95,12 +105,13 @@ br_gen_verdict (const struct br_verdict_in *in)
   if (fresh (s) && in->src_relay)
     return rule (5, BR_VERDICT_WAIT, "the sender is a relay not yet synced "
                  "from its upstream, and the receiver holds data");
-  if (fresh (s))
+  if (fresh (s) && d->gen != s->gen && !in_history (s, d->gen))
     return rule (6, BR_VERDICT_DST_AHEAD, "the sender holds nothing (a new "
                  "or lost disk) and the receiver holds data");
   if (d->gen == s->gen)
     return rule (7, BR_VERDICT_RESYNC, "same generation");
-  if (s->base != 0 && d->gen == s->base)
+  if ((s->base != 0 && d->gen == s->base) ||
+      (d->base != 0 && d->gen == d->base && in_history (s, d->gen)))
     return rule (8, BR_VERDICT_RESYNC, "the receiver is where the sender "
                  "last synced it");
   if (in_history (s, d->gen)) {

@@ -3,7 +3,9 @@
 # mark_lost): a replica whose backing file was lost gets a full sync even
 # if it crashed right after the empty file was created (crash point
 # volume-disk-created), and likewise right after the scoreboard recorded
-# it (volume-fresh-marked).  Without that, the next start found a disk
+# it (volume-fresh-marked), or before FRESH was set at all, after the
+# history was wiped (volume-lost-history-wiped: the disk is still missing
+# and the next start marks it again).  Without that, the next start found a disk
 # file, trusted the scoreboard's old generation, resynced only the dirty
 # bits and left the replica empty where the primary has data.
 . "$(dirname "$0")/lib.sh"
@@ -15,7 +17,7 @@ start_primary "$CFG" a
 qemu-io -f raw -c 'write -P 0x5c 0 8M' "$NBD_URI/vol0" >/dev/null || fail "write"
 wait_in_sync "$CFG" a
 
-for point in volume-disk-created volume-fresh-marked; do
+for point in volume-disk-created volume-fresh-marked volume-lost-history-wiped; do
   stop_node b
   rm -f "$T/b/vol0.img"                       # the replica's disk is lost
   rc=0
