@@ -7,6 +7,9 @@
  * sidecar).  It listens on the node's address, applies what its upstream
  * sends and acknowledges it.  The pidfile is written once the listening
  * and control sockets are open: tests and service managers wait for it.
+ * At the same point it tells systemd READY=1 (sd_notify; a no-op without
+ * $NOTIFY_SOCKET), so blockrelayd@.service is Type=notify, and STOPPING=1
+ * when a signal starts the shutdown.
  * SIGTERM or SIGINT stop it cleanly: the loop closes every connection, the
  * apply threads finish the record in hand, disks are synced and the
  * scoreboards are closed clean.
@@ -18,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "engine.h"
 #include "log.h"
@@ -122,10 +127,15 @@ main (int argc, char **argv)
     return 1;
   }
   br_info ("node %s ready (%zu volumes)", opts.node, br_engine_n_volumes (e));
+  r = sd_notifyf (0, "READY=1\nSTATUS=node %s: %zu volumes",
+                  opts.node, br_engine_n_volumes (e));
+  if (r < 0)
+    br_error ("cannot notify the service manager: %s", strerror (-r));
 
   while (sigwait (&set, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
     ;
   br_info ("%s: shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  sd_notify (0, "STOPPING=1");
   br_engine_close (e);
   if (pidfile)
     unlink (pidfile);
