@@ -12,6 +12,8 @@ PKGS=(
   libnbd-bin python3-libnbd qemu-utils fio fuse3 e2fsprogs util-linux iproute2 python3 python3-yaml
   # the kernel NBD client test: a VM under TCG with Debian's kernel
   qemu-system-x86 linux-image-amd64 busybox-static nbd-client cpio kmod xz-utils
+  # packaging: man pages, systemd units, the container image
+  perl groff-base man-db systemd podman runc debootstrap
 )
 
 missing=()

@@ -28,7 +28,9 @@ run build "default build: unit + integration"
 $quick && exit 0
 
 scripts/build.sh build-asan -DBR_SANITIZE=address
-run build-asan "ASan+UBSan build: unit + integration"
+# The container test builds its own image from the sources, without
+# sanitizers: the default build's run covers it.
+run build-asan "ASan+UBSan build: unit + integration" -LE container
 
 scripts/build.sh build-tsan -DBR_SANITIZE=thread
 run build-tsan "TSan build: threaded core (unit)" -L unit
