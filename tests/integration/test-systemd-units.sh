@@ -111,7 +111,11 @@ read -ra cmd <<<"$(execstart blockrelay-primary@site-a.service site-a "$T/pair.y
   fail "unexpected ExecStart ${cmd[*]}"
 # nbdkit finds "blockrelay" in its plugindir; the staged copy stands in.
 cmd[2]=$STAGE$plugindir/nbdkit-blockrelay-plugin.so
-env $(asan_env) systemd-socket-activate -l "$sock" "${cmd[@]}" >>"$T/site-a.log" 2>&1 &
+# systemd-socket-activate passes on only the variables named with -E
+# (under ASan: the runtime nbdkit must preload).
+sa_env=()
+for kv in $(asan_env); do sa_env+=(-E "$kv"); done
+systemd-socket-activate "${sa_env[@]}" -l "$sock" "${cmd[@]}" >>"$T/site-a.log" 2>&1 &
 PID_site_a=$!
 BR_PIDS+=("$PID_site_a")
 # Socket readiness: the socket exists before nbdkit runs; a client's
