@@ -3,6 +3,8 @@
  *   blockrelay check-config FILE
  *   blockrelay status [--json] [--wait STATE] [--timeout SECS]
  *                     (--config FILE --node NAME | --socket PATH)
+ *   blockrelay pause|resume --peer NODE [--group G]
+ *                     (--config FILE --node NAME | --socket PATH)
  *
  * check-config loads the file with the engine's loader and prints, for
  * every node that could be primary, who sends to whom (topology.c).
@@ -12,6 +14,10 @@
  * --wait polls the socket until every peer of every volume is in STATE
  * (e.g. replicating) and every dirty count is 0 when STATE is
  * "replicating" — the readiness signal scripts use.
+ *
+ * pause and resume ask the node to stop replicating to a downstream peer
+ * (the peer's state becomes "paused": no connection, writes tracked in its
+ * bitmap) and to start again (it reconnects and resyncs what changed).
  *
  * The errors in the table (a peer's last error, an upstream's error) may
  * hold a peer's words, e.g. its refusal message: they are printed through
@@ -47,6 +53,8 @@ usage (FILE *fp, int code)
            "commands:\n"
            "  check-config FILE      validate a topology file\n"
            "  status                 show a node's volumes and peers\n"
+           "  pause --peer NODE      stop replicating to NODE (logged meanwhile)\n"
+           "  resume --peer NODE     replicate to NODE again (resyncs what changed)\n"
            "\n"
            "status options:\n"
            "  -c, --config FILE      topology file, with --node\n"
@@ -54,7 +62,14 @@ usage (FILE *fp, int code)
            "  -s, --socket PATH      control socket to ask instead\n"
            "  -j, --json             print JSON\n"
            "  -w, --wait STATE       wait until every peer is in STATE\n"
-           "  -t, --timeout SECS     give up waiting after SECS (default 60)\n");
+           "  -t, --timeout SECS     give up waiting after SECS (default 60)\n"
+           "\n"
+           "pause and resume options:\n"
+           "  -c, --config FILE      topology file, with --node\n"
+           "  -n, --node NAME        node whose peer it is\n"
+           "  -s, --socket PATH      control socket to ask instead\n"
+           "  -p, --peer NODE        the downstream peer\n"
+           "  -g, --group GROUP      only in this group (default: every group)\n");
   return code;
 }
 
@@ -115,11 +130,13 @@ cmd_check_config (int argc, char **argv)
 
 /* Send {"cmd": CMD} to PATH and return the parsed answer, or NULL with a
  * message on stderr. */
+/* Send REQ (one JSON object) to the control socket PATH; the answer, or
+ * NULL with a message on stderr (none if QUIET). */
 static json_t *
-ask (const char *path, const char *cmd, bool quiet)
+ask_json (const char *path, json_t *req, bool quiet)
 {
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  char req[128], *buf = NULL;
+  char *line = NULL, *buf = NULL;
   size_t len = 0, cap = 0;
   json_error_t jerr;
   json_t *reply;
@@ -139,12 +156,15 @@ ask (const char *path, const char *cmd, bool quiet)
       close (fd);
     return NULL;
   }
-  snprintf (req, sizeof req, "{\"cmd\":\"%s\"}\n", cmd);
-  if (write (fd, req, strlen (req)) != (ssize_t) strlen (req)) {
+  line = json_dumps (req, JSON_COMPACT);
+  if (line == NULL || write (fd, line, strlen (line)) != (ssize_t) strlen (line)
+      || write (fd, "\n", 1) != 1) {
     fprintf (stderr, "blockrelay: %s: %s\n", path, strerror (errno));
+    free (line);
     close (fd);
     return NULL;
   }
+  free (line);
   for (;;) {
     ssize_t n;
     if (cap - len < 4096) {
@@ -166,6 +186,16 @@ ask (const char *path, const char *cmd, bool quiet)
   free (buf);
   if (reply == NULL && !quiet)
     fprintf (stderr, "blockrelay: bad answer from %s: %s\n", path, jerr.text);
+  return reply;
+}
+
+static json_t *
+ask (const char *path, const char *cmd, bool quiet)
+{
+  json_t *req = json_pack ("{s:s}", "cmd", cmd), *reply;
+
+  reply = req ? ask_json (path, req, quiet) : NULL;
+  json_decref (req);
   return reply;
 }
 
@@ -368,7 +398,7 @@ node_socket (const char *config, const char *node, struct br_config **cfg)
   char err[1024];
 
   if (!config || !node) {
-    fprintf (stderr, "blockrelay status: give --config and --node, or "
+    fprintf (stderr, "blockrelay: give --config and --node, or "
              "--socket\n");
     return NULL;
   }
@@ -472,6 +502,63 @@ cmd_status (int argc, char **argv)
   return rc;
 }
 
+/* blockrelay pause|resume --peer NODE [--group G] (--config F --node N |
+ * --socket PATH) */
+static int
+cmd_pause_resume (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "config", required_argument, NULL, 'c' },
+    { "node", required_argument, NULL, 'n' },
+    { "socket", required_argument, NULL, 's' },
+    { "peer", required_argument, NULL, 'p' },
+    { "group", required_argument, NULL, 'g' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *verb = argv[0], *config = NULL, *node = NULL, *sock = NULL;
+  const char *peer = NULL, *group = NULL;
+  struct br_config *cfg = NULL;
+  json_t *req, *reply, *p;
+  size_t i;
+  int c, rc = 0;
+
+  while ((c = getopt_long (argc, argv, "c:n:s:p:g:", longopts, NULL)) != -1)
+    switch (c) {
+    case 'c': config = optarg; break;
+    case 'n': node = optarg; break;
+    case 's': sock = optarg; break;
+    case 'p': peer = optarg; break;
+    case 'g': group = optarg; break;
+    default: return usage (stderr, 2);
+    }
+  if (!peer || optind != argc) {
+    fprintf (stderr, "blockrelay %s: give --peer NODE\n", verb);
+    return 2;
+  }
+  if (!sock && (sock = node_socket (config, node, &cfg)) == NULL)
+    return config && node ? 1 : 2;
+  req = json_pack ("{s:s, s:s, s:s*}", "cmd", verb, "peer", peer,
+                   "group", group);
+  reply = req ? ask_json (sock, req, false) : NULL;
+  json_decref (req);
+  if (reply == NULL)
+    rc = 1;
+  else if (!json_is_true (json_object_get (reply, "ok"))) {
+    fprintf (stderr, "blockrelay %s: %s\n", verb,
+             json_string_value (json_object_get (reply, "error")));
+    rc = 1;
+  }
+  else
+    json_array_foreach (json_object_get (reply, "peers"), i, p)
+      printf ("peer %s of group %s: %s\n",
+              json_string_value (json_object_get (p, "peer")),
+              json_string_value (json_object_get (p, "group")),
+              json_string_value (json_object_get (p, "state")));
+  json_decref (reply);
+  br_config_free (cfg);
+  return rc;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -481,6 +568,8 @@ main (int argc, char **argv)
     return cmd_check_config (argc - 1, argv + 1);
   if (strcmp (argv[1], "status") == 0)
     return cmd_status (argc - 1, argv + 1);
+  if (strcmp (argv[1], "pause") == 0 || strcmp (argv[1], "resume") == 0)
+    return cmd_pause_resume (argc - 1, argv + 1);
   if (strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "--help") == 0)
     return usage (stdout, 0);
   fprintf (stderr, "blockrelay: unknown command '%s'\n", argv[1]);

@@ -20,7 +20,9 @@
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -218,6 +220,85 @@ status_json (struct br_engine *e)
 }
 
 static json_t *
+fail_reply (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+static json_t *
+fail_reply (const char *fmt, ...)
+{
+  char msg[256];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  return json_pack ("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+/* {"cmd": "pause"|"resume", "peer": NODE, "group": G (optional)}: the
+ * peer NODE of every group (or of G) of this node.  All or nothing: every
+ * named peer is checked before any is changed. */
+static json_t *
+pause_resume (struct br_engine *e, json_t *req, bool pause)
+{
+  const char *node = NULL, *group = NULL, *verb = pause ? "pause" : "resume";
+  json_t *done;
+  size_t n = 0;
+
+  if (json_unpack (req, "{s:s, s?s}", "peer", &node, "group", &group) < 0)
+    return fail_reply ("bad request: %s needs \"peer\": NODE", verb);
+  if (group) {
+    size_t gi = 0;
+    while (gi < e->n_groups && strcmp (e->groups[gi].name, group) != 0)
+      gi++;
+    if (gi == e->n_groups)
+      return fail_reply ("node %s has no group named '%s'", e->self->name,
+                         group);
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    done = json_array ();
+    for (size_t gi = 0; gi < e->n_groups; gi++) {
+      struct br_group *g = &e->groups[gi];
+      if (group && strcmp (group, g->name) != 0)
+        continue;
+      for (size_t pi = 0; pi < g->n_peers; pi++) {
+        struct br_peer *p = g->peers[pi];
+        enum br_peer_state st = br__peer_state (p);
+        if (strcmp (p->node->name, node) != 0)
+          continue;
+        n++;
+        if (pass == 0 && pause &&
+            br_peer_next (st, BR_EV_PAUSE) == BR_PEER_INVALID) {
+          json_decref (done);
+          return fail_reply ("peer %s of group %s is %s: resolve the split "
+                             "brain first", node, g->name,
+                             br_peer_state_name (st));
+        }
+        if (pass == 0 && !pause && st != BR_PEER_PAUSED) {
+          json_decref (done);
+          return fail_reply ("peer %s of group %s is %s, not paused", node,
+                             g->name, br_peer_state_name (st));
+        }
+        if (pass == 1) {
+          int r = pause ? br__peer_pause (p) : br__peer_resume (p);
+          assert (r == 0);      /* checked in pass 0, on this thread */
+          (void) r;
+          json_array_append_new (done,
+            json_pack ("{s:s, s:s, s:s}", "group", g->name, "peer", node,
+                       "state", br_peer_state_name (br__peer_state (p))));
+        }
+      }
+    }
+    if (pass == 0) {
+      json_decref (done);
+      if (n == 0)
+        return fail_reply ("%s is not a peer of node %s%s%s", node,
+                           e->self->name, group ? " in group " : "",
+                           group ? group : "");
+    }
+  }
+  return json_pack ("{s:b, s:o}", "ok", 1, "peers", done);
+}
+
+static json_t *
 handle_request (struct br_engine *e, const char *line)
 {
   json_error_t jerr;
@@ -229,6 +310,8 @@ handle_request (struct br_engine *e, const char *line)
                        "bad request: expected {\"cmd\": NAME}");
   else if (strcmp (cmd, "status") == 0)
     reply = status_json (e);
+  else if (strcmp (cmd, "pause") == 0 || strcmp (cmd, "resume") == 0)
+    reply = pause_resume (e, req, cmd[0] == 'p');
   else {
     char msg[128];
     snprintf (msg, sizeof msg, "unknown command '%.64s'", cmd);

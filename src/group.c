@@ -184,7 +184,8 @@ enqueue (struct br_group *g, struct br_rec *r, struct br_wait *w)
     if (!peer_queues (p)) {
       /* A sync peer that must not be skipped silently: the writer waits
        * for it (block) or fails (fail) in br__wait_for_peers. */
-      if (p->mode == BR_MODE_SYNC && p->link->on_peer_loss != BR_LOSS_LOG) {
+      if (p->mode == BR_MODE_SYNC &&
+          br_peer_loss_policy (p->state, p->link->on_peer_loss) != BR_LOSS_LOG) {
         w->mask |= 1u << i;
         w->epochs[i] = LOST_EPOCH;
       }
@@ -233,7 +234,7 @@ peer_wait (const struct br_peer *p, uint64_t epoch, uint64_t seq,
   bool behind = flush && st == BR_PEER_SYNCING;
 
   if (lost || behind) {
-    switch (p->link->on_peer_loss) {
+    switch (br_peer_loss_policy (st, p->link->on_peer_loss)) {
     case BR_LOSS_LOG:
       if (lost)
         return 0;               /* tracked in the bitmap */
@@ -330,8 +331,9 @@ must_fail (const struct br_group *g)
 {
   for (size_t i = 0; i < g->n_peers; i++) {
     const struct br_peer *p = g->peers[i];
-    if (p->mode == BR_MODE_SYNC && p->link->on_peer_loss == BR_LOSS_FAIL &&
-        !peer_queues (p))
+    if (p->mode == BR_MODE_SYNC && !peer_queues (p) &&
+        br_peer_loss_policy (br__peer_state (p),
+                             p->link->on_peer_loss) == BR_LOSS_FAIL)
       return true;
   }
   return false;

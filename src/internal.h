@@ -460,6 +460,11 @@ int br__peer_send_frame (struct br_peer *p, uint8_t type,
 void br__peer_on_welcome (struct br_peer *p, const uint8_t *payload,
                           uint32_t len);
 void br__peer_tick (struct br_peer *p);
+/* The operator (control socket, loop thread): pause P (PAUSE: connection
+ * closed, no retry, writes logged; -EBUSY if halted) or resume it
+ * (RESUME, then connect; -EINVAL if not paused). */
+int br__peer_pause (struct br_peer *p);
+int br__peer_resume (struct br_peer *p);
 void br__peer_close (struct br_peer *p);
 void br__peer_free (struct br_peer *p);
 

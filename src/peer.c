@@ -65,14 +65,14 @@ on_reconnect_timer (uv_timer_t *t)
 
 /* Bounded exponential backoff: reconnect-min, doubling to reconnect-max;
  * after an error (FAILED) at least reconnect-max.  A halted peer (split
- * brain) is not retried: an operator decides. */
+ * brain) is not retried: an operator decides; nor is a paused one. */
 static void
 schedule_reconnect (struct br_peer *p)
 {
   const struct br_config *cfg = p->g->e->cfg;
   uint64_t ms = p->backoff_ms ? p->backoff_ms : cfg->reconnect_min_ms;
 
-  if (p->state == BR_PEER_HALTED)
+  if (p->state == BR_PEER_HALTED || p->state == BR_PEER_PAUSED)
     return;
   if (p->state == BR_PEER_FAILED && ms < cfg->reconnect_max_ms)
     ms = cfg->reconnect_max_ms;
@@ -518,7 +518,8 @@ on_resolved (uv_getaddrinfo_t *req, int status, struct addrinfo *res)
                    uv_strerror (status));
     return;
   }
-  connect_to (p, res->ai_addr);
+  if (p->state != BR_PEER_PAUSED)      /* paused while resolving */
+    connect_to (p, res->ai_addr);
   uv_freeaddrinfo (res);
 }
 
@@ -528,7 +529,8 @@ start_connect (struct br_peer *p)
   struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
   int err;
 
-  if (p->tcp_open || p->state == BR_PEER_HALTED)
+  if (p->tcp_open || p->state == BR_PEER_HALTED ||
+      p->state == BR_PEER_PAUSED)
     return;
   br_mutex_lock (&p->g->lock);
   br__peer_event (p, BR_EV_CONNECT);
@@ -584,6 +586,51 @@ br__peer_start (struct br_peer *p)
   uv_timer_init (&p->g->e->loop, &p->timer);
   p->timer.data = p;
   start_connect (p);
+}
+
+/* ---- the operator: pause and resume ---- */
+
+/* Loop thread.  The connection (if any) is closed like a lost one (P3:
+ * every bit kept) and no reconnection is tried until br__peer_resume.
+ * -EBUSY when the peer is halted: a split brain is resolved first. */
+int
+br__peer_pause (struct br_peer *p)
+{
+  enum br_peer_state st = br__peer_state (p);
+
+  /* Only the loop thread makes a peer HALTED, so ST stays pausable. */
+  if (br_peer_next (st, BR_EV_PAUSE) == BR_PEER_INVALID)
+    return -EBUSY;
+  if (st == BR_PEER_PAUSED)
+    return 0;
+  uv_timer_stop (&p->timer);
+  br_info ("peer %s (group %s): paused by the operator (was %s)",
+           p->node->name, p->g->name, br_peer_state_name (st));
+  br__peer_lost (p, BR_EV_PAUSE, "paused by the operator");
+  return 0;
+}
+
+/* Loop thread: back to LOGGING and connect now; the handshake's verdict
+ * resyncs what was written while paused.  -EINVAL if it is not paused. */
+int
+br__peer_resume (struct br_peer *p)
+{
+  struct br_group *g = p->g;
+
+  br_mutex_lock (&g->lock);
+  if (p->state != BR_PEER_PAUSED) {
+    br_mutex_unlock (&g->lock);
+    return -EINVAL;
+  }
+  br__peer_event (p, BR_EV_RESUME);
+  snprintf (p->last_error, sizeof p->last_error, "resumed by the operator");
+  br_mutex_unlock (&g->lock);
+  br_info ("peer %s (group %s): resumed by the operator", p->node->name,
+           g->name);
+  p->backoff_ms = 0;
+  if (!p->tcp_open)
+    start_connect (p);          /* else on_tcp_closed reconnects */
+  return 0;
 }
 
 /* Heartbeat: probe an idle connection, and give up on one that has been

@@ -25,6 +25,20 @@
  *     +-------- STOP from every state (HALTED too: a restart is the
  *               operator's act)
  *
+ *                 PAUSE (from every state but HALTED)
+ *     any state ---------------------------------> PAUSED
+ *     LOGGING  <--------------- RESUME ------------ PAUSED
+ *
+ *   PAUSED is the operator's (blockrelay pause): no connection and no
+ *   retry (CONNECT is refused there, so a reconnect timer or a resolver
+ *   answer that fires late must check), writes set bits whatever
+ *   on-peer-loss says (br_peer_loss_policy), and RESUME hands the peer
+ *   back to the reconnect timer: the handshake's verdict then resyncs
+ *   what was written meanwhile.  A halted peer cannot be paused: the split
+ *   brain is to be resolved first.  PAUSE while PAUSED and the events of a
+ *   connection that is closing (LOST, ERROR, DROP, DIVERGED) leave it
+ *   PAUSED; STOP leaves it LOGGING (a pause does not outlive the process).
+ *
  * Self transitions that change nothing (LOST while LOGGING, DIVERGED while
  * SYNCING or AHEAD or not connected, ERROR while FAILED, ...) are listed
  * in the table too, so that every event is defined in every state where it
@@ -67,23 +81,26 @@
 #define AHD BR_PEER_AHEAD
 #define FLD BR_PEER_FAILED
 #define HLT BR_PEER_HALTED
+#define PAU BR_PEER_PAUSED
 
 /* next[event][state] */
 static const unsigned char next[BR_EV_N_EVENTS][BR_PEER_N_STATES] = {
-  /*                    LOG  CON  HS   SYN  REP  AHD  FLD  HLT */
-  [BR_EV_CONNECT]     = { CON, X,   X,   X,   X,   X,   CON, X   },
-  [BR_EV_CONNECTED]   = { X,   HS,  X,   X,   X,   X,   X,   X   },
-  [BR_EV_SYNC_NEEDED] = { X,   X,   SYN, X,   X,   X,   X,   X   },
-  [BR_EV_IN_SYNC]     = { X,   X,   REP, X,   X,   X,   X,   X   },
-  [BR_EV_RESYNC_DONE] = { X,   X,   X,   REP, X,   X,   X,   X   },
-  [BR_EV_DIVERGED]    = { LOG, CON, HS,  SYN, SYN, AHD, FLD, HLT },
-  [BR_EV_CONGESTED]   = { X,   X,   X,   AHD, AHD, X,   X,   X   },
-  [BR_EV_DRAINED]     = { X,   X,   X,   X,   X,   SYN, X,   X   },
-  [BR_EV_LOST]        = { LOG, LOG, LOG, LOG, LOG, LOG, FLD, HLT },
-  [BR_EV_DROP]        = { LOG, X,   X,   LOG, LOG, LOG, FLD, HLT },
-  [BR_EV_ERROR]       = { FLD, FLD, FLD, FLD, FLD, FLD, FLD, HLT },
-  [BR_EV_SPLIT_BRAIN] = { X,   X,   HLT, X,   X,   X,   X,   HLT },
-  [BR_EV_STOP]        = { LOG, LOG, LOG, LOG, LOG, LOG, LOG, LOG },
+  /*                    LOG  CON  HS   SYN  REP  AHD  FLD  HLT  PAU */
+  [BR_EV_CONNECT]     = { CON, X,   X,   X,   X,   X,   CON, X,   X   },
+  [BR_EV_CONNECTED]   = { X,   HS,  X,   X,   X,   X,   X,   X,   X   },
+  [BR_EV_SYNC_NEEDED] = { X,   X,   SYN, X,   X,   X,   X,   X,   X   },
+  [BR_EV_IN_SYNC]     = { X,   X,   REP, X,   X,   X,   X,   X,   X   },
+  [BR_EV_RESYNC_DONE] = { X,   X,   X,   REP, X,   X,   X,   X,   X   },
+  [BR_EV_DIVERGED]    = { LOG, CON, HS,  SYN, SYN, AHD, FLD, HLT, PAU },
+  [BR_EV_CONGESTED]   = { X,   X,   X,   AHD, AHD, X,   X,   X,   X   },
+  [BR_EV_DRAINED]     = { X,   X,   X,   X,   X,   SYN, X,   X,   X   },
+  [BR_EV_LOST]        = { LOG, LOG, LOG, LOG, LOG, LOG, FLD, HLT, PAU },
+  [BR_EV_DROP]        = { LOG, X,   X,   LOG, LOG, LOG, FLD, HLT, PAU },
+  [BR_EV_ERROR]       = { FLD, FLD, FLD, FLD, FLD, FLD, FLD, HLT, PAU },
+  [BR_EV_SPLIT_BRAIN] = { X,   X,   HLT, X,   X,   X,   X,   HLT, X   },
+  [BR_EV_STOP]        = { LOG, LOG, LOG, LOG, LOG, LOG, LOG, LOG, LOG },
+  [BR_EV_PAUSE]       = { PAU, PAU, PAU, PAU, PAU, PAU, PAU, X,   PAU },
+  [BR_EV_RESUME]      = { X,   X,   X,   X,   X,   X,   X,   X,   LOG },
 };
 
 #undef X
@@ -95,13 +112,14 @@ static const unsigned char next[BR_EV_N_EVENTS][BR_PEER_N_STATES] = {
 #undef AHD
 #undef FLD
 #undef HLT
+#undef PAU
 
 const char *
 br_peer_state_name (enum br_peer_state s)
 {
   static const char *names[BR_PEER_N_STATES] = {
     "logging", "connecting", "handshake", "syncing", "replicating",
-    "ahead", "failed", "halted",
+    "ahead", "failed", "halted", "paused",
   };
   return (unsigned) s < BR_PEER_N_STATES ? names[s] : "?";
 }
@@ -112,7 +130,7 @@ br_peer_event_name (enum br_peer_event e)
   static const char *names[BR_EV_N_EVENTS] = {
     "connect", "connected", "sync-needed", "in-sync", "resync-done",
     "diverged", "congested", "drained", "lost", "drop", "error",
-    "split-brain", "stop",
+    "split-brain", "stop", "pause", "resume",
   };
   return (unsigned) e < BR_EV_N_EVENTS ? names[e] : "?";
 }
@@ -128,7 +146,14 @@ br_peer_next (enum br_peer_state s, enum br_peer_event ev)
 bool
 br_peer_state_down (enum br_peer_state s)
 {
-  return s == BR_PEER_LOGGING || s == BR_PEER_FAILED || s == BR_PEER_HALTED;
+  return s == BR_PEER_LOGGING || s == BR_PEER_FAILED ||
+         s == BR_PEER_HALTED || s == BR_PEER_PAUSED;
+}
+
+enum br_loss_policy
+br_peer_loss_policy (enum br_peer_state s, enum br_loss_policy configured)
+{
+  return s == BR_PEER_PAUSED ? BR_LOSS_LOG : configured;
 }
 
 bool

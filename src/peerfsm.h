@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"             /* enum br_loss_policy */
+
 enum br_peer_state {
   BR_PEER_LOGGING,       /* not connected: writes only set bits */
   BR_PEER_CONNECTING,    /* TCP connect in progress */
@@ -23,6 +25,9 @@ enum br_peer_state {
   BR_PEER_FAILED,        /* refused or an error: retried with backoff */
   BR_PEER_HALTED,        /* split brain: never retried until an operator
                             acts */
+  BR_PEER_PAUSED,        /* the operator paused it (blockrelay pause):
+                            not connected, not retried, writes logged
+                            whatever on-peer-loss says, until resume */
   BR_PEER_N_STATES
 };
 
@@ -42,6 +47,8 @@ enum br_peer_event {
   BR_EV_ERROR,           /* refusal, bad frame, peer-reported error */
   BR_EV_SPLIT_BRAIN,     /* the generation verdict found divergence */
   BR_EV_STOP,            /* engine shutdown */
+  BR_EV_PAUSE,           /* the operator: blockrelay pause */
+  BR_EV_RESUME,          /* the operator: blockrelay resume */
   BR_EV_N_EVENTS
 };
 
@@ -73,7 +80,12 @@ enum br_peer_state br_peer_next (enum br_peer_state s, enum br_peer_event ev);
 unsigned br_peer_effects (enum br_peer_state from, enum br_peer_state to);
 /* Connected: records are queued to the peer (SYNCING, REPLICATING). */
 bool br_peer_state_queues (enum br_peer_state s);
-/* Down: no connection (LOGGING, FAILED, HALTED). */
+/* Down: no connection (LOGGING, FAILED, HALTED, PAUSED). */
 bool br_peer_state_down (enum br_peer_state s);
+/* The on-peer-loss policy that applies to a peer in state S whose link
+ * says CONFIGURED: a paused peer is logged, since pausing is the
+ * operator's decision to go on without it. */
+enum br_loss_policy br_peer_loss_policy (enum br_peer_state s,
+                                         enum br_loss_policy configured);
 
 #endif

@@ -53,7 +53,9 @@ static bool
 all_log (const struct br_group *g, uint32_t mask)
 {
   for (size_t i = 0; i < g->n_peers; i++)
-    if ((mask & (1u << i)) && g->peers[i]->link->on_peer_loss != BR_LOSS_LOG)
+    if ((mask & (1u << i)) &&
+        br_peer_loss_policy (br__peer_state (g->peers[i]),
+                             g->peers[i]->link->on_peer_loss) != BR_LOSS_LOG)
       return false;
   return true;
 }

@@ -17,6 +17,7 @@
 #define AHD BR_PEER_AHEAD
 #define FLD BR_PEER_FAILED
 #define HLT BR_PEER_HALTED
+#define PAU BR_PEER_PAUSED
 
 struct tr { enum br_peer_state from; enum br_peer_event ev;
             enum br_peer_state to; };
@@ -50,7 +51,16 @@ static const struct tr allowed[] = {
   /* shutdown */
   { LOG, BR_EV_STOP, LOG }, { CON, BR_EV_STOP, LOG }, { HS, BR_EV_STOP, LOG },
   { SYN, BR_EV_STOP, LOG }, { REP, BR_EV_STOP, LOG }, { AHD, BR_EV_STOP, LOG },
-  { FLD, BR_EV_STOP, LOG }, { HLT, BR_EV_STOP, LOG },
+  { FLD, BR_EV_STOP, LOG }, { HLT, BR_EV_STOP, LOG }, { PAU, BR_EV_STOP, LOG },
+  /* the operator: pause from everywhere but a split brain, resume */
+  { LOG, BR_EV_PAUSE, PAU }, { CON, BR_EV_PAUSE, PAU },
+  { HS, BR_EV_PAUSE, PAU }, { SYN, BR_EV_PAUSE, PAU },
+  { REP, BR_EV_PAUSE, PAU }, { AHD, BR_EV_PAUSE, PAU },
+  { FLD, BR_EV_PAUSE, PAU }, { PAU, BR_EV_PAUSE, PAU },
+  { PAU, BR_EV_RESUME, LOG },
+  /* while paused, a closing connection's events change nothing */
+  { PAU, BR_EV_LOST, PAU }, { PAU, BR_EV_ERROR, PAU },
+  { PAU, BR_EV_DROP, PAU }, { PAU, BR_EV_DIVERGED, PAU },
 };
 #define N_ALLOWED (sizeof allowed / sizeof allowed[0])
 
@@ -104,7 +114,21 @@ static const struct fx effects[] = {
   { HS, REP, BR_FX_SYNCED }, { SYN, REP, BR_FX_SYNCED },
   { REP, AHD, BR_FX_DROP_UNSENT }, { SYN, AHD, BR_FX_DROP_UNSENT },
   { LOG, CON, 0 }, { CON, HS, 0 },
+  { REP, PAU, BR_FX_END }, { SYN, PAU, BR_FX_END }, { AHD, PAU, BR_FX_END },
+  { CON, PAU, BR_FX_END }, { LOG, PAU, 0 }, { FLD, PAU, 0 },
+  { PAU, LOG, 0 }, { PAU, PAU, 0 },
 };
+
+/* A paused peer is logged whatever its link's on-peer-loss says; every
+ * other state keeps the configured policy. */
+START_TEST (test_loss_policy)
+{
+  for (enum br_peer_state s = 0; s < BR_PEER_N_STATES; s++)
+    for (enum br_loss_policy l = BR_LOSS_LOG; l <= BR_LOSS_FAIL; l++)
+      ck_assert_int_eq (br_peer_loss_policy (s, l),
+                        s == PAU ? BR_LOSS_LOG : l);
+}
+END_TEST
 
 START_TEST (test_effects)
 {
@@ -152,6 +176,7 @@ main (void)
                        sizeof effects / sizeof effects[0]);
   tcase_add_test (tc, test_down_ends_connection);
   tcase_add_test (tc, test_names);
+  tcase_add_test (tc, test_loss_policy);
   suite_add_tcase (s, tc);
   return br_check_run (s);
 }
