@@ -1,4 +1,4 @@
-/* blockrelay — wire protocol v2 codec.
+/* blockrelay — wire protocol v4 codec.
  *
  * What this file does
  * -------------------
@@ -22,7 +22,7 @@
  *   XXH3-64 equals payload_sum.  Once the reader refused a frame it stays
  *   failed (every later feed returns -EBADMSG) until br_wire_reader_reset():
  *   the stream's framing can no longer be trusted, close the connection.
- * - The range of a WRITE / ZERO is checked against the volume by the
+ * - The range of a WRITE / ZERO / HASH is checked against the volume by the
  *   receiver with br_wire_check_range() (the codec does not know sizes).
  * - Handshake decoding requires the exact length for the announced volume
  *   count, NUL-terminated and zero-padded name fields, and sane values.
@@ -37,6 +37,10 @@
  *   ZERO             FUA|MAY_TRIM|RESYNC  0; 1 <= count <= BR_WIRE_MAX_ZERO
  *   FLUSH, ACK, PING, PONG   0            0
  *   ERROR            0                    1 .. BR_WIRE_MSG_MAX
+ *   HASH             RESYNC xor VERIFY    exactly BR_WIRE_HASH_SIZE;
+ *                                         1 <= count <= BR_WIRE_MAX_PAYLOAD
+ *   DIFFER           0                    8 .. 8 * BR_WIRE_DIFFER_MAX,
+ *                                         a multiple of 8
  * BR_WIRE_MAX_ZERO is 2^40 (1 TiB): far above any NBD request (32-bit
  * length) yet small enough that offset + count arithmetic stays obvious;
  * senders of larger zero ranges (resync of huge sparse volumes) split them.
@@ -103,6 +107,7 @@
  */
 #include "wire.h"
 
+#include <assert.h>
 #include <endian.h>
 #include <errno.h>
 #include <pthread.h>
@@ -212,9 +217,12 @@ type_rule (uint8_t type)
     [BR_T_PONG] = { 0, 0, 0 },
     [BR_T_SYNCED] = { 0, 0, 0 },
     [BR_T_RESYNC] = { 0, 0, 0 },
+    [BR_T_HASH] = { BR_F_RESYNC | BR_F_VERIFY, BR_WIRE_HASH_SIZE,
+                    BR_WIRE_HASH_SIZE },
+    [BR_T_DIFFER] = { 0, 8, 8 * BR_WIRE_DIFFER_MAX },
   };
 
-  if (type < BR_T_HELLO || type > BR_T_RESYNC)
+  if (type < BR_T_HELLO || type > BR_T_DIFFER)
     return NULL;
   return &rules[type];
 }
@@ -279,6 +287,15 @@ hdr_problem (const uint8_t *in, struct br_frame_hdr *h)
     return "zero count too large";
   if (h->type == BR_T_SYNCED && h->count == 0)
     return "SYNCED with generation 0";
+  if (h->type == BR_T_HASH && (h->count == 0 ||
+                               h->count > BR_WIRE_MAX_PAYLOAD))
+    return "hash count out of range";
+  if (h->type == BR_T_HASH &&
+      (h->flags & (BR_F_RESYNC | BR_F_VERIFY)) != BR_F_RESYNC &&
+      (h->flags & (BR_F_RESYNC | BR_F_VERIFY)) != BR_F_VERIFY)
+    return "HASH needs exactly one of RESYNC, VERIFY";
+  if (h->type == BR_T_DIFFER && h->length % 8 != 0)
+    return "DIFFER length not a multiple of 8";
   return NULL;
 }
 
@@ -295,6 +312,30 @@ uint64_t
 br_wire_checksum (const void *buf, size_t len)
 {
   return XXH3_64bits (buf, len);
+}
+
+void
+br_wire_region_hash (const void *buf, size_t len,
+                     uint8_t out[BR_WIRE_HASH_SIZE])
+{
+  XXH128_canonical_t c;
+
+  XXH128_canonicalFromHash (&c, XXH3_128bits (buf, len));
+  memcpy (out, c.digest, BR_WIRE_HASH_SIZE);
+}
+
+void
+br_wire_put_seqs (const uint64_t *seqs, size_t n, uint8_t *out)
+{
+  assert (n >= 1 && n <= BR_WIRE_DIFFER_MAX);
+  for (size_t i = 0; i < n; i++)
+    put64 (out + 8 * i, seqs[i]);
+}
+
+uint64_t
+br_wire_get_seq (const uint8_t *payload, size_t i)
+{
+  return get64 (payload + 8 * i);
 }
 
 int
@@ -319,7 +360,7 @@ br_wire_check_range (const struct br_frame_hdr *h, uint64_t volume_size,
 
   switch (h->type) {
   case BR_T_WRITE: len = h->length; break;
-  case BR_T_ZERO: len = h->count; break;
+  case BR_T_ZERO: case BR_T_HASH: len = h->count; break;
   default: return 0;            /* no byte range */
   }
 

@@ -12,7 +12,8 @@
  *   12   4   length       payload bytes, <= BR_WIRE_MAX_PAYLOAD
  *   16   8   seq          sequence number in the group's stream
  *   24   8   offset       byte offset in the volume
- *   32   8   count        ZERO: bytes to zero; ACK: durable watermark
+ *   32   8   count        ZERO, HASH: bytes covered; ACK: durable
+ *                            watermark
  *   40   8   payload_sum  XXH3-64 of the payload, 0 when length is 0
  *   48   4   header_sum   XXH32 (seed 0) of bytes 0..47
  *   52   4   reserved     must be 0
@@ -31,9 +32,9 @@
 #include <stdint.h>
 
 #define BR_WIRE_MAGIC 0x42524C59u
-#define BR_WIRE_VERSION 3      /* 2: HELLO carries the origin; 3: the
+#define BR_WIRE_VERSION 4      /* 2: HELLO carries the origin; 3: the
                                   generation views (history, owed) and
-                                  HELLO flags, RESYNC */
+                                  HELLO flags, RESYNC; 4: HASH, DIFFER */
 #define BR_WIRE_HDR_SIZE 56
 #define BR_WIRE_MAX_PAYLOAD (32u * 1024 * 1024) /* largest WRITE payload */
 #define BR_WIRE_MAX_VOLUMES 64                  /* per handshake */
@@ -43,6 +44,8 @@
 #define BR_WIRE_MSG_MAX 1024                    /* ERROR / refusal text */
 #define BR_WIRE_SECTOR 512      /* WRITE / ZERO offset and length alignment */
 #define BR_WIRE_MAX_ZERO (1ull << 40)           /* largest ZERO count (1 TiB) */
+#define BR_WIRE_HASH_SIZE 16                    /* HASH payload: XXH3-128 */
+#define BR_WIRE_DIFFER_MAX 128                  /* seqs in one DIFFER */
 /* Encoded handshake sizes (layouts in wire.c and docs/formats.md). */
 #define BR_WIRE_VOL_SIZE 168                    /* one volume entry */
 #define BR_WIRE_HISTORY 8                       /* generations per entry */
@@ -67,11 +70,21 @@ enum br_frame_type {
   BR_T_RESYNC = 12, /* client -> server, in the stream: a resync of the
                        group starts here; the replica marks every volume
                        inconsistent before it applies what follows */
+  BR_T_HASH = 13,   /* client -> server, in the stream: payload = the
+                       sender's br_wire_region_hash of [offset, offset +
+                       count); the receiver compares its own copy as of
+                       this point of the stream; flags RESYNC (checksum
+                       resync) or VERIFY */
+  BR_T_DIFFER = 14, /* server -> client: payload = 1..BR_WIRE_DIFFER_MAX
+                       big-endian u64 seqs of HASH records whose range
+                       differs here; always sent before the ACK that
+                       covers them */
 };
 
 #define BR_F_FUA      0x0001u
 #define BR_F_MAY_TRIM 0x0002u
 #define BR_F_RESYNC   0x0004u
+#define BR_F_VERIFY   0x0008u    /* HASH: asked by `blockrelay verify` */
 
 struct br_frame_hdr {
   uint8_t version;
@@ -97,10 +110,18 @@ int br_wire_decode_hdr (const uint8_t in[BR_WIRE_HDR_SIZE],
                         struct br_frame_hdr *h, const char **reason);
 /* XXH3-64 of BUF. */
 uint64_t br_wire_checksum (const void *buf, size_t len);
+/* The content hash of a region, as HASH carries it: XXH3-128 of BUF in
+ * canonical (big-endian) form. */
+void br_wire_region_hash (const void *buf, size_t len,
+                          uint8_t out[BR_WIRE_HASH_SIZE]);
+/* DIFFER payloads: put N seqs (1 .. BR_WIRE_DIFFER_MAX) into OUT (8 * N
+ * bytes); get seq I of a validated payload. */
+void br_wire_put_seqs (const uint64_t *seqs, size_t n, uint8_t *out);
+uint64_t br_wire_get_seq (const uint8_t *payload, size_t i);
 /* Check the payload against h->payload_sum.  0 or -EBADMSG + reason. */
 int br_wire_check_payload (const struct br_frame_hdr *h, const void *payload,
                            const char **reason);
-/* For WRITE / ZERO: the byte range is non-empty, does not overflow and
+/* For WRITE / ZERO / HASH: the byte range is non-empty, does not overflow and
  * lies inside a volume of VOLUME_SIZE (any alignment: NBD clients may
  * write single bytes).  0 or -EBADMSG + reason. */
 int br_wire_check_range (const struct br_frame_hdr *h, uint64_t volume_size,

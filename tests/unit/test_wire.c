@@ -71,6 +71,11 @@ valid_hdr (uint8_t type, const uint8_t *payload, uint32_t len)
   case BR_T_SYNCED:
     h.count = 0x5eed;             /* a generation: never 0 */
     break;
+  case BR_T_HASH:
+    h.flags = BR_F_VERIFY;
+    h.offset = 65536;
+    h.count = 65536;
+    break;
   }
   h.length = len;
   h.payload_sum = len ? br_wire_checksum (payload, len) : 0;
@@ -86,6 +91,8 @@ test_len (uint8_t type)
   case BR_T_AUTH: return BR_WIRE_MAC_SIZE;
   case BR_T_WRITE: return 1024;
   case BR_T_ERROR: return 20;
+  case BR_T_HASH: return BR_WIRE_HASH_SIZE;
+  case BR_T_DIFFER: return 24;
   default: return 0;
   }
 }
@@ -308,7 +315,7 @@ START_TEST (test_hdr_unknown_type)
 
   h.type = 0;
   refuse_hdr (&h, "unknown frame type");
-  h.type = BR_T_RESYNC + 1;
+  h.type = BR_T_DIFFER + 1;
   refuse_hdr (&h, "unknown frame type");
   h.type = 255;
   refuse_hdr (&h, "unknown frame type");
@@ -486,6 +493,7 @@ START_TEST (test_range_ok)
   expect_range (BR_T_WRITE, 0, 4096, 1 << 20, NULL);
   expect_range (BR_T_WRITE, (1 << 20) - 512, 512, 1 << 20, NULL);
   expect_range (BR_T_ZERO, 0, 1 << 20, 1 << 20, NULL);
+  expect_range (BR_T_HASH, (1 << 20) - 65536, 65536, 1 << 20, NULL);
 }
 END_TEST
 
@@ -506,6 +514,8 @@ START_TEST (test_range_past_end)
   expect_range (BR_T_WRITE, (1 << 20) - 512, 1024, 1 << 20,
                 "range past end of volume");
   expect_range (BR_T_ZERO, 0, (1 << 20) + 512, 1 << 20,
+                "range past end of volume");
+  expect_range (BR_T_HASH, (1 << 20) - 4096, 65536, 1 << 20,
                 "range past end of volume");
 }
 END_TEST
@@ -1198,6 +1208,87 @@ START_TEST (test_resync_marker)
 }
 END_TEST
 
+/* HASH: a fixed-size payload, a bounded count, exactly one purpose. */
+START_TEST (test_hash_frame_rules)
+{
+  uint8_t sum[BR_WIRE_HASH_SIZE];
+  struct br_frame_hdr h;
+
+  br_wire_region_hash (pattern, sizeof pattern, sum);
+  h = valid_hdr (BR_T_HASH, sum, sizeof sum);
+  h.count = 0;
+  refuse_hdr (&h, "hash count out of range");
+  h.count = BR_WIRE_MAX_PAYLOAD + 1ull;
+  refuse_hdr (&h, "hash count out of range");
+  h.count = 65536;
+  h.flags = BR_F_RESYNC | BR_F_VERIFY;
+  refuse_hdr (&h, "HASH needs exactly one of RESYNC, VERIFY");
+  h.flags = 0;
+  refuse_hdr (&h, "HASH needs exactly one of RESYNC, VERIFY");
+  h.flags = BR_F_FUA;
+  refuse_hdr (&h, "flags not allowed for type");
+  h = valid_hdr (BR_T_HASH, pattern, 8);
+  refuse_hdr (&h, "payload too small for type");
+  h = valid_hdr (BR_T_HASH, pattern, 32);
+  refuse_hdr (&h, "payload too large for type");
+}
+END_TEST
+
+/* The region hash is XXH3-128 in canonical form: equal content, equal
+ * hash; one changed byte anywhere, another hash. */
+START_TEST (test_region_hash)
+{
+  uint8_t a[BR_WIRE_HASH_SIZE], b[BR_WIRE_HASH_SIZE], buf[4096];
+
+  memcpy (buf, pattern, sizeof buf);
+  br_wire_region_hash (pattern, sizeof pattern, a);
+  br_wire_region_hash (buf, sizeof buf, b);
+  ck_assert_mem_eq (a, b, sizeof a);
+  for (size_t i = 0; i < sizeof buf; i += 511) {
+    buf[i] ^= 1;
+    br_wire_region_hash (buf, sizeof buf, b);
+    ck_assert (memcmp (a, b, sizeof a) != 0);
+    buf[i] ^= 1;
+  }
+  br_wire_region_hash (pattern, sizeof pattern - 1, b);
+  ck_assert (memcmp (a, b, sizeof a) != 0);
+}
+END_TEST
+
+/* DIFFER: 1 .. BR_WIRE_DIFFER_MAX seqs, big-endian, whole entries only. */
+START_TEST (test_differ_frame)
+{
+  uint64_t seqs[BR_WIRE_DIFFER_MAX];
+  uint8_t buf[8 * BR_WIRE_DIFFER_MAX];
+  struct br_frame_hdr h;
+
+  for (size_t i = 0; i < BR_WIRE_DIFFER_MAX; i++)
+    seqs[i] = 0x0102030405060708ull + i;
+  br_wire_put_seqs (seqs, BR_WIRE_DIFFER_MAX, buf);
+  ck_assert_uint_eq (buf[0], 0x01);
+  ck_assert_uint_eq (buf[7], 0x08);
+  for (size_t i = 0; i < BR_WIRE_DIFFER_MAX; i++)
+    ck_assert_uint_eq (br_wire_get_seq (buf, i), seqs[i]);
+  h = valid_hdr (BR_T_DIFFER, buf, sizeof buf);
+  {
+    uint8_t b[BR_WIRE_HDR_SIZE];
+    struct br_frame_hdr d;
+    const char *reason = NULL;
+
+    br_wire_encode_hdr (&h, b);
+    ck_assert_int_eq (br_wire_decode_hdr (b, &d, &reason), 0);
+    ck_assert_int_eq (br_wire_check_payload (&d, buf, &reason), 0);
+  }
+  h = valid_hdr (BR_T_DIFFER, buf, 12);
+  refuse_hdr (&h, "DIFFER length not a multiple of 8");
+  h = valid_hdr (BR_T_DIFFER, buf, sizeof buf);
+  h.length = sizeof buf + 8;
+  refuse_hdr (&h, "payload too large for type");
+  h = valid_hdr (BR_T_DIFFER, NULL, 0);
+  refuse_hdr (&h, "payload too small for type");
+}
+END_TEST
+
 static Suite *
 wire_suite (void)
 {
@@ -1205,7 +1296,10 @@ wire_suite (void)
   TCase *tc;
 
   tc = tcase_create ("header");
-  tcase_add_loop_test (tc, test_hdr_roundtrip, BR_T_HELLO, BR_T_RESYNC + 1);
+  tcase_add_loop_test (tc, test_hdr_roundtrip, BR_T_HELLO, BR_T_DIFFER + 1);
+  tcase_add_test (tc, test_hash_frame_rules);
+  tcase_add_test (tc, test_region_hash);
+  tcase_add_test (tc, test_differ_frame);
   tcase_add_test (tc, test_hdr_version_zero_means_current);
   tcase_add_test (tc, test_hdr_bad_magic);
   tcase_add_test (tc, test_hdr_bad_version);
