@@ -45,7 +45,10 @@ expect() {
 expect "vol0 is 34603008 bytes on b, 33554432 here"
 expect "vol0 has granularity 131072 on b, 65536 here"
 expect "WELCOME volume 0 is not-vol0, expected vol0"
-expect "WELCOME chose protocol 2, this node speaks 3"
+# The version this build speaks, from the codec's header.
+proto=$(sed -n 's/^#define BR_WIRE_VERSION \([0-9]*\).*/\1/p' "$SRCDIR/src/wire.h")
+[ -n "$proto" ] || fail "no BR_WIRE_VERSION in src/wire.h"
+expect "WELCOME chose protocol 2, this node speaks $proto"
 expect "expected node b, reached not-b"
 expect "frame larger than this connection allows"
 expect 'EVIL\\x1b\[31m red\\x0aFORGED LOG LINE\\x07'
