@@ -14,6 +14,9 @@
 #    connection_lost error is counted, and the file (rewritten: its mtime
 #    moves) says the same.  No temporary file is left behind; a clean stop
 #    writes the file once more.
+#  - A metrics-file in a directory that does not exist: one warning for
+#    the whole streak of failures, the node keeps running, and once the
+#    directory exists the file is written and that is logged.
 #  - Errors: no node running, a socket of another node, no node given, an
 #    unknown node: each a clear message and a non-zero exit.
 . "$(dirname "$0")/lib.sh"
@@ -280,6 +283,33 @@ check "$T/cli-down.prom" down $((8 << 20)) $((4 << 20)) a
 wait_rewritten "$T/a.prom" "$t0"
 check "$T/a.prom" down $((8 << 20)) $((4 << 20)) a
 ls "$T"/a.prom.tmp.* "$T"/b.prom.tmp.* 2>/dev/null && fail "temporary files left"
+
+# ---- a metrics-file that cannot be written: logged once, not fatal ----
+sed "s|metrics-file: $T/b.prom|metrics-file: $T/nodir/b.prom|" "$T/pair.yaml" \
+  > "$T/nodir.yaml"
+start_replica "$T/nodir.yaml" b
+wait_in_sync "$T/pair.yaml" a
+for ((i = 0; i < 200; i++)); do
+  grep -q "metrics-file $T/nodir/b.prom: cannot create" "$T/b.log" && break
+  sleep 0.05            # polling the log for the first failure
+done
+# Two more intervals must fail quietly; a failed attempt leaves no trace
+# to wait for, so this one waits by the clock.
+sleep 2.5
+[ "$(grep -c "metrics-file $T/nodir/b.prom" "$T/b.log")" -eq 1 ] ||
+  fail "the failing metrics-file was not logged exactly once"
+"$BLOCKRELAY" status --config "$T/pair.yaml" --node b >/dev/null ||
+  fail "b stopped answering with a failing metrics-file"
+mkdir "$T/nodir"
+wait_for_file "$T/nodir/b.prom" "$PID_b" 10
+for ((i = 0; i < 100; i++)); do
+  grep -q "metrics-file $T/nodir/b.prom: written again" "$T/b.log" && break
+  sleep 0.05            # polling the log (written just after the rename)
+done
+grep -q "metrics-file $T/nodir/b.prom: written again" "$T/b.log" ||
+  fail "the recovery was not logged"
+stop_node b
+log "ok: a failing metrics-file is logged once, is not fatal, and recovers"
 
 # ---- a clean stop writes the file once more ----
 # (Removed first: an mtime would not do, file times are coarser than the
