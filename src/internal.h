@@ -1,5 +1,6 @@
 /* blockrelay — engine internals shared by group.c, peer.c, replica.c,
- * engine.c and control.c.  Not installed; not used by the plugin.
+ * engine.c, control.c and metrics.c.  Not installed; not used by the
+ * plugin.
  *
  * Objects and who owns them
  * -------------------------
