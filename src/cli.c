@@ -5,6 +5,8 @@
  *                     (--config FILE --node NAME | --socket PATH)
  *   blockrelay pause|resume --peer NODE [--group G]
  *                     (--config FILE --node NAME | --socket PATH)
+ *   blockrelay metrics (--config FILE --node NAME | --socket PATH [--node
+ *                     NAME])
  *
  * check-config loads the file with the engine's loader and prints, for
  * every node that could be primary, who sends to whom (topology.c).
@@ -18,6 +20,11 @@
  * pause and resume ask the node to stop replicating to a downstream peer
  * (the peer's state becomes "paused": no connection, writes tracked in its
  * bitmap) and to start again (it reconnects and resyncs what changed).
+ *
+ * metrics prints the node's metrics in the Prometheus text format (the
+ * same text its metrics-file holds).  With --node, a socket that answers
+ * for another node is an error: a scraper must not label one node's
+ * figures with another's name.
  *
  * The errors in the table (a peer's last error, an upstream's error) may
  * hold a peer's words, e.g. its refusal message: they are printed through
@@ -55,6 +62,7 @@ usage (FILE *fp, int code)
            "  status                 show a node's volumes and peers\n"
            "  pause --peer NODE      stop replicating to NODE (logged meanwhile)\n"
            "  resume --peer NODE     replicate to NODE again (resyncs what changed)\n"
+           "  metrics                print a node's metrics (Prometheus text format)\n"
            "\n"
            "status options:\n"
            "  -c, --config FILE      topology file, with --node\n"
@@ -69,7 +77,12 @@ usage (FILE *fp, int code)
            "  -n, --node NAME        node whose peer it is\n"
            "  -s, --socket PATH      control socket to ask instead\n"
            "  -p, --peer NODE        the downstream peer\n"
-           "  -g, --group GROUP      only in this group (default: every group)\n");
+           "  -g, --group GROUP      only in this group (default: every group)\n"
+           "\n"
+           "metrics options:\n"
+           "  -c, --config FILE      topology file, with --node\n"
+           "  -n, --node NAME        node to ask (with --socket: the node it must be)\n"
+           "  -s, --socket PATH      control socket to ask instead\n");
   return code;
 }
 
@@ -559,6 +572,59 @@ cmd_pause_resume (int argc, char **argv)
   return rc;
 }
 
+/* blockrelay metrics (--config F --node N | --socket PATH [--node N]) */
+static int
+cmd_metrics (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "config", required_argument, NULL, 'c' },
+    { "node", required_argument, NULL, 'n' },
+    { "socket", required_argument, NULL, 's' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *config = NULL, *node = NULL, *sock = NULL, *text, *who;
+  struct br_config *cfg = NULL;
+  json_t *reply;
+  int c, rc = 1;
+
+  while ((c = getopt_long (argc, argv, "c:n:s:", longopts, NULL)) != -1)
+    switch (c) {
+    case 'c': config = optarg; break;
+    case 'n': node = optarg; break;
+    case 's': sock = optarg; break;
+    default: return usage (stderr, 2);
+    }
+  if (optind != argc) {
+    fprintf (stderr, "blockrelay metrics: unexpected argument '%s'\n",
+             argv[optind]);
+    return 2;
+  }
+  if (!sock && (sock = node_socket (config, node, &cfg)) == NULL)
+    return config && node ? 1 : 2;
+  reply = ask (sock, "metrics", false);
+  text = json_string_value (json_object_get (reply, "text"));
+  who = json_string_value (json_object_get (reply, "node"));
+  if (reply == NULL)
+    ;                           /* ask said why */
+  else if (!json_is_true (json_object_get (reply, "ok")))
+    fprintf (stderr, "blockrelay metrics: %s\n",
+             json_string_value (json_object_get (reply, "error")));
+  else if (text == NULL || who == NULL)
+    fprintf (stderr, "blockrelay metrics: %s answered without metrics (an "
+             "older version?)\n", sock);
+  else if (node && strcmp (who, node) != 0)
+    fprintf (stderr, "blockrelay metrics: %s answers for node '%s', not "
+             "'%s'\n", sock, who, node);
+  else if (fputs (text, stdout) == EOF || fflush (stdout) == EOF)
+    fprintf (stderr, "blockrelay metrics: cannot write: %s\n",
+             strerror (errno));
+  else
+    rc = 0;
+  json_decref (reply);
+  br_config_free (cfg);
+  return rc;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -570,6 +636,8 @@ main (int argc, char **argv)
     return cmd_status (argc - 1, argv + 1);
   if (strcmp (argv[1], "pause") == 0 || strcmp (argv[1], "resume") == 0)
     return cmd_pause_resume (argc - 1, argv + 1);
+  if (strcmp (argv[1], "metrics") == 0)
+    return cmd_metrics (argc - 1, argv + 1);
   if (strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "--help") == 0)
     return usage (stdout, 0);
   fprintf (stderr, "blockrelay: unknown command '%s'\n", argv[1]);

@@ -7,9 +7,10 @@
  *   top level  settings (optional), volumes, nodes, links (optional)
  *   settings   granularity, queue-size, secret-file, heartbeat,
  *              heartbeat-timeout, reconnect-min, reconnect-max,
- *              activity-window
+ *              activity-window, metrics-interval
  *   volume     name, size (required); group, granularity
- *   node       name, address, data-dir (required); control, disks
+ *   node       name, address, data-dir (required); control, disks,
+ *              metrics-file
  *   link       between, mode (required); rate, queue-size, on-peer-loss,
  *              block-timeout, resync-rate, on-congestion
  *
@@ -27,7 +28,8 @@
  *     could never be resynced;
  *   - durations go through br_parse_duration() and must be nonzero,
  *     except activity-window, which may be 0 (clear as soon as durable)
- *     and is at most MAX_ACTIVITY_WINDOW_MS; heartbeat < heartbeat-timeout
+ *     and is at most MAX_ACTIVITY_WINDOW_MS, and metrics-interval, which
+ *     is 1s..1h; heartbeat < heartbeat-timeout
  *     and reconnect-min <= reconnect-max, counting defaults;
  *   - enumerations (mode, on-peer-loss, on-congestion) are exact lower-case
  *     words; on-congestion: pull-ahead is for async links only, whereas
@@ -43,7 +45,8 @@
  * config-yaml.c; this file holds the schema, the structure and the checks
  * that involve more than one value.
  *
- * Relative paths (data-dir, control, disks, secret-file) are resolved
+ * Relative paths (data-dir, control, disks, secret-file, metrics-file) are
+ * resolved
  * against the directory of the file, lexically and without following
  * symlinks, so the loaded config holds absolute paths only.
  *
@@ -85,6 +88,9 @@
 /* A window is seconds to minutes: every region written within it is
  * resynced after a crash, so an hour already means nearly everything. */
 #define MAX_ACTIVITY_WINDOW_MS (60 * 60 * 1000)
+#define DEFAULT_METRICS_INTERVAL_MS 15000
+#define MIN_METRICS_INTERVAL_MS 1000
+#define MAX_METRICS_INTERVAL_MS (60 * 60 * 1000)
 
 
 
@@ -94,13 +100,14 @@ static const struct schema top_schema = {
 static const struct schema settings_schema = {
   "settings", { "granularity", "queue-size", "secret-file", "heartbeat",
                 "heartbeat-timeout", "reconnect-min", "reconnect-max",
-                "activity-window" }
+                "activity-window", "metrics-interval" }
 };
 static const struct schema volume_schema = {
   "volume", { "name", "size", "group", "granularity" }
 };
 static const struct schema node_schema = {
-  "node", { "name", "address", "data-dir", "control", "disks" }
+  "node", { "name", "address", "data-dir", "control", "disks",
+            "metrics-file" }
 };
 static const struct schema link_schema = {
   "link", { "between", "mode", "rate", "queue-size", "on-peer-loss",
@@ -324,6 +331,23 @@ get_activity_window (struct loader *l, yaml_node_t *n, uint64_t *out_ms)
   return 0;
 }
 
+/* How often a node's metrics-file is rewritten: 1s .. 1h. */
+static int
+get_metrics_interval (struct loader *l, yaml_node_t *n, uint64_t *out_ms)
+{
+  const char *label = "settings metrics-interval";
+  char lo[32], hi[32];
+
+  if (get_any_duration (l, n, label, out_ms) == -1)
+    return -1;
+  if (*out_ms < MIN_METRICS_INTERVAL_MS || *out_ms > MAX_METRICS_INTERVAL_MS) {
+    br__format_duration (MIN_METRICS_INTERVAL_MS, lo, sizeof lo);
+    br__format_duration (MAX_METRICS_INTERVAL_MS, hi, sizeof hi);
+    return fail (l, n, "%s '%s' is outside %s..%s", label, TEXT (n), lo, hi);
+  }
+  return 0;
+}
+
 static int
 load_settings (struct loader *l, yaml_node_t *n)
 {
@@ -356,7 +380,9 @@ load_settings (struct loader *l, yaml_node_t *n)
        get_duration (l, v, "settings reconnect-max",
                      &cfg->reconnect_max_ms) == -1) ||
       ((v = br__cfg_field (&f, "activity-window")) &&
-       get_activity_window (l, v, &cfg->activity_window_ms) == -1))
+       get_activity_window (l, v, &cfg->activity_window_ms) == -1) ||
+      ((v = br__cfg_field (&f, "metrics-interval")) &&
+       get_metrics_interval (l, v, &cfg->metrics_interval_ms) == -1))
     return -1;
   if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_ms)
     return misordered (l, &f, "heartbeat", cfg->heartbeat_ms,
@@ -488,6 +514,9 @@ load_node (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
     return fail (l, v, "control socket path '%s' is longer than %zu bytes",
                  node->control, SOCKET_PATH_MAX);
   if ((v = br__cfg_field (&f, "disks")) && load_disks (l, v, node) == -1)
+    return -1;
+  if ((v = br__cfg_field (&f, "metrics-file")) &&
+      get_path (l, v, "node metrics-file", &node->metrics_file) == -1)
     return -1;
   return 0;
 }
@@ -649,6 +678,7 @@ br_config_load (const char *path, struct br_config **out,
     l.cfg->reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
     l.cfg->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
     l.cfg->activity_window_ms = DEFAULT_ACTIVITY_WINDOW_MS;
+    l.cfg->metrics_interval_ms = DEFAULT_METRICS_INTERVAL_MS;
     r = load_top (&l, yaml_document_get_root_node (&l.doc));
     yaml_document_delete (&l.doc);
     if (r == 0 && br_topology_check (l.cfg, err, errlen) < 0)
@@ -681,6 +711,7 @@ br_config_free (struct br_config *cfg)
     free (n->port);
     free (n->data_dir);
     free (n->control);
+    free (n->metrics_file);
     for (j = 0; j < n->n_disks; j++) {
       free (n->disks[j].volume);
       free (n->disks[j].path);

@@ -23,6 +23,8 @@
  *                                  # has it durably; at most 1h (after a
  *                                  # crash, regions written within the
  *                                  # window are resynced as well)
+ *     metrics-interval: 15s        # how often a node's metrics-file is
+ *                                  # rewritten, 1s .. 1h
  *   volumes:
  *     - {name: vol0, size: 1G, group: db, granularity: 64K}
  *   nodes:
@@ -32,6 +34,15 @@
  *       control: /run/br-a.sock    # optional; default <data-dir>/control.sock
  *       disks: {vol0: /dev/loop3}  # optional per-volume backing override;
  *                                  # default <data-dir>/<volume>.img
+ *       metrics-file: /var/lib/node_exporter/textfile/br-a.prom
+ *                                  # optional: the node's metrics in the
+ *                                  # Prometheus text format, rewritten
+ *                                  # every metrics-interval (a temporary
+ *                                  # file renamed over it: atomic) for
+ *                                  # node_exporter's textfile collector.
+ *                                  # Per node, not in settings: the file
+ *                                  # is the same on every node, and nodes
+ *                                  # sharing a host need distinct paths
  *   links:
  *     - between: [site-a, site-b]
  *       mode: sync                 # sync | async
@@ -96,6 +107,7 @@ struct br_node_cfg {
   char *port;                   /* decimal string, 1..65535 */
   char *data_dir;               /* absolute */
   char *control;                /* absolute path of the control socket */
+  char *metrics_file;           /* absolute, or NULL: no metrics file */
   struct br_disk_cfg *disks;
   size_t n_disks;
   int line, column;
@@ -126,6 +138,8 @@ struct br_config {
   uint64_t reconnect_max_ms;    /* settings.reconnect-max, default 5s */
   uint64_t activity_window_ms;  /* settings.activity-window, default 30s,
                                    0 .. 1h; 0 = clear when durable */
+  uint64_t metrics_interval_ms; /* settings.metrics-interval, default 15s,
+                                   1s .. 1h */
   struct br_volume_cfg *volumes;
   size_t n_volumes;
   struct br_node_cfg *nodes;

@@ -6,8 +6,9 @@
  * and closes.  Every answer has "ok": true or "ok": false with "error".
  * JSON is built and parsed with jansson.
  *
- * The status snapshot takes each group's lock briefly; it never blocks on
- * I/O.  A stale socket file left by a crashed process is replaced; a live
+ * The status snapshot and the metrics ({"cmd":"metrics"}: the Prometheus
+ * text of metrics.c, as "text") take each group's lock briefly; they
+ * never block on I/O.  A stale socket file left by a crashed process is replaced; a live
  * one (another process answers) is an error.
  *
  * Every accepted client is on the control's list until its handle is
@@ -59,19 +60,15 @@ peer_json (struct br_peer *p, struct br_volume *v)
 {
   struct br_group *g = p->g;
   uint64_t gran = (uint64_t) 1 << v->gran_shift;
-  uint64_t dirty, oos = 0, done, rate = 0, eta = 0, now, lag_bytes;
-  double lag_s = 0;
+  uint64_t done, rate = 0, eta = 0, now;
+  struct br_peer_figures fig;
   json_t *o;
   char addr[300];
 
   snprintf (addr, sizeof addr, "%s:%s", p->node->host, p->node->port);
   br_mutex_lock (&g->lock);
-  /* Held regions are in sync with the peer (bits.c): not dirty. */
-  dirty = br_sb_count (v->sb, v->slot[p->idx]);
-  dirty = (dirty > p->n_held[v->id] ? dirty - p->n_held[v->id] : 0) * gran;
+  br__peer_figures (p, v, &fig);        /* the metrics' figures too */
   if (p->state == BR_PEER_SYNCING && p->oos) {
-    for (uint64_t w = 0; w < (v->nregions + 63) / 64; w++)
-      oos += __builtin_popcountll (p->oos[v->id][w]);
     /* Progress of the whole group's resync: average rate since it began. */
     now = uv_now (&g->e->loop);
     done = (p->resync_total - p->oos_count) * gran;
@@ -80,19 +77,6 @@ peer_json (struct br_peer *p, struct br_volume *v)
     if (rate)
       eta = p->oos_count * gran / rate;
   }
-  /* Lag: what the peer does not have durably yet, and how old the oldest
-   * of it is (the oldest queued record, or for a peer away with dirty
-   * regions, how long it has been away). */
-  if (dirty > v->size)
-    dirty = v->size;
-  lag_bytes = p->queued_bytes;
-  if (p->state != BR_PEER_REPLICATING)
-    lag_bytes += dirty;
-  if (p->q.len > 0)
-    lag_s = (uint32_t) (br__now_ms () - br__fifo_at (&p->q, 0)->born_ms) /
-      1000.0;
-  else if (p->state != BR_PEER_REPLICATING && dirty > 0)
-    lag_s = difftime (time (NULL), p->since);
   o = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
                  "s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:f}",
                  "node", p->node->name,
@@ -100,21 +84,21 @@ peer_json (struct br_peer *p, struct br_volume *v)
                  "mode", p->mode == BR_MODE_SYNC ? "sync" : "async",
                  "state", br_peer_state_name (p->state),
                  "since", (json_int_t) p->since,
-                 "dirty_bytes", (json_int_t) dirty,
+                 "dirty_bytes", (json_int_t) fig.dirty_bytes,
                  "queued_bytes", (json_int_t) p->queued_bytes,
                  "queued_records", (json_int_t) p->q.len,
                  "resync_records_queued", (json_int_t) p->resync_inflight,
                  "acked_seq", (json_int_t) p->applied,
                  "durable_seq", (json_int_t) p->durable,
                  "sent_bytes", (json_int_t) p->sent_bytes,
-                 "resync_left_bytes", (json_int_t) (oos * gran),
+                 "resync_left_bytes", (json_int_t) fig.resync_left_bytes,
                  "resync_rate", (json_int_t) rate,
                  "resync_eta", (json_int_t) eta,
                  "last_error", p->last_error,
                  "rate", (json_int_t) p->link->rate,
                  "resync_rate_cap", (json_int_t) p->link->resync_rate,
-                 "lag_bytes", (json_int_t) lag_bytes,
-                 "lag_seconds", lag_s);
+                 "lag_bytes", (json_int_t) fig.lag_bytes,
+                 "lag_seconds", fig.lag_seconds);
   br_mutex_unlock (&g->lock);
   return o;
 }
@@ -298,6 +282,22 @@ pause_resume (struct br_engine *e, json_t *req, bool pause)
   return json_pack ("{s:b, s:o}", "ok", 1, "peers", done);
 }
 
+/* {"cmd": "metrics"}: the Prometheus text (metrics.c) as "text". */
+static json_t *
+metrics_json (struct br_engine *e)
+{
+  char *text = NULL;
+  size_t len = 0;
+  json_t *reply;
+
+  if (br__metrics_text (e, &text, &len) < 0)
+    return fail_reply ("out of memory");
+  reply = json_pack ("{s:b, s:s, s:s%}", "ok", 1, "node", e->self->name,
+                     "text", text, len);
+  free (text);
+  return reply;
+}
+
 static json_t *
 handle_request (struct br_engine *e, const char *line)
 {
@@ -310,6 +310,8 @@ handle_request (struct br_engine *e, const char *line)
                        "bad request: expected {\"cmd\": NAME}");
   else if (strcmp (cmd, "status") == 0)
     reply = status_json (e);
+  else if (strcmp (cmd, "metrics") == 0)
+    reply = metrics_json (e);
   else if (strcmp (cmd, "pause") == 0 || strcmp (cmd, "resume") == 0)
     reply = pause_resume (e, req, cmd[0] == 'p');
   else {

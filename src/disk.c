@@ -64,6 +64,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,7 @@ struct br_disk {
   size_t nfaults;
   bool created;                 /* this open created the file */
   br_cs_journal *cs;            /* crash simulation, or NULL */
+  atomic_uint_fast64_t errors;  /* failed I/O calls (br_disk_errors) */
 };
 
 #define ZERO_CHUNK (256 * 1024)
@@ -395,8 +397,8 @@ in_bounds (const br_disk *d, size_t count, uint64_t offset)
   return offset <= d->size && count <= d->size - offset;
 }
 
-int
-br_disk_pread (br_disk *d, void *buf, size_t count, uint64_t offset)
+static int
+disk_pread_op (br_disk *d, void *buf, size_t count, uint64_t offset)
 {
   int r;
 
@@ -426,8 +428,8 @@ sim_pwrite (br_disk *d, const void *buf, size_t count, uint64_t offset)
   return r;
 }
 
-int
-br_disk_pwrite (br_disk *d, const void *buf, size_t count, uint64_t offset)
+static int
+disk_pwrite_op (br_disk *d, const void *buf, size_t count, uint64_t offset)
 {
   int r;
 
@@ -463,8 +465,8 @@ sim_flush (br_disk *d)
   return r;
 }
 
-int
-br_disk_flush (br_disk *d)
+static int
+disk_flush_op (br_disk *d)
 {
   int r;
 
@@ -584,8 +586,8 @@ sim_zero (br_disk *d, size_t count, uint64_t offset, bool may_trim)
   return r;
 }
 
-int
-br_disk_zero (br_disk *d, size_t count, uint64_t offset, bool may_trim)
+static int
+disk_zero_op (br_disk *d, size_t count, uint64_t offset, bool may_trim)
 {
   int r;
 
@@ -600,4 +602,45 @@ br_disk_zero (br_disk *d, size_t count, uint64_t offset, bool may_trim)
   if (__builtin_expect (d->cs != NULL, 0))
     return sim_zero (d, count, offset, may_trim);
   return zero_file (d, count, offset, may_trim);
+}
+
+/* The entry points: each failure is counted (br_disk_errors, the
+ * local_io errors of the metrics). */
+static int
+counted (br_disk *d, int r)
+{
+  if (r < 0)
+    atomic_fetch_add_explicit (&d->errors, 1, memory_order_relaxed);
+  return r;
+}
+
+int
+br_disk_pread (br_disk *d, void *buf, size_t count, uint64_t offset)
+{
+  return counted (d, disk_pread_op (d, buf, count, offset));
+}
+
+int
+br_disk_pwrite (br_disk *d, const void *buf, size_t count, uint64_t offset)
+{
+  return counted (d, disk_pwrite_op (d, buf, count, offset));
+}
+
+int
+br_disk_flush (br_disk *d)
+{
+  return counted (d, disk_flush_op (d));
+}
+
+int
+br_disk_zero (br_disk *d, size_t count, uint64_t offset, bool may_trim)
+{
+  return counted (d, disk_zero_op (d, count, offset, may_trim));
+}
+
+uint64_t
+br_disk_errors (const br_disk *d)
+{
+  return atomic_load_explicit (&((br_disk *) d)->errors,
+                               memory_order_relaxed);
 }

@@ -28,6 +28,8 @@ int br_disk_pread (br_disk *d, void *buf, size_t count, uint64_t offset);
 int br_disk_pwrite (br_disk *d, const void *buf, size_t count,
                     uint64_t offset);
 int br_disk_flush (br_disk *d);              /* fdatasync */
+/* How many of the I/O calls above (pread, pwrite, flush, zero) failed. */
+uint64_t br_disk_errors (const br_disk *d);
 /* Make [offset, offset+count) read back as zeros.  MAY_TRIM allows
  * deallocation (punch hole / BLKDISCARD with zeroing guarantee); otherwise
  * FALLOC_FL_ZERO_RANGE / BLKZEROOUT; falls back to writing zeros. */

@@ -327,6 +327,7 @@ on_stop (uv_async_t *a)
       br__peer_close (e->groups[gi].peers[pi]);
   br__replica_stop (e);
   br__control_stop (e);
+  br__metrics_file_stop (e);
   br__tasks_stop (e);
   uv_close ((uv_handle_t *) &e->tick, NULL);
   uv_close ((uv_handle_t *) &e->wakeup, NULL);
@@ -359,12 +360,15 @@ br_engine_start (br_engine *e)
   r = br__tasks_start (e);
   if (r == 0)
     r = br__control_start (e);
+  if (r == 0)
+    r = br__metrics_file_start (e);
   if (r == 0 && e->role == BR_ROLE_REPLICA)
     r = br__replica_start (e);
   if (r < 0) {
     on_stop (&e->stop);
     uv_run (&e->loop, UV_RUN_DEFAULT);
     uv_loop_close (&e->loop);
+    br__metrics_file_final (e, false);
     return r;
   }
   for (size_t gi = 0; gi < e->n_groups; gi++)
@@ -379,6 +383,7 @@ br_engine_start (br_engine *e)
     on_stop (&e->stop);
     uv_run (&e->loop, UV_RUN_DEFAULT);
     uv_loop_close (&e->loop);
+    br__metrics_file_final (e, false);
     return r;
   }
   e->started = true;
@@ -392,6 +397,7 @@ br_engine_stop (br_engine *e)
     return;
   uv_async_send (&e->stop);
   uv_thread_join (&e->thread);
+  br__metrics_file_final (e, true);     /* the peers are stopped now */
   if (uv_loop_close (&e->loop) < 0)
     br_error ("internal error: libuv handles left open at shutdown");
   e->started = false;

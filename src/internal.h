@@ -1,5 +1,6 @@
 /* blockrelay — engine internals shared by group.c, peer.c, replica.c,
- * engine.c and control.c.  Not installed; not used by the plugin.
+ * engine.c, control.c and metrics.c.  Not installed; not used by the
+ * plugin.
  *
  * Objects and who owns them
  * -------------------------
@@ -41,6 +42,7 @@
 #include "peerfsm.h"
 #include "disk.h"
 #include "engine.h"
+#include "metrics.h"
 #include "rangelock.h"
 #include "scoreboard.h"
 #include "util.h"
@@ -126,6 +128,9 @@ struct br_peer {
   uint64_t resync_total;            /* regions in oos at the snapshot */
   uint64_t resync_start_ms;         /* uv_now at the snapshot */
   uint64_t sent_bytes;
+  /* Counted by queue.c when the peer has made a WRITE or ZERO record
+   * durable (metrics.c): its range, the record, and RESYNC ones apart. */
+  uint64_t replicated_bytes, replicated_writes, resync_replicated_bytes;
   atomic_bool must_drop;            /* a writer could not queue (DROP):
                                        the loop thread closes the socket */
 
@@ -152,6 +157,8 @@ struct br_peer {
                                        bit is kept for now (bits.c) */
   uint64_t *n_held;                 /* per volume */
   uint64_t held_scan_ms;
+  uint64_t errors[BR_ERR_N_KINDS];  /* by kind, where detected (metrics.h;
+                                       br__peer_error) */
 };
 
 /* ---- volumes and groups ---- */
@@ -261,6 +268,8 @@ struct br_engine {
   size_t n_retired;
   struct br_control *control;
   struct br_tasks *tasks;           /* the task thread (tasks.c) */
+  struct br_metrics_file *metrics_file; /* the node's metrics-file writer
+                                       (metrics-file.c), or NULL */
   time_t started_at;
 };
 
@@ -453,6 +462,11 @@ void br__peer_fail (struct br_peer *p, const char *msg);
 void br__peer_lost (struct br_peer *p, enum br_peer_event ev,
                     const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
+/* The same, counted as an error of KIND (metrics.h) whatever EV and the
+ * state say (br__peer_lost counts LOST, ERROR and SPLIT_BRAIN by them). */
+void br__peer_lost_as (struct br_peer *p, enum br_peer_event ev,
+                       enum br_err_kind kind, const char *fmt, ...)
+  __attribute__ ((format (printf, 4, 5)));
 /* Send a small control frame (HELLO, AUTH, PING); 0 or a libuv error. */
 int br__peer_send_frame (struct br_peer *p, uint8_t type,
                          const void *payload, uint32_t len);
@@ -495,6 +509,36 @@ void br__replica_foreach (struct br_engine *e,
                           void (*fn) (void *arg,
                                       const struct br_upstream_info *u),
                           void *arg);
+
+/* ---- metrics.c (loop thread, or after the loop stopped) ---- */
+/* Loop thread: count an error of KIND on P's link. */
+static inline void
+br__peer_error (struct br_peer *p, enum br_err_kind kind)
+{
+  p->errors[kind]++;
+}
+/* What `blockrelay status` and the metrics say about peer P for volume V
+ * (group lock held). */
+struct br_peer_figures {
+  uint64_t dirty_bytes;             /* dirty regions, held ones excluded */
+  uint64_t resync_left_bytes;       /* in the out-of-sync set (SYNCING) */
+  uint64_t lag_bytes;               /* queue, plus dirty unless replicating */
+  double lag_seconds;               /* age of the oldest of it */
+};
+void br__peer_figures (struct br_peer *p, struct br_volume *v,
+                       struct br_peer_figures *out);
+int br__metrics_collect (struct br_engine *e, struct br_metrics_snap *s);
+void br__metrics_snap_free (struct br_metrics_snap *s);
+/* The whole text (br_metrics_format of a fresh snapshot); 0 or -ENOMEM. */
+int br__metrics_text (struct br_engine *e, char **out, size_t *len);
+
+/* ---- metrics-file.c: the node's metrics-file, rewritten every
+ * metrics-interval (loop thread; the writes run on the task thread) ---- */
+int br__metrics_file_start (struct br_engine *e);
+void br__metrics_file_stop (struct br_engine *e);
+/* After the loop has stopped: write the file once more (WRITE: a clean
+ * stop; not after a failed start), on this thread, and free the writer. */
+void br__metrics_file_final (struct br_engine *e, bool write);
 
 /* ---- control.c (loop thread) ---- */
 int br__control_start (struct br_engine *e);

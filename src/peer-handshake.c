@@ -91,8 +91,9 @@ mark_done (void *arg, bool cancelled)
   p->welcome_busy = false;
   if (!cancelled && p->epoch == t->epoch && p->state == BR_PEER_HANDSHAKE) {
     if (t->err < 0)
-      br__peer_lost (p, BR_EV_ERROR, "cannot mark a full sync: %s",
-                     br_strerror (-t->err));
+      br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_LOCAL_IO,
+                        "cannot mark a full sync: %s",
+                        br_strerror (-t->err));
     else
       finish_handshake (p);
   }
@@ -158,7 +159,8 @@ br__peer_on_welcome (struct br_peer *p, const uint8_t *payload, uint32_t len)
     return;
   }
   if (br_wire_decode_welcome (payload, len, w, &reason) < 0) {
-    br__peer_lost (p, BR_EV_ERROR, "bad WELCOME: %s", reason);
+    br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
+                      "bad WELCOME: %s", reason);
     goto out;
   }
   if (w->status != BR_WELCOME_OK) {

@@ -91,19 +91,44 @@ on_tcp_closed (uv_handle_t *h)
     schedule_reconnect (p);
 }
 
+static void peer_lost_v (struct br_peer *p, enum br_peer_event ev,
+                         enum br_err_kind kind, const char *fmt, va_list ap)
+  __attribute__ ((format (printf, 4, 0)));
+
 /* P3: drop the connection with EV (LOST, ERROR or SPLIT_BRAIN), keep
  * every bit. */
 void
 br__peer_lost (struct br_peer *p, enum br_peer_event ev, const char *fmt,
                ...)
 {
-  struct br_group *g = p->g;
-  char msg[256];
   va_list ap;
 
   va_start (ap, fmt);
-  vsnprintf (msg, sizeof msg, fmt, ap);
+  peer_lost_v (p, ev, br_loss_kind (ev, p->state), fmt, ap);
   va_end (ap);
+}
+
+void
+br__peer_lost_as (struct br_peer *p, enum br_peer_event ev,
+                  enum br_err_kind kind, const char *fmt, ...)
+{
+  va_list ap;
+
+  va_start (ap, fmt);
+  peer_lost_v (p, ev, kind, fmt, ap);
+  va_end (ap);
+}
+
+static void
+peer_lost_v (struct br_peer *p, enum br_peer_event ev, enum br_err_kind kind,
+             const char *fmt, va_list ap)
+{
+  struct br_group *g = p->g;
+  char msg[256];
+
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  if (kind < BR_ERR_N_KINDS)
+    br__peer_error (p, kind);
 
   br_mutex_lock (&g->lock);
   if (!br_peer_state_down (p->state))
@@ -357,8 +382,8 @@ on_frame (struct br_peer *p, const struct br_frame_hdr *h,
             (unsigned long long) h->count);
   if (p->state == BR_PEER_HANDSHAKE && !p->welcome_busy) {
     if (h->type != BR_T_WELCOME)
-      br__peer_lost (p, BR_EV_ERROR, "expected WELCOME, got frame type %u",
-                     h->type);
+      br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
+                        "expected WELCOME, got frame type %u", h->type);
     else
       br__peer_on_welcome (p, payload, h->length);
     return;
@@ -366,7 +391,8 @@ on_frame (struct br_peer *p, const struct br_frame_hdr *h,
   switch (h->type) {
   case BR_T_ACK:
     if (p->state == BR_PEER_HANDSHAKE && (h->seq || h->count))
-      br__peer_lost (p, BR_EV_ERROR, "ACK before the stream started");
+      br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
+                        "ACK before the stream started");
     else
       on_ack (p, h);
     break;
@@ -375,12 +401,14 @@ on_frame (struct br_peer *p, const struct br_frame_hdr *h,
     br_error ("peer %s (group %s) failed seq %llu: %s (%s)", p->node->name,
               p->g->name, (unsigned long long) h->seq, esc,
               br_strerror ((int) h->count));
-    br__peer_lost (p, BR_EV_ERROR, "peer error: %s", esc);
+    br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_PEER_ERROR,
+                      "peer error: %s", esc);
     break;
   case BR_T_PONG:
     break;
   default:
-    br__peer_lost (p, BR_EV_ERROR, "unexpected frame type %u", h->type);
+    br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
+                      "unexpected frame type %u", h->type);
   }
 }
 
@@ -422,8 +450,9 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (r < 0) {
       br_error ("peer %s: bad frame: %s", p->node->name,
                 reason ? reason : br_strerror (-r));
-      br__peer_lost (p, BR_EV_ERROR, "bad frame from peer: %s",
-                     reason ? reason : br_strerror (-r));
+      br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
+                        "bad frame from peer: %s",
+                        reason ? reason : br_strerror (-r));
       return;
     }
     if (r == 0)

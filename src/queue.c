@@ -202,6 +202,12 @@ br__queue_retire (struct br_peer *p,
     br__fifo_pop (&p->q);
     p->n_sent--;
     account (p, r, -1);
+    if (r->h.type == BR_T_WRITE || r->h.type == BR_T_ZERO) {
+      p->replicated_bytes += r->bytes;          /* metrics.c */
+      p->replicated_writes++;
+      if (r->h.flags & BR_F_RESYNC)
+        p->resync_replicated_bytes += r->bytes;
+    }
     if (fn)
       fn (p, r, arg);
     br__rec_put (r);

@@ -8,7 +8,8 @@
 #   done (no allocation, no waiting for it: closed within 2 s while the
 #   heartbeat timeout is 5 s);
 #   a refusal whose text holds control characters: logged escaped (no raw
-#   ESC, BEL or newline from the peer reaches the log).
+#   ESC, BEL or newline from the peer reaches the log);
+#   and each counted by kind in blockrelay metrics (errors_total).
 . "$(dirname "$0")/lib.sh"
 need nbdkit
 FAKE=$BUILDDIR/br-fakepeer
@@ -56,5 +57,14 @@ if grep -q $'\x1b\|\x07' "$T/a.log"; then
   fail "a control character from the peer reached the log"
 fi
 grep -q "^FORGED LOG LINE" "$T/a.log" && fail "the peer forged a log line"
+# Each refusal is counted by kind (blockrelay metrics, errors_total).
+"$BLOCKRELAY" metrics --config "$CFG" --node a > "$T/a.prom" || fail "metrics"
+grep '^blockrelay_errors_total' "$T/a.prom" >&2
+errors() {
+  sed -n "s/^blockrelay_errors_total{node=\"a\",group=\"vol0\",peer=\"b\",kind=\"$1\"} //p" "$T/a.prom"
+}
+[ "$(errors bad_frame)" -eq 1 ] || fail "the huge frame is not counted as bad_frame"
+[ "$(errors handshake_refused)" -eq 6 ] || fail "the 6 refusals are not counted as handshake_refused"
+[ "$(errors peer_error)" -eq 0 ] || fail "a refusal counted as peer_error"
 stop_node a
 log "every bad answer was refused with its reason"

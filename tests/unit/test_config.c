@@ -317,6 +317,34 @@ static const struct {
   { "1h", 3600000 }, { "3600000ms", 3600000 },
 };
 
+/* metrics-interval (default 15s, 1s .. 1h) and a node's metrics-file,
+ * relative to the file like data-dir, absent by default. */
+START_TEST (test_metrics_keys)
+{
+  char want[PATH_MAX + 64], real[PATH_MAX];
+  struct br_config *cfg = load_ok (BASE);
+
+  ck_assert_uint_eq (cfg->metrics_interval_ms, 15000);
+  ck_assert_ptr_null (cfg->nodes[0].metrics_file);
+  br_config_free (cfg);
+  cfg = load_ok ("settings: {metrics-interval: 1s}\n" VOLUMES
+                 "nodes:\n"
+                 "  - {name: a, address: 127.0.0.1:1, data-dir: a, "
+                 "metrics-file: m/a.prom}\n"
+                 "  - {name: b, address: 127.0.0.1:2, data-dir: b, "
+                 "metrics-file: /srv/b.prom}\n");
+  ck_assert_uint_eq (cfg->metrics_interval_ms, 1000);
+  ck_assert_ptr_nonnull (realpath (dir, real));
+  snprintf (want, sizeof want, "%s/m/a.prom", real);
+  ck_assert_str_eq (cfg->nodes[0].metrics_file, want);
+  ck_assert_str_eq (cfg->nodes[1].metrics_file, "/srv/b.prom");
+  br_config_free (cfg);
+  cfg = load_ok ("settings: {metrics-interval: 1h}\n" BASE);
+  ck_assert_uint_eq (cfg->metrics_interval_ms, 3600000);
+  br_config_free (cfg);
+}
+END_TEST
+
 START_TEST (test_activity_window)
 {
   char text[512];
@@ -681,7 +709,7 @@ START_TEST (test_unknown_key_settings)
                         "unknown key 'queue_size' in settings (expected: "
                         "granularity, queue-size, secret-file, heartbeat, "
                         "heartbeat-timeout, reconnect-min, reconnect-max, "
-                        "activity-window)");
+                        "activity-window, metrics-interval)");
   ck_assert_load_error ("settings:\n  activity_window: 1s\n" BASE, "2:3",
                         "unknown key 'activity_window' in settings");
   ck_assert_load_error ("settings:\n  heartbeat-interval: 1s\n" BASE, "2:3",
@@ -945,6 +973,20 @@ static const struct bad bad_durations_in_file[] = {
     "is longer than 1h" },
   { SETTING ("activity-window: 1s\n  activity-window: 2s"), "3:3",
     "duplicate key 'activity-window' in settings (first at 2:3)" },
+  /* "  metrics-interval: X" puts X at 2:21: 1s .. 1h. */
+  { SETTING ("metrics-interval: 0"), "2:21", "settings metrics-interval '0' "
+    "is outside 1s..1h" },
+  { SETTING ("metrics-interval: 999ms"), "2:21", "'999ms' is outside "
+    "1s..1h" },
+  { SETTING ("metrics-interval: 61m"), "2:21", "'61m' is outside 1s..1h" },
+  { SETTING ("metrics-interval: often"), "2:21", "settings "
+    "metrics-interval 'often' " NOT_A_DURATION },
+  { VOLUMES "nodes:\n  - {name: a, address: 127.0.0.1:1, data-dir: a, "
+    "metrics-file: ''}\n", "4:64", "node metrics-file is empty" },
+  { VOLUMES "nodes:\n  - {name: a, address: 127.0.0.1:1, data-dir: a, "
+    "metrics-file: [x]}\n", "4:64", "node metrics-file must be a scalar" },
+  { VOLUMES "nodes:\n  - {name: a, address: 127.0.0.1:1, data-dir: a, "
+    "metrics_file: x}\n", "4:50", "unknown key 'metrics_file' in node" },
   { SYNC_LINK ("block-timeout: 0"), "9:20", "link block-timeout must not be "
     "zero" },
   { SYNC_LINK ("block-timeout: 30 s"), "9:20", "link block-timeout '30 s' "
@@ -1273,6 +1315,7 @@ config_suite (void)
   tcase_add_test (good, test_outage_keys);
   tcase_add_test (good, test_outage_limits);
   LOOP (good, test_activity_window, good_windows);
+  tcase_add_test (good, test_metrics_keys);
   tcase_add_test (good, test_relative_to_file);
   tcase_add_test (good, test_single_node_no_links);
   tcase_add_test (good, test_empty_links);
