@@ -172,6 +172,59 @@ apply_synced (struct br_replica_session *s, const struct op *o)
   return 0;
 }
 
+/* s->lock held: remember that HASH record SEQ differs here. */
+static int
+note_differ (struct br_replica_session *s, uint64_t seq)
+{
+  if (s->n_differ == s->cap_differ) {
+    size_t ncap = s->cap_differ ? 2 * s->cap_differ : 64;
+    uint64_t *n = realloc (s->differ, ncap * sizeof *n);
+
+    if (n == NULL)
+      return -ENOMEM;
+    s->differ = n;
+    s->cap_differ = ncap;
+  }
+  s->differ[s->n_differ++] = seq;
+  return 0;
+}
+
+/* HASH: compare this copy of the range with the upstream's hash.  Every
+ * record before it in the stream is applied, so the two hashes are of the
+ * same bytes unless the copies differ (R6 of replica.c: the seq goes into
+ * a DIFFER frame before the ACK that covers it).  A resync's HASH counts
+ * as a write of the range: its durable ACK must mean this copy of it is
+ * on stable storage, since the upstream then takes the region as in sync
+ * and may clear its bit. */
+static int
+apply_hash (struct br_replica_session *s, const struct op *o)
+{
+  struct br_volume *v = s->g->vols[o->h.volume];
+  uint8_t mine[BR_WIRE_HASH_SIZE];
+  int err = 0;
+
+  if (o->h.count > s->hash_cap) {
+    uint8_t *n = realloc (s->hash_buf, o->h.count);
+
+    if (n == NULL)
+      return -ENOMEM;
+    s->hash_buf = n;
+    s->hash_cap = o->h.count;
+  }
+  if ((err = br_disk_pread (v->disk, s->hash_buf, o->h.count,
+                            o->h.offset)) < 0)
+    return err;
+  br_wire_region_hash (s->hash_buf, o->h.count, mine);
+  if (memcmp (mine, o->payload, sizeof mine) != 0) {
+    pthread_mutex_lock (&s->lock);
+    err = note_differ (s, o->h.seq);
+    pthread_mutex_unlock (&s->lock);
+  }
+  if (err == 0 && (o->h.flags & BR_F_RESYNC))
+    atomic_store (&s->dirty[o->h.volume], true);
+  return err;
+}
+
 static int
 apply_one (struct br_replica_session *s, struct op *o)
 {
@@ -189,6 +242,8 @@ apply_one (struct br_replica_session *s, struct op *o)
     return mark_inconsistent (s);
   case BR_T_SYNCED:
     return apply_synced (s, o);
+  case BR_T_HASH:
+    return apply_hash (s, o);
   case BR_T_WRITE:
     err = s->g->n_peers ? br__relay_write (v, &o->h, &o->payload)
       : br_disk_pwrite (v->disk, o->payload, o->h.length, o->h.offset);
@@ -277,12 +332,13 @@ next_op (struct br_replica_session *s, struct pacing *pc)
 }
 
 /* s->lock held: O was applied; publish it and pace the sync rounds (S2,
- * busy).  FLUSH and the RESYNC marker carry no data but must become
+ * busy).  FLUSH, HASH and the RESYNC marker carry no data but must become
  * durable (a peer waits for them): they always ask for a round. */
 static void
 applied (struct br_replica_session *s, const struct op *o, struct pacing *pc)
 {
-  bool control = o->h.type == BR_T_FLUSH || o->h.type == BR_T_RESYNC;
+  bool control = o->h.type == BR_T_FLUSH || o->h.type == BR_T_RESYNC ||
+                 o->h.type == BR_T_HASH;
 
   s->applied = o->h.seq;
   if (o->h.type == BR_T_SYNCED && o->h.seq > s->durable)
@@ -331,8 +387,10 @@ br__apply_thread (void *arg)
       snprintf (what, sizeof what, "%s: %s of %u bytes at offset %llu",
                 s->g->vols[o->h.volume]->cfg->name,
                 o->h.type == BR_T_SYNCED ? "sync"
+                : o->h.type == BR_T_HASH ? "hash compare"
                 : o->h.type == BR_T_ZERO ? "zero" : "write",
-                o->h.type == BR_T_ZERO ? (unsigned) o->h.count : o->h.length,
+                o->h.type == BR_T_ZERO || o->h.type == BR_T_HASH
+                ? (unsigned) o->h.count : o->h.length,
                 (unsigned long long) o->h.offset);
       fail_locked (s, o->h.seq, err, what);
       free_op (o);

@@ -8,7 +8,8 @@
  *   C2. the region is not in the peer's out-of-sync set (a live write that
  *       covered part of a region does not make the whole region in sync;
  *       only its durable RESYNC record does, and only one read after the
- *       region's last local write failure: br_resync_clears);
+ *       region's last local write failure, and not a HASH of it that the
+ *       peer reported as differing: br_resync_clears);
  *   C3. no writer is between marking the region and writing it locally
  *       (the region's stripe can be trylocked);
  *   C4. the region has not been written for the activity window
@@ -71,9 +72,9 @@ br_clear_wants_sync (const struct br_clear_in *in)
 }
 
 bool
-br_resync_clears (uint64_t rec_seq, uint64_t fail_seq)
+br_resync_clears (uint64_t rec_seq, uint64_t fail_seq, bool differs)
 {
-  return rec_seq > fail_seq;
+  return !differs && rec_seq > fail_seq;
 }
 
 uint32_t
@@ -140,6 +141,14 @@ bool
 br__oos_test (const struct br_peer *p, uint32_t vol, uint64_t rg)
 {
   return p->oos && bit_test (p->oos, vol, rg);
+}
+
+bool
+br__bits_dirty (const struct br_peer *p, const struct br_volume *v,
+                uint64_t rg)
+{
+  return br_sb_test (v->sb, v->slot[p->idx], rg) &&
+         !bit_test (p->held, v->id, rg);
 }
 
 static void
@@ -209,6 +218,15 @@ br__bits_mark_out_of_sync (struct br_volume *v, uint64_t first,
     }
     br__peer_event (p, BR_EV_DIVERGED);
   }
+}
+
+void
+br__bits_resync_region (struct br_peer *p, uint32_t vol, uint64_t rg)
+{
+  BR_ASSERT_LOCKED (&p->g->lock);
+  held_clear (p, vol, rg);
+  if (p->oos)                   /* never connected: its snapshot will do */
+    oos_set (p, vol, rg);
 }
 
 /* Clear region RG's bit for peer P if br_clear_rule allows, hold it, or
@@ -308,8 +326,9 @@ peer_gen_done (void *arg, bool cancelled)
 }
 
 /* A retired record: SYNCED durable on the peer makes our generation its
- * base for the next time (recorded on the task thread); a durable WRITE
- * or ZERO may clear its regions' bits. */
+ * base for the next time (recorded on the task thread); a durable WRITE,
+ * ZERO or resync HASH may clear its regions' bits; a verify's HASH only
+ * gives the verify its verdict (verify.c V5: a verify changes no bit). */
 static void
 on_retired (struct br_peer *p, struct br_rec *r, void *arg)
 {
@@ -317,6 +336,10 @@ on_retired (struct br_peer *p, struct br_rec *r, void *arg)
   struct br_volume *v = g->vols[r->h.volume];
   uint32_t now = *(const uint32_t *) arg;
 
+  if (r->h.type == BR_T_HASH && (r->h.flags & BR_F_VERIFY)) {
+    br__verify_retired (p, r);
+    return;
+  }
   if (r->h.type == BR_T_SYNCED) {
     struct peer_gen_task *t = malloc (sizeof *t);
 
@@ -339,7 +362,7 @@ on_retired (struct br_peer *p, struct br_rec *r, void *arg)
 
     for (uint64_t rg = first; rg <= last; rg++) {
       if ((r->h.flags & BR_F_RESYNC) &&
-          br_resync_clears (r->h.seq, v->fail_seq[rg]))
+          br_resync_clears (r->h.seq, v->fail_seq[rg], r->differs))
         oos_clear (p, v->id, rg);
       if (br_sb_test (v->sb, v->slot[p->idx], rg))
         try_clear (p, v, rg, now, false);

@@ -7,6 +7,9 @@
  *                     (--config FILE --node NAME | --socket PATH)
  *   blockrelay metrics (--config FILE --node NAME | --socket PATH [--node
  *                     NAME])
+ *   blockrelay verify VOLUME --peer NODE [--repair] (...)   (cli-ops.c)
+ *   blockrelay resync --peer NODE [--group G] [--checksum] (...)
+ *   (pause, resume, resync and verify are in cli-ops.c)
  *
  * check-config loads the file with the engine's loader and prints, for
  * every node that could be primary, who sends to whom (topology.c).
@@ -16,10 +19,6 @@
  * --wait polls the socket until every peer of every volume is in STATE
  * (e.g. replicating) and every dirty count is 0 when STATE is
  * "replicating" — the readiness signal scripts use.
- *
- * pause and resume ask the node to stop replicating to a downstream peer
- * (the peer's state becomes "paused": no connection, writes tracked in its
- * bitmap) and to start again (it reconnects and resyncs what changed).
  *
  * metrics prints the node's metrics in the Prometheus text format (the
  * same text its metrics-file holds).  With --node, a socket that answers
@@ -44,6 +43,7 @@
 
 #include <jansson.h>
 
+#include "cli.h"
 #include "config.h"
 #include "util.h"
 
@@ -51,8 +51,8 @@
  * marked "..." (br_escape_text). */
 #define ERROR_TEXT_MAX 1024
 
-static int
-usage (FILE *fp, int code)
+int
+cli_usage (FILE *fp, int code)
 {
   fprintf (fp,
            "usage: blockrelay COMMAND [options]\n"
@@ -63,6 +63,8 @@ usage (FILE *fp, int code)
            "  pause --peer NODE      stop replicating to NODE (logged meanwhile)\n"
            "  resume --peer NODE     replicate to NODE again (resyncs what changed)\n"
            "  metrics                print a node's metrics (Prometheus text format)\n"
+           "  verify VOLUME --peer NODE  compare NODE's copy of VOLUME with ours\n"
+           "  resync --peer NODE     resync every region to NODE\n"
            "\n"
            "status options:\n"
            "  -c, --config FILE      topology file, with --node\n"
@@ -82,7 +84,22 @@ usage (FILE *fp, int code)
            "metrics options:\n"
            "  -c, --config FILE      topology file, with --node\n"
            "  -n, --node NAME        node to ask (with --socket: the node it must be)\n"
-           "  -s, --socket PATH      control socket to ask instead\n");
+           "  -s, --socket PATH      control socket to ask instead\n"
+           "\n"
+           "verify options (exit 0: identical, 1: regions differ, 2: error):\n"
+           "  -c, --config FILE      topology file, with --node\n"
+           "  -n, --node NAME        node whose peer it is\n"
+           "  -s, --socket PATH      control socket to ask instead\n"
+           "  -p, --peer NODE        the downstream peer\n"
+           "  -r, --repair           resync the regions that differ\n"
+           "\n"
+           "resync options:\n"
+           "  -c, --config FILE      topology file, with --node\n"
+           "  -n, --node NAME        node whose peer it is\n"
+           "  -s, --socket PATH      control socket to ask instead\n"
+           "  -p, --peer NODE        the downstream peer\n"
+           "  -g, --group GROUP      only in this group (default: every group)\n"
+           "  -k, --checksum         send hashes first, data only where they differ\n");
   return code;
 }
 
@@ -128,7 +145,7 @@ cmd_check_config (int argc, char **argv)
   char err[1024];
 
   if (argc != 2)
-    return usage (stderr, 2);
+    return cli_usage (stderr, 2);
   if (br_config_load (argv[1], &cfg, err, sizeof err) < 0) {
     fprintf (stderr, "%s\n", err);
     return 1;
@@ -141,12 +158,8 @@ cmd_check_config (int argc, char **argv)
   return 0;
 }
 
-/* Send {"cmd": CMD} to PATH and return the parsed answer, or NULL with a
- * message on stderr. */
-/* Send REQ (one JSON object) to the control socket PATH; the answer, or
- * NULL with a message on stderr (none if QUIET). */
-static json_t *
-ask_json (const char *path, json_t *req, bool quiet)
+json_t *
+cli_ask_json (const char *path, json_t *req, bool quiet)
 {
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
   char *line = NULL, *buf = NULL;
@@ -207,7 +220,7 @@ ask (const char *path, const char *cmd, bool quiet)
 {
   json_t *req = json_pack ("{s:s}", "cmd", cmd), *reply;
 
-  reply = req ? ask_json (path, req, quiet) : NULL;
+  reply = req ? cli_ask_json (path, req, quiet) : NULL;
   json_decref (req);
   return reply;
 }
@@ -402,10 +415,9 @@ reached (json_t *st, const char *state)
   return true;
 }
 
-/* The control socket of NODE in CONFIG (*CFG keeps the loaded file);
- * NULL with a message on stderr. */
-static const char *
-node_socket (const char *config, const char *node, struct br_config **cfg)
+const char *
+cli_node_socket (const char *config, const char *node,
+                 struct br_config **cfg)
 {
   const struct br_node_cfg *n;
   char err[1024];
@@ -484,9 +496,9 @@ cmd_status (int argc, char **argv)
     case 'j': json = true; break;
     case 'w': wait = optarg; break;
     case 't': timeout = atof (optarg); break;
-    default: return usage (stderr, 2);
+    default: return cli_usage (stderr, 2);
     }
-  if (!sock && (sock = node_socket (config, node, &cfg)) == NULL)
+  if (!sock && (sock = cli_node_socket (config, node, &cfg)) == NULL)
     return config && node ? 1 : 2;
   if (wait) {
     if ((st = wait_for (sock, wait, timeout)) == NULL) {
@@ -515,63 +527,6 @@ cmd_status (int argc, char **argv)
   return rc;
 }
 
-/* blockrelay pause|resume --peer NODE [--group G] (--config F --node N |
- * --socket PATH) */
-static int
-cmd_pause_resume (int argc, char **argv)
-{
-  static const struct option longopts[] = {
-    { "config", required_argument, NULL, 'c' },
-    { "node", required_argument, NULL, 'n' },
-    { "socket", required_argument, NULL, 's' },
-    { "peer", required_argument, NULL, 'p' },
-    { "group", required_argument, NULL, 'g' },
-    { NULL, 0, NULL, 0 },
-  };
-  const char *verb = argv[0], *config = NULL, *node = NULL, *sock = NULL;
-  const char *peer = NULL, *group = NULL;
-  struct br_config *cfg = NULL;
-  json_t *req, *reply, *p;
-  size_t i;
-  int c, rc = 0;
-
-  while ((c = getopt_long (argc, argv, "c:n:s:p:g:", longopts, NULL)) != -1)
-    switch (c) {
-    case 'c': config = optarg; break;
-    case 'n': node = optarg; break;
-    case 's': sock = optarg; break;
-    case 'p': peer = optarg; break;
-    case 'g': group = optarg; break;
-    default: return usage (stderr, 2);
-    }
-  if (!peer || optind != argc) {
-    fprintf (stderr, "blockrelay %s: give --peer NODE\n", verb);
-    return 2;
-  }
-  if (!sock && (sock = node_socket (config, node, &cfg)) == NULL)
-    return config && node ? 1 : 2;
-  req = json_pack ("{s:s, s:s, s:s*}", "cmd", verb, "peer", peer,
-                   "group", group);
-  reply = req ? ask_json (sock, req, false) : NULL;
-  json_decref (req);
-  if (reply == NULL)
-    rc = 1;
-  else if (!json_is_true (json_object_get (reply, "ok"))) {
-    fprintf (stderr, "blockrelay %s: %s\n", verb,
-             json_string_value (json_object_get (reply, "error")));
-    rc = 1;
-  }
-  else
-    json_array_foreach (json_object_get (reply, "peers"), i, p)
-      printf ("peer %s of group %s: %s\n",
-              json_string_value (json_object_get (p, "peer")),
-              json_string_value (json_object_get (p, "group")),
-              json_string_value (json_object_get (p, "state")));
-  json_decref (reply);
-  br_config_free (cfg);
-  return rc;
-}
-
 /* blockrelay metrics (--config F --node N | --socket PATH [--node N]) */
 static int
 cmd_metrics (int argc, char **argv)
@@ -592,14 +547,14 @@ cmd_metrics (int argc, char **argv)
     case 'c': config = optarg; break;
     case 'n': node = optarg; break;
     case 's': sock = optarg; break;
-    default: return usage (stderr, 2);
+    default: return cli_usage (stderr, 2);
     }
   if (optind != argc) {
     fprintf (stderr, "blockrelay metrics: unexpected argument '%s'\n",
              argv[optind]);
     return 2;
   }
-  if (!sock && (sock = node_socket (config, node, &cfg)) == NULL)
+  if (!sock && (sock = cli_node_socket (config, node, &cfg)) == NULL)
     return config && node ? 1 : 2;
   reply = ask (sock, "metrics", false);
   text = json_string_value (json_object_get (reply, "text"));
@@ -629,17 +584,20 @@ int
 main (int argc, char **argv)
 {
   if (argc < 2)
-    return usage (stderr, 2);
+    return cli_usage (stderr, 2);
   if (strcmp (argv[1], "check-config") == 0)
     return cmd_check_config (argc - 1, argv + 1);
   if (strcmp (argv[1], "status") == 0)
     return cmd_status (argc - 1, argv + 1);
-  if (strcmp (argv[1], "pause") == 0 || strcmp (argv[1], "resume") == 0)
-    return cmd_pause_resume (argc - 1, argv + 1);
+  if (strcmp (argv[1], "pause") == 0 || strcmp (argv[1], "resume") == 0 ||
+      strcmp (argv[1], "resync") == 0)
+    return cli_peer_command (argc - 1, argv + 1);
   if (strcmp (argv[1], "metrics") == 0)
     return cmd_metrics (argc - 1, argv + 1);
+  if (strcmp (argv[1], "verify") == 0)
+    return cli_verify (argc - 1, argv + 1);
   if (strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "--help") == 0)
-    return usage (stdout, 0);
+    return cli_usage (stdout, 0);
   fprintf (stderr, "blockrelay: unknown command '%s'\n", argv[1]);
-  return usage (stderr, 2);
+  return cli_usage (stderr, 2);
 }

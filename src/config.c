@@ -12,7 +12,7 @@
  *   node       name, address, data-dir (required); control, disks,
  *              metrics-file
  *   link       between, mode (required); rate, queue-size, on-peer-loss,
- *              block-timeout, resync-rate, on-congestion
+ *              block-timeout, resync-rate, on-congestion, resync
  *
  * Every mapping is checked for unknown keys and for duplicate keys (libyaml
  * accepts duplicates silently) and every value for its br__cfg_kind (mapping,
@@ -31,7 +31,7 @@
  *     and is at most MAX_ACTIVITY_WINDOW_MS, and metrics-interval, which
  *     is 1s..1h; heartbeat < heartbeat-timeout
  *     and reconnect-min <= reconnect-max, counting defaults;
- *   - enumerations (mode, on-peer-loss, on-congestion) are exact lower-case
+ *   - enumerations (mode, on-peer-loss, on-congestion, resync) are exact lower-case
  *     words; on-congestion: pull-ahead is for async links only, whereas
  *     on-peer-loss on an async link is accepted and has no effect;
  *   - an address is host:port or [IPv6]:port with a port in 1..65535, and no
@@ -111,7 +111,7 @@ static const struct schema node_schema = {
 };
 static const struct schema link_schema = {
   "link", { "between", "mode", "rate", "queue-size", "on-peer-loss",
-            "block-timeout", "resync-rate", "on-congestion" }
+            "block-timeout", "resync-rate", "on-congestion", "resync" }
 };
 
 /* The words of each enumeration, indexed by its value. */
@@ -120,6 +120,7 @@ static const char *const loss_names[] = { "log", "block", "fail", NULL };
 static const char *const congestion_names[] = {
   "block", "pull-ahead", NULL
 };
+static const char *const resync_names[] = { "full", "checksum", NULL };
 _Static_assert ((MAX_GRANULARITY & (MAX_GRANULARITY - 1)) == 0 &&
                 MAX_GRANULARITY >= (1u << 20) && MIN_GRANULARITY >= 1024,
                 "granularity bounds are powers of two written in K and M");
@@ -128,6 +129,8 @@ _Static_assert (BR_LOSS_LOG == 0 && BR_LOSS_BLOCK == 1 && BR_LOSS_FAIL == 2,
                 "loss_names");
 _Static_assert (BR_CONGESTION_BLOCK == 0 && BR_CONGESTION_PULL_AHEAD == 1,
                 "congestion_names");
+_Static_assert (BR_RESYNC_FULL == 0 && BR_RESYNC_CHECKSUM == 1,
+                "resync_names");
 
 /* Values. */
 
@@ -601,6 +604,12 @@ load_link (struct loader *l, yaml_node_t *n, struct br_link_cfg *link)
       return fail (l, br__cfg_field_key (&f, "on-congestion"),
                    "link on-congestion 'pull-ahead' is for async links "
                    "only, and this link is sync");
+  }
+  link->resync = BR_RESYNC_FULL;
+  if ((v = br__cfg_field (&f, "resync"))) {
+    if (get_enum (l, v, "link resync", resync_names, &e) == -1)
+      return -1;
+    link->resync = e;
   }
   return 0;
 }

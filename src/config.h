@@ -55,6 +55,9 @@
  *                                  # (default: block at the primary,
  *                                  # pull-ahead at a relay, so an async
  *                                  # hop never holds up its upstream)
+ *       resync: full               # full | checksum: a dirty region is
+ *                                  # first sent as a hash, and its data
+ *                                  # only if the peer's copy differs
  *
  * Sizes accept a plain byte count or a suffix K, M, G, T (powers of 1024,
  * optionally followed by "i" or "iB" / "B").
@@ -77,6 +80,12 @@ enum br_loss_policy {
   BR_LOSS_BLOCK,    /* writes wait for the peer (up to block-timeout),
                        then complete as with log */
   BR_LOSS_FAIL,     /* writes fail with EIO */
+};
+
+/* How a link resyncs its dirty regions. */
+enum br_resync_method {
+  BR_RESYNC_FULL,           /* default: send every dirty region's data */
+  BR_RESYNC_CHECKSUM,       /* send a hash first; data only if it differs */
 };
 
 /* What an async link does when its queue is full. */
@@ -124,6 +133,7 @@ struct br_link_cfg {
   enum br_congestion on_congestion;   /* on-congestion: block|pull-ahead */
   int on_congestion_set;        /* written in the file (else: block at the
                                    primary, pull-ahead at a relay) */
+  enum br_resync_method resync; /* resync: full|checksum */
   int line, column;
 };
 

@@ -8,7 +8,8 @@
  *
  * The status snapshot and the metrics ({"cmd":"metrics"}: the Prometheus
  * text of metrics.c, as "text") take each group's lock briefly; they
- * never block on I/O.  A stale socket file left by a crashed process is replaced; a live
+ * never block on I/O.  "pause"/"resume", "resync" and "verify" act on a
+ * peer; "verify-status" reads the progress and result of its verify.  A stale socket file left by a crashed process is replaced; a live
  * one (another process answers) is an error.
  *
  * Every accepted client is on the control's list until its handle is
@@ -78,7 +79,8 @@ peer_json (struct br_peer *p, struct br_volume *v)
       eta = p->oos_count * gran / rate;
   }
   o = json_pack ("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-                 "s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:f}",
+                 "s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:I, s:f, s:I, s:I, "
+                 "s:I, s:s}",
                  "node", p->node->name,
                  "address", addr,
                  "mode", p->mode == BR_MODE_SYNC ? "sync" : "async",
@@ -98,7 +100,14 @@ peer_json (struct br_peer *p, struct br_volume *v)
                  "rate", (json_int_t) p->link->rate,
                  "resync_rate_cap", (json_int_t) p->link->resync_rate,
                  "lag_bytes", (json_int_t) fig.lag_bytes,
-                 "lag_seconds", fig.lag_seconds);
+                 "lag_seconds", fig.lag_seconds,
+                 "resync_sent_bytes", (json_int_t) p->resync_bytes_sent,
+                 "resync_hashed_regions",
+                 (json_int_t) p->resync_hashed_regions,
+                 "resync_differ_regions",
+                 (json_int_t) p->resync_differ_regions,
+                 "resync_method", p->link->resync == BR_RESYNC_CHECKSUM
+                 ? "checksum" : "full");
   br_mutex_unlock (&g->lock);
   return o;
 }
@@ -217,6 +226,17 @@ fail_reply (const char *fmt, ...)
   return json_pack ("{s:b, s:s}", "ok", 0, "error", msg);
 }
 
+/* The refusal for a group G this node does not have, or NULL. */
+static json_t *
+no_such_group (struct br_engine *e, const char *group)
+{
+  for (size_t gi = 0; gi < e->n_groups; gi++)
+    if (strcmp (e->groups[gi].name, group) == 0)
+      return NULL;
+  return fail_reply ("node %s has no group named '%s'", e->self->name,
+                     group);
+}
+
 /* {"cmd": "pause"|"resume", "peer": NODE, "group": G (optional)}: the
  * peer NODE of every group (or of G) of this node.  All or nothing: every
  * named peer is checked before any is changed. */
@@ -224,19 +244,13 @@ static json_t *
 pause_resume (struct br_engine *e, json_t *req, bool pause)
 {
   const char *node = NULL, *group = NULL, *verb = pause ? "pause" : "resume";
-  json_t *done;
+  json_t *done, *bad;
   size_t n = 0;
 
   if (json_unpack (req, "{s:s, s?s}", "peer", &node, "group", &group) < 0)
     return fail_reply ("bad request: %s needs \"peer\": NODE", verb);
-  if (group) {
-    size_t gi = 0;
-    while (gi < e->n_groups && strcmp (e->groups[gi].name, group) != 0)
-      gi++;
-    if (gi == e->n_groups)
-      return fail_reply ("node %s has no group named '%s'", e->self->name,
-                         group);
-  }
+  if (group && (bad = no_such_group (e, group)) != NULL)
+    return bad;
   for (int pass = 0; pass < 2; pass++) {
     done = json_array ();
     for (size_t gi = 0; gi < e->n_groups; gi++) {
@@ -282,6 +296,142 @@ pause_resume (struct br_engine *e, json_t *req, bool pause)
   return json_pack ("{s:b, s:o}", "ok", 1, "peers", done);
 }
 
+/* The volume named NAME and its peer NODE, or a reply saying why not. */
+static json_t *
+find_volume_peer (struct br_engine *e, const char *name, const char *node,
+                  struct br_volume **vp, struct br_peer **pp)
+{
+  struct br_volume *v = NULL;
+
+  for (size_t i = 0; i < e->n_vols && v == NULL; i++)
+    if (strcmp (e->vols[i].cfg->name, name) == 0)
+      v = &e->vols[i];
+  if (v == NULL)
+    return fail_reply ("node %s has no volume named '%s'", e->self->name,
+                       name);
+  for (size_t i = 0; i < v->g->n_peers; i++)
+    if (strcmp (v->g->peers[i]->node->name, node) == 0) {
+      *vp = v;
+      *pp = v->g->peers[i];
+      return NULL;
+    }
+  return fail_reply ("%s is not a peer of node %s for volume %s", node,
+                     e->self->name, name);
+}
+
+/* {"cmd": "verify", "volume": V, "peer": NODE, "repair": BOOL}: start a
+ * verify (verify.c); its progress is "verify-status". */
+static json_t *
+verify_start (struct br_engine *e, json_t *req)
+{
+  const char *vol = NULL, *node = NULL;
+  int repair = 0;
+  struct br_volume *v;
+  struct br_peer *p;
+  json_t *bad;
+  char err[256];
+
+  if (json_unpack (req, "{s:s, s:s, s?b}", "volume", &vol, "peer", &node,
+                   "repair", &repair) < 0)
+    return fail_reply ("bad request: verify needs \"volume\" and \"peer\"");
+  if ((bad = find_volume_peer (e, vol, node, &v, &p)) != NULL)
+    return bad;
+  if (br__verify_start (p, v, repair, err, sizeof err) < 0)
+    return fail_reply ("%s", err);
+  return json_pack ("{s:b, s:s, s:s, s:I}", "ok", 1, "volume", vol,
+                    "peer", node, "regions", (json_int_t) v->nregions);
+}
+
+/* {"cmd": "verify-status", "volume": V, "peer": NODE}: the peer's last
+ * verify job ("state": "none" if it has had none, or one of another
+ * volume). */
+static json_t *
+verify_status (struct br_engine *e, json_t *req)
+{
+  const char *vol = NULL, *node = NULL;
+  struct br_verify_info vi;
+  struct br_volume *v;
+  struct br_peer *p;
+  json_t *bad, *ranges;
+
+  if (json_unpack (req, "{s:s, s:s}", "volume", &vol, "peer", &node) < 0)
+    return fail_reply ("bad request: verify-status needs \"volume\" and "
+                       "\"peer\"");
+  if ((bad = find_volume_peer (e, vol, node, &v, &p)) != NULL)
+    return bad;
+  if (br__verify_info (p, &vi) < 0)
+    return fail_reply ("out of memory");
+  if (vi.state != BR_VERIFY_NONE && strcmp (vi.volume, vol) != 0)
+    vi.state = BR_VERIFY_NONE;  /* the last job was of another volume */
+  ranges = json_array ();
+  for (size_t i = 0; i < vi.n_ranges; i++)
+    json_array_append_new (ranges, json_pack ("[I, I]",
+                             (json_int_t) vi.ranges[i].offset,
+                             (json_int_t) vi.ranges[i].length));
+  free (vi.ranges);
+  return json_pack ("{s:b, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:b, "
+                    "s:b, s:I, s:s, s:o}",
+                    "ok", 1, "volume", vol, "peer", node,
+                    "state", br_verify_state_name (vi.state),
+                    "regions", (json_int_t) v->nregions,
+                    "granularity", (json_int_t) 1 << v->gran_shift,
+                    "compared", (json_int_t) vi.compared,
+                    "skipped", (json_int_t) vi.skipped,
+                    "differ", (json_int_t) vi.n_differ,
+                    "repair", vi.repair, "repaired", vi.repaired,
+                    "elapsed_ms", (json_int_t) vi.elapsed_ms,
+                    "error", vi.error, "ranges", ranges);
+}
+
+/* {"cmd": "resync", "peer": NODE, "group": G (optional), "checksum":
+ * BOOL}: every region of the peer's groups (or of G) out of sync, then
+ * resynced (resync.c br__resync_request).  All or nothing, as pause. */
+static json_t *
+resync (struct br_engine *e, json_t *req)
+{
+  const char *node = NULL, *group = NULL;
+  int checksum = 0;
+  struct br_peer *todo[64];
+  size_t n = 0;
+  json_t *done;
+
+  if (json_unpack (req, "{s:s, s?s, s?b}", "peer", &node, "group", &group,
+                   "checksum", &checksum) < 0)
+    return fail_reply ("bad request: resync needs \"peer\": NODE");
+  for (size_t gi = 0; gi < e->n_groups; gi++) {
+    struct br_group *g = &e->groups[gi];
+
+    if (group && strcmp (group, g->name) != 0)
+      continue;
+    for (size_t pi = 0; pi < g->n_peers && n < 64; pi++)
+      if (strcmp (g->peers[pi]->node->name, node) == 0)
+        todo[n++] = g->peers[pi];
+  }
+  if (group && n == 0 && (done = no_such_group (e, group)) != NULL)
+    return done;
+  if (n == 0)
+    return fail_reply ("%s is not a peer of node %s%s%s", node,
+                       e->self->name, group ? " in group " : "",
+                       group ? group : "");
+  for (size_t i = 0; i < n; i++)
+    if (br__peer_state (todo[i]) == BR_PEER_HALTED)
+      return fail_reply ("peer %s of group %s is halted: resolve the split "
+                         "brain first", node, todo[i]->g->name);
+  done = json_array ();
+  for (size_t i = 0; i < n; i++) {
+    if (br__resync_request (todo[i], 0, NULL, checksum) < 0) {
+      json_decref (done);
+      return fail_reply ("out of memory");
+    }
+    json_array_append_new (done,
+      json_pack ("{s:s, s:s, s:s}", "group", todo[i]->g->name, "peer", node,
+                 "method", checksum ||
+                 todo[i]->link->resync == BR_RESYNC_CHECKSUM
+                 ? "checksum" : "full"));
+  }
+  return json_pack ("{s:b, s:o}", "ok", 1, "peers", done);
+}
+
 /* {"cmd": "metrics"}: the Prometheus text (metrics.c) as "text". */
 static json_t *
 metrics_json (struct br_engine *e)
@@ -314,6 +464,12 @@ handle_request (struct br_engine *e, const char *line)
     reply = metrics_json (e);
   else if (strcmp (cmd, "pause") == 0 || strcmp (cmd, "resume") == 0)
     reply = pause_resume (e, req, cmd[0] == 'p');
+  else if (strcmp (cmd, "verify") == 0)
+    reply = verify_start (e, req);
+  else if (strcmp (cmd, "verify-status") == 0)
+    reply = verify_status (e, req);
+  else if (strcmp (cmd, "resync") == 0)
+    reply = resync (e, req);
   else {
     char msg[128];
     snprintf (msg, sizeof msg, "unknown command '%.64s'", cmd);

@@ -61,6 +61,9 @@ struct br_rec {
   uint32_t born_ms;                 /* br__now_ms at creation (lag) */
   bool adopted;                     /* payload is a malloc'd buffer of its
                                        own, freed with the record */
+  bool differs;                     /* HASH: the peer said its copy differs
+                                       (DIFFER; group lock).  A HASH record
+                                       is queued to one peer only. */
   uint8_t *payload;                 /* h.length bytes: data[] or adopted */
   uint8_t data[];
 };
@@ -73,6 +76,10 @@ struct br_rec *br__rec_new (uint8_t type, uint16_t flags, uint32_t volume,
 struct br_rec *br__rec_adopt (uint16_t flags, uint32_t volume,
                               uint64_t offset, uint32_t len, uint8_t *buf,
                               uint64_t sum);
+/* A HASH record (FLAGS: BR_F_RESYNC or BR_F_VERIFY) of the LEN bytes at
+ * OFFSET whose content is BUF: bytes = LEN, the region hash as payload. */
+struct br_rec *br__rec_hash (uint16_t flags, uint32_t volume,
+                             uint64_t offset, const void *buf, uint64_t len);
 /* Give R its sequence number and encode its frame header. */
 void br__rec_seal (struct br_rec *r, uint64_t seq);
 void br__rec_put (struct br_rec *r);
@@ -122,6 +129,13 @@ struct br_peer {
    * by a live write that covered part of it. */
   uint64_t **oos;
   uint64_t oos_count;               /* regions still in oos[] */
+  uint64_t **hashed;                /* per volume: regions sent as a HASH
+                                       in this resync (resync.c R7) */
+  bool resync_checksum;             /* this resync hashes first (R7) */
+  bool checksum_asked;              /* `blockrelay resync --checksum`:
+                                       until the next resync completes */
+  uint64_t resync_hashed_regions;   /* HASH records queued (cumulative) */
+  uint64_t resync_differ_regions;   /* of those, the peer's copy differed */
   size_t resync_vol;                /* cursor: next volume and region */
   uint64_t resync_region;
   uint64_t resync_bytes_sent;
@@ -159,6 +173,7 @@ struct br_peer {
   uint64_t held_scan_ms;
   uint64_t errors[BR_ERR_N_KINDS];  /* by kind, where detected (metrics.h;
                                        br__peer_error) */
+  struct br_verify *verify;         /* the last verify job (verify.c) */
 };
 
 /* ---- volumes and groups ---- */
@@ -286,6 +301,9 @@ void br__queue_retire (struct br_peer *p,
 void br__queue_drop_unsent (struct br_peer *p);
 /* Drop every record (the connection is over). */
 void br__queue_clear (struct br_peer *p);
+/* The record of seq SEQ among those handed to the socket and not yet
+ * retired, or NULL. */
+struct br_rec *br__queue_find_sent (const struct br_peer *p, uint64_t seq);
 /* The records [n_sent, n_sent + n) are handed to the socket. */
 void br__queue_sent (struct br_peer *p, size_t n);
 /* Queue the RESYNC marker (BR_FX_RESYNC_BEGIN); false if it could not be
@@ -399,8 +417,9 @@ enum br_clear br_clear_rule (const struct br_clear_in *in);
  * path of every busy volume.) */
 bool br_clear_wants_sync (const struct br_clear_in *in);
 /* A durable RESYNC record of seq REC_SEQ brings a region in sync only if
- * it was read after the region's last local write failure (FAIL_SEQ). */
-bool br_resync_clears (uint64_t rec_seq, uint64_t fail_seq);
+ * it was read after the region's last local write failure (FAIL_SEQ) and,
+ * for a HASH, the peer did not report its copy as differing (DIFFERS). */
+bool br_resync_clears (uint64_t rec_seq, uint64_t fail_seq, bool differs);
 #define BR_CLEAR_SCAN_MS 500      /* held regions looked at again */
 uint32_t br__now_ms (void);
 int br__bits_init (struct br_peer *p);
@@ -413,11 +432,17 @@ void br__bits_note_written (struct br_volume *v, uint64_t first,
 void br__bits_scan (struct br_peer *p, bool no_window);
 void br__bits_mark_out_of_sync (struct br_volume *v, uint64_t first,
                                 uint64_t last, uint64_t seq);
+/* Region RG of volume VOL is to be resent to P (its bit is set durably
+ * already): out of its held set, into its out-of-sync set. */
+void br__bits_resync_region (struct br_peer *p, uint32_t vol, uint64_t rg);
 /* P's durable watermark moved: retire records, clear what I2 allows. */
 void br__group_clear_durable (struct br_group *g, struct br_peer *p);
 /* Loop thread: post a sync of every volume whose bits wait for one. */
 void br__bits_sync_tick (struct br_engine *e);
 bool br__oos_test (const struct br_peer *p, uint32_t vol, uint64_t rg);
+/* Region RG of V is dirty for P: its bit is set and not merely held. */
+bool br__bits_dirty (const struct br_peer *p, const struct br_volume *v,
+                     uint64_t rg);
 
 /* ---- tasks.c: the task thread (disk work for the loop thread) ---- */
 /* Loop thread (or before the loop runs).  WORK runs on the task thread,
@@ -483,14 +508,78 @@ void br__peer_close (struct br_peer *p);
 void br__peer_free (struct br_peer *p);
 
 /* ---- resync.c ---- */
+/* A batch of regions read on the task thread (one at a time, under its
+ * stripe lock) and queued to P as records, shared by resync and verify.
+ * MAKE builds a region's record from its content; QUEUE (group lock held,
+ * the batch's epoch checked) queues it or says the batch stops there;
+ * FINISH runs on the loop thread after (or instead of) the work, and the
+ * batch is then freed. */
+#define BR_REGION_BATCH 32
+struct br_region_batch {
+  struct br_peer *p;
+  uint64_t epoch;
+  size_t n, done;                   /* items; how many were queued */
+  int err;
+  struct br_rec *(*make) (struct br_region_batch *b, size_t i,
+                          struct br_volume *v, uint64_t off,
+                          const uint8_t *buf, uint64_t len);
+  bool (*queue) (struct br_region_batch *b, size_t i, struct br_rec *r);
+  void (*finish) (struct br_region_batch *b, bool cancelled);
+  void *arg;
+  struct { uint32_t vol; uint64_t rg; bool hash; } item[BR_REGION_BATCH];
+};
+/* Post B to the task thread; -ENOMEM: not posted (B is the caller's). */
+int br__region_batch_post (struct br_region_batch *b);
 /* Group lock held: the out-of-sync set becomes the scoreboard's bits. */
 int br__resync_snapshot (struct br_peer *p);
-/* Group lock held: walk the set from the start again. */
-void br__resync_restart (struct br_peer *p);
+/* Group lock held: walk the set from the start again; FRESH (a new
+ * resync of a peer that was replicating): nothing hashed yet, and the
+ * link's method (or the operator's --checksum) applies. */
+void br__resync_restart (struct br_peer *p, bool fresh);
+/* Loop thread (the operator: blockrelay resync, verify --repair): mark
+ * regions of P out of sync durably (task thread), then resync them: the
+ * regions in MAP (one bit per region of volume VOL; taken, freed here),
+ * or with MAP NULL every region of every volume.  CHECKSUM: hash first
+ * (R7).  0 or -ENOMEM (nothing done). */
+int br__resync_request (struct br_peer *p, uint32_t vol, uint64_t *map,
+                        bool checksum);
 /* Group lock held (BR_FX_SYNCED): one SYNCED per volume. */
 void br__resync_done (struct br_peer *p);
 /* Loop thread: queue more resync records (reads on the task thread). */
 void br__resync_step (struct br_peer *p);
+
+/* ---- verify.c: online verify of a peer's copy (V1-V5 there) ---- */
+enum br_verify_state {
+  BR_VERIFY_NONE, BR_VERIFY_RUNNING, BR_VERIFY_DONE, BR_VERIFY_FAILED,
+};
+const char *br_verify_state_name (enum br_verify_state s);
+struct br_range { uint64_t offset, length; };
+/* What the last job of a peer says (br__verify_info). */
+struct br_verify_info {
+  enum br_verify_state state;       /* NONE: no job yet */
+  const char *volume;
+  uint64_t total, compared, skipped, n_differ;  /* regions */
+  bool repair, repaired;            /* asked; the resync was requested */
+  uint64_t elapsed_ms;
+  char error[256];
+  struct br_range *ranges;          /* differing, merged; free() it */
+  size_t n_ranges;
+};
+/* Loop thread: start verifying V on P.  0; -EBUSY (one is running),
+ * -EAGAIN (P is not replicating) or -ENOMEM, with the reason in ERR. */
+int br__verify_start (struct br_peer *p, struct br_volume *v, bool repair,
+                      char *err, size_t errlen);
+/* Loop thread: queue more of the job's hashes, or finish it (tick, ACK). */
+void br__verify_step (struct br_peer *p);
+/* Group lock held (bits.c): a verify's HASH record retired. */
+void br__verify_retired (struct br_peer *p, struct br_rec *r);
+/* Group lock held (metrics.c): the last job's regions, regions looked at,
+ * differing ones, and 1 if it runs (all 0: no job). */
+void br__verify_progress (struct br_peer *p, uint64_t *total, uint64_t *done,
+                          uint64_t *differ, uint64_t *running);
+/* Loop thread: a copy of the last job's state.  0 or -ENOMEM. */
+int br__verify_info (struct br_peer *p, struct br_verify_info *out);
+void br__verify_free (struct br_peer *p);
 
 /* ---- replica.c (loop thread) ---- */
 int br__replica_start (struct br_engine *e);

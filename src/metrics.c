@@ -243,6 +243,23 @@ static const struct u64_family peer_fams[] = {
   { "blockrelay_lag_bytes", "gauge",
     "Bytes the peer does not hold durably yet: its queue, and its dirty "
     "bytes unless replicating.", PEER (lag_bytes) },
+  { "blockrelay_resync_hashed_regions_total", "counter",
+    "Regions a checksum resync sent to the peer as a hash.",
+    PEER (resync_hashed_regions) },
+  { "blockrelay_resync_differ_regions_total", "counter",
+    "Hashed regions whose copy on the peer differed (then sent as data).",
+    PEER (resync_differ_regions) },
+  { "blockrelay_verify_regions", "gauge",
+    "Regions of the volume of the peer's last verify (0: none yet).",
+    PEER (verify_regions) },
+  { "blockrelay_verify_done_regions", "gauge",
+    "Regions the peer's last verify has compared or skipped as dirty.",
+    PEER (verify_done_regions) },
+  { "blockrelay_verify_differ_regions", "gauge",
+    "Regions the peer's last verify found differing.",
+    PEER (verify_differ_regions) },
+  { "blockrelay_verify_running", "gauge",
+    "1 while a verify of the peer runs.", PEER (verify_running) },
 };
 
 static const struct u64_family upstream_fams[] = {
@@ -352,7 +369,6 @@ br_metrics_format (const struct br_metrics_snap *s, char **out, size_t *len)
                 sizeof *s->dirty, s->node, dirty_labels);
   u64_families (f, upstream_fams, N (upstream_fams), s->ups, s->n_ups,
                 sizeof *s->ups, s->node, upstream_labels);
-  /* Verify progress (blockrelay_verify_*) goes here. */
   if (ferror (f)) {
     fclose (f);
     free (*out);
@@ -425,6 +441,10 @@ collect_group (struct br_group *g, struct br_metrics_snap *s)
       .acked_seq = p->applied, .durable_seq = p->durable,
     };
     memcpy (m->errors, p->errors, sizeof m->errors);
+    m->resync_hashed_regions = p->resync_hashed_regions;
+    m->resync_differ_regions = p->resync_differ_regions;
+    br__verify_progress (p, &m->verify_regions, &m->verify_done_regions,
+                         &m->verify_differ_regions, &m->verify_running);
     m->lag_bytes = p->queued_bytes;
     for (size_t vi = 0; vi < g->n_vols; vi++) {
       struct br_peer_figures fig;

@@ -66,6 +66,12 @@ struct br_metrics_peer {
   uint64_t lag_bytes;
   double lag_seconds;
   uint64_t errors[BR_ERR_N_KINDS];
+  uint64_t resync_hashed_regions, resync_differ_regions;
+  /* The peer's last verify (blockrelay verify): regions of its volume,
+   * looked at so far (compared or skipped), found differing, and 1 while
+   * it runs. */
+  uint64_t verify_regions, verify_done_regions, verify_differ_regions;
+  uint64_t verify_running;
 };
 
 /* Replica role: a running upstream session. */
@@ -87,8 +93,6 @@ struct br_metrics_snap {
   size_t n_peers;
   struct br_metrics_upstream *ups;
   size_t n_ups;
-  /* Verify progress (blockrelay verify) is not here yet: its series,
-   * blockrelay_verify_*, are added with the verify engine. */
 };
 
 /* The text of S in the exposition format (0.0.4): every family has its

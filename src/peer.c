@@ -369,6 +369,38 @@ on_ack (struct br_peer *p, const struct br_frame_hdr *h)
   br__replica_kick (g);       /* the upstream's ACK may have been held */
   if (p->state == BR_PEER_SYNCING)
     br__resync_step (p);
+  br__verify_step (p);
+}
+
+/* DIFFER: the peer's copy of the range of each named HASH record differs
+ * from ours.  Each seq must name a HASH sent on this connection and not
+ * retired yet (the peer sends DIFFER before the ACK that covers it, R6 of
+ * replica.c); anything else is a broken peer.  The verdict is used when
+ * the record retires (bits.c). */
+static void
+on_differ (struct br_peer *p, const struct br_frame_hdr *h,
+           const uint8_t *payload)
+{
+  struct br_group *g = p->g;
+  size_t n = h->length / 8;
+
+  br_mutex_lock (&g->lock);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t seq = br_wire_get_seq (payload, i);
+    struct br_rec *r = br__queue_find_sent (p, seq);
+
+    if (r == NULL || r->h.type != BR_T_HASH || r->differs) {
+      br_mutex_unlock (&g->lock);
+      br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
+                        "DIFFER names seq %llu, which is not a hash in "
+                        "flight", (unsigned long long) seq);
+      return;
+    }
+    r->differs = true;
+    if (r->h.flags & BR_F_RESYNC)
+      p->resync_differ_regions++;
+  }
+  br_mutex_unlock (&g->lock);
 }
 
 static void
@@ -405,6 +437,13 @@ on_frame (struct br_peer *p, const struct br_frame_hdr *h,
                       "peer error: %s", esc);
     break;
   case BR_T_PONG:
+    break;
+  case BR_T_DIFFER:
+    if (p->state == BR_PEER_HANDSHAKE)
+      br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
+                        "DIFFER before the stream started");
+    else
+      on_differ (p, h, payload);
     break;
   default:
     br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
@@ -716,6 +755,7 @@ br__peer_tick (struct br_peer *p)
     br__peer_lost (p, BR_EV_LOST, "%s", why);
     return;
   }
+  br__verify_step (p);          /* also ends a job whose peer is gone */
   if (!p->tcp_open || br_peer_state_down (st))
     return;
   heartbeat (p, st);
@@ -752,9 +792,13 @@ br__peer_free (struct br_peer *p)
   br__fifo_free (&p->q);
   br_wire_reader_reset (&p->rd);
   if (p->oos)
-    for (size_t i = 0; i < p->g->n_vols; i++)
+    for (size_t i = 0; i < p->g->n_vols; i++) {
       free (p->oos[i]);
+      free (p->hashed[i]);
+    }
   free (p->oos);
+  free (p->hashed);
+  br__verify_free (p);
   br__bits_free (p);
   free (p);
 }

@@ -29,6 +29,13 @@
  *     any state ---------------------------------> PAUSED
  *     LOGGING  <--------------- RESUME ------------ PAUSED
  *
+ *                 RESYNC (the operator: blockrelay resync, verify --repair)
+ *     REPLICATING --------------------------------> SYNCING
+ *     SYNCING     ------------ (regions added) ---> SYNCING
+ *   The regions are marked durably and put in the out-of-sync set before
+ *   the event (resync.c br__resync_request); a peer that is not connected
+ *   gets no event: its next connection's snapshot takes the bits.
+ *
  *   PAUSED is the operator's (blockrelay pause): no connection and no
  *   retry (CONNECT is refused there, so a reconnect timer or a resolver
  *   answer that fires late must check), writes set bits whatever
@@ -101,6 +108,7 @@ static const unsigned char next[BR_EV_N_EVENTS][BR_PEER_N_STATES] = {
   [BR_EV_STOP]        = { LOG, LOG, LOG, LOG, LOG, LOG, LOG, LOG, LOG },
   [BR_EV_PAUSE]       = { PAU, PAU, PAU, PAU, PAU, PAU, PAU, X,   PAU },
   [BR_EV_RESUME]      = { X,   X,   X,   X,   X,   X,   X,   X,   LOG },
+  [BR_EV_RESYNC]      = { X,   X,   X,   SYN, SYN, X,   X,   X,   X   },
 };
 
 #undef X
@@ -130,7 +138,7 @@ br_peer_event_name (enum br_peer_event e)
   static const char *names[BR_EV_N_EVENTS] = {
     "connect", "connected", "sync-needed", "in-sync", "resync-done",
     "diverged", "congested", "drained", "lost", "drop", "error",
-    "split-brain", "stop", "pause", "resume",
+    "split-brain", "stop", "pause", "resume", "resync",
   };
   return (unsigned) e < BR_EV_N_EVENTS ? names[e] : "?";
 }
@@ -215,7 +223,7 @@ br__peer_event (struct br_peer *p, enum br_peer_event ev)
   if (from != to)
     p->since = time (NULL);
   if (fx & BR_FX_RESYNC_RESTART)
-    br__resync_restart (p);
+    br__resync_restart (p, true);
   if (fx & BR_FX_RESYNC_BEGIN)
     br__queue_resync_begin (p);
   if (fx & BR_FX_SYNCED)

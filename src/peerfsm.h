@@ -49,6 +49,8 @@ enum br_peer_event {
   BR_EV_STOP,            /* engine shutdown */
   BR_EV_PAUSE,           /* the operator: blockrelay pause */
   BR_EV_RESUME,          /* the operator: blockrelay resume */
+  BR_EV_RESYNC,          /* the operator: blockrelay resync, verify
+                            --repair (regions marked out of sync) */
   BR_EV_N_EVENTS
 };
 

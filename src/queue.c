@@ -1,7 +1,7 @@
 /* blockrelay — replicated records and each peer's queue of them.
  *
  * A record (struct br_rec) is one replicated operation: WRITE, ZERO,
- * FLUSH, SYNCED or the RESYNC marker, with its frame header encoded once
+ * FLUSH, SYNCED, HASH or the RESYNC marker, with its frame header encoded once
  * and its data copied (or adopted) once, shared by the queues of every
  * peer of the group with a reference count.
  *
@@ -49,6 +49,7 @@ br__rec_new (uint8_t type, uint16_t flags, uint32_t volume, uint64_t seq,
   r->bytes = bytes;
   r->born_ms = br__now_ms ();
   r->adopted = false;
+  r->differs = false;
   r->payload = r->data;
   if (type == BR_T_WRITE && len > 0) {
     memcpy (r->data, data, len);
@@ -74,6 +75,25 @@ br__rec_adopt (uint16_t flags, uint32_t volume, uint64_t offset, uint32_t len,
   r->h.payload_sum = sum;
   r->payload = buf;
   r->adopted = true;
+  return r;
+}
+
+struct br_rec *
+br__rec_hash (uint16_t flags, uint32_t volume, uint64_t offset,
+              const void *buf, uint64_t len)
+{
+  uint8_t hash[BR_WIRE_HASH_SIZE];
+  struct br_rec *r;
+
+  br_wire_region_hash (buf, len, hash);
+  /* Built as a WRITE of the hash (payload and its checksum), then made a
+   * HASH covering LEN bytes. */
+  r = br__rec_new (BR_T_WRITE, flags, volume, 0, offset, sizeof hash, hash);
+  if (r) {
+    r->h.type = BR_T_HASH;
+    r->h.count = len;
+    r->bytes = len;
+  }
   return r;
 }
 
@@ -239,6 +259,26 @@ br__queue_sent (struct br_peer *p, size_t n)
   BR_ASSERT_LOCKED (&p->g->lock);
   assert (p->n_sent + n <= p->q.len);
   p->n_sent += n;
+}
+
+struct br_rec *
+br__queue_find_sent (const struct br_peer *p, uint64_t seq)
+{
+  size_t lo = 0, hi = p->n_sent;
+
+  BR_ASSERT_LOCKED (&p->g->lock);
+  while (lo < hi) {                     /* q is in strictly rising seq order */
+    size_t mid = lo + (hi - lo) / 2;
+    struct br_rec *r = br__fifo_at (&p->q, mid);
+
+    if (r->h.seq == seq)
+      return r;
+    if (r->h.seq < seq)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return NULL;
 }
 
 /* Seal R with the group's next sequence number and queue it to P; on

@@ -44,6 +44,11 @@
  *       from another node is refused.
  *   R5. The loop thread never blocks: no disk I/O (the relay's scoreboard
  *       work is a task) and no join of a thread that has not exited.
+ *   R6. A HASH record is compared with this copy after everything before
+ *       it in the stream is applied (apply.c); the seq of one that differs
+ *       reaches the upstream in a DIFFER frame before any ACK whose
+ *       watermarks cover it, so the upstream knows the verdict of every
+ *       HASH before it retires it.
  */
 #include "replica.h"
 
@@ -83,7 +88,7 @@ write_ack_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
   uv_buf_t buf;
 
   br_wire_encode_hdr (h, s->ack_frame);
-  if (h->length)
+  if (h->length && payload)     /* else already in place (DIFFER) */
     memcpy (s->ack_frame + BR_WIRE_HDR_SIZE, payload, h->length);
   buf = uv_buf_init ((char *) s->ack_frame, BR_WIRE_HDR_SIZE + h->length);
   s->ack_req.data = s;
@@ -100,6 +105,7 @@ br__rsession_send_ack (struct br_replica_session *s)
 {
   struct br_frame_hdr h = { .version = BR_WIRE_VERSION };
   uint64_t applied, durable, queued;
+  size_t n_differ;
   int error;
 
   if (s->ack_busy || (s->st != S_RUNNING && s->st != S_STARTING))
@@ -109,6 +115,7 @@ br__rsession_send_ack (struct br_replica_session *s)
   durable = s->durable;
   error = s->error;
   queued = s->queued;
+  n_differ = s->n_differ;
   pthread_mutex_unlock (&s->lock);
   if (s->g->n_peers) {
     /* A relay: not before its sync peers have it (relay.c). */
@@ -120,6 +127,26 @@ br__rsession_send_ack (struct br_replica_session *s)
   if (!s->reading && queued < READ_PAUSE_BYTES / 2) {
     s->reading = true;
     uv_read_start ((uv_stream_t *) &s->tcp, on_alloc, on_read);
+  }
+  if (n_differ > 0) {
+    /* R6: the watermarks above were read after these were appended. */
+    uint64_t seqs[BR_WIRE_DIFFER_MAX];
+    size_t n;
+
+    pthread_mutex_lock (&s->lock);
+    n = s->n_differ < BR_WIRE_DIFFER_MAX ? s->n_differ : BR_WIRE_DIFFER_MAX;
+    memcpy (seqs, s->differ, n * sizeof *seqs);
+    memmove (s->differ, s->differ + n, (s->n_differ - n) * sizeof *seqs);
+    s->n_differ -= n;
+    pthread_mutex_unlock (&s->lock);
+    h.type = BR_T_DIFFER;
+    h.length = n * 8;
+    br_wire_put_seqs (seqs, n, s->ack_frame + BR_WIRE_HDR_SIZE);
+    h.payload_sum = br_wire_checksum (s->ack_frame + BR_WIRE_HDR_SIZE,
+                                      h.length);
+    s->differ_sent += n;
+    write_ack_frame (s, &h, NULL);
+    return;
   }
   if (error && !s->error_sent) {
     h.type = BR_T_ERROR;
@@ -196,6 +223,8 @@ on_handle_closed (uv_handle_t *h)
   pthread_cond_destroy (&s->cond);
   pthread_cond_destroy (&s->sync_cond);
   free (s->dirty);
+  free (s->differ);
+  free (s->hash_buf);
   free (s);
   replica_release (rep);
 }
@@ -280,7 +309,8 @@ queue_op (struct br_replica_session *s, const struct br_frame_hdr *h,
                         s->g->n_vols);
     goto bad;
   }
-  if ((h->type == BR_T_WRITE || h->type == BR_T_ZERO) &&
+  if ((h->type == BR_T_WRITE || h->type == BR_T_ZERO ||
+       h->type == BR_T_HASH) &&
       br_wire_check_range (h, s->g->vols[h->volume]->size, &reason) < 0) {
     br__rsession_close (s, "bad frame seq %llu: %s",
                         (unsigned long long) h->seq, reason);
@@ -347,7 +377,7 @@ on_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
   case S_RUNNING:
     switch (h->type) {
     case BR_T_WRITE: case BR_T_ZERO: case BR_T_FLUSH: case BR_T_SYNCED:
-    case BR_T_RESYNC:
+    case BR_T_RESYNC: case BR_T_HASH:
       return queue_op (s, h, payload);
     case BR_T_PING:
       /* Answered in order with ACKs: simply re-send the watermarks. */

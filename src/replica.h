@@ -58,6 +58,11 @@ struct br_replica_session {
   struct op *head, *tail;
   uint64_t queued;                  /* payload bytes waiting */
   uint64_t applied, durable;
+  /* Seqs of HASH records whose range differs here, in stream order: the
+   * apply thread appends one before it publishes applied past it, and the
+   * loop thread sends them in DIFFER frames before any ACK (R6). */
+  uint64_t *differ;
+  size_t n_differ, cap_differ;
   int error;                        /* errno of a failed apply, R3 */
   uint64_t error_seq;
   char errmsg[256];
@@ -67,6 +72,11 @@ struct br_replica_session {
   bool ack_busy, error_sent;
   uint64_t sent_applied, sent_durable;
   uint8_t ack_frame[BR_WIRE_HDR_SIZE + BR_WIRE_MSG_MAX];
+  uint64_t differ_sent;             /* DIFFER seqs sent (metrics) */
+
+  /* Apply thread only: HASH compares read into this. */
+  uint8_t *hash_buf;
+  size_t hash_cap;
 };
 
 struct br_replica {

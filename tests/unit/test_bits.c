@@ -61,16 +61,32 @@ START_TEST (test_clear_rule)
 }
 END_TEST
 
+/* br_resync_clears: one row per case. */
+static const struct {
+  const char *what;
+  uint64_t rec_seq, fail_seq;
+  bool differs, clears;
+} resync_rows[] = {
+  { "no failure: any RESYNC record counts", 1, 0, false, true },
+  /* A record read before the region's local write failed does not (bug:
+   * it left the peer holding data this disk refused). */
+  { "read before the failure", 5, 10, false, false },
+  { "read at the failure", 10, 10, false, false },
+  { "read after the failure", 11, 10, false, true },
+  /* A checksum resync's HASH that the peer said differs: the region's
+   * data must still be sent (bug: the bit cleared with the copies
+   * different). */
+  { "hash differs", 11, 0, true, false },
+  { "hash differs, read before a failure", 5, 10, true, false },
+  { "hash matched, read before a failure", 5, 10, false, false },
+};
+
 START_TEST (test_resync_clears)
 {
-  /* No failure: any RESYNC record counts. */
-  ck_assert (br_resync_clears (1, 0));
-  /* A record read before the region's local write failed does not
-   * (bug: it left the peer holding data this disk refused). */
-  ck_assert (!br_resync_clears (5, 10));
-  ck_assert (!br_resync_clears (10, 10));
-  /* One read after the failure does. */
-  ck_assert (br_resync_clears (11, 10));
+  ck_assert_msg (br_resync_clears (resync_rows[_i].rec_seq,
+                                   resync_rows[_i].fail_seq,
+                                   resync_rows[_i].differs)
+                 == resync_rows[_i].clears, "%s", resync_rows[_i].what);
 }
 END_TEST
 
@@ -81,7 +97,8 @@ main (void)
   TCase *tc = tcase_create ("rule");
 
   tcase_add_loop_test (tc, test_clear_rule, 0, sizeof rows / sizeof rows[0]);
-  tcase_add_test (tc, test_resync_clears);
+  tcase_add_loop_test (tc, test_resync_clears, 0,
+                       sizeof resync_rows / sizeof resync_rows[0]);
   suite_add_tcase (s, tc);
   return br_check_run (s);
 }

@@ -276,6 +276,7 @@ START_TEST (test_outage_keys)
     "    block-timeout: 1h\n"
     "    resync-rate: 100M\n"
     "    on-congestion: block\n"
+    "    resync: checksum\n"
     "  - {between: [b, c], mode: async, on-congestion: pull-ahead,"
     " resync-rate: 0, on-peer-loss: fail}\n"
     "  - {between: [c, d], mode: sync, on-peer-loss: log,"
@@ -292,7 +293,9 @@ START_TEST (test_outage_keys)
   ck_assert_uint_eq (k->resync_rate, 100 << 20);
   ck_assert_int_eq (k->on_congestion, BR_CONGESTION_BLOCK);
   ck_assert_uint_eq (k->rate, 0);
+  ck_assert_int_eq (k->resync, BR_RESYNC_CHECKSUM);
   k = &cfg->links[1];
+  ck_assert_int_eq (k->resync, BR_RESYNC_FULL);                  /* default */
   ck_assert_int_eq (k->mode, BR_MODE_ASYNC);
   ck_assert_int_eq (k->on_congestion, BR_CONGESTION_PULL_AHEAD);
   ck_assert_int_eq (k->on_peer_loss, BR_LOSS_FAIL);   /* no effect; valid */
@@ -688,7 +691,7 @@ START_TEST (test_unknown_key)
   ck_assert_load_error (BASE "links:\n  - between: [a, b]\n    modee: sync\n",
                         "8:5", "unknown key 'modee' in link (expected: "
                         "between, mode, rate, queue-size, on-peer-loss, "
-                        "block-timeout, resync-rate, on-congestion)");
+                        "block-timeout, resync-rate, on-congestion, resync)");
   ck_assert_load_error (BASE "links:\n  - between: [a, b]\n    mode: sync\n"
                         "    on_peer_loss: log\n", "9:5",
                         "unknown key 'on_peer_loss' in link");
@@ -1062,6 +1065,12 @@ static const struct bad bad_link_enums[] = {
     "negative" },
   { SYNC_LINK ("resync-rate: ''"), "9:18", "link resync-rate is empty" },
   { LINK ("mode: asink"), "8:11", "link mode 'asink' is not sync or async" },
+  { SYNC_LINK ("resync: hash"), "9:13", "link resync 'hash' is not full or "
+    "checksum" },
+  { SYNC_LINK ("resync: Checksum"), "9:13", "link resync 'Checksum' is not "
+    "full or checksum" },
+  { SYNC_LINK ("resync: [full]"), "9:13", "link resync must be a scalar, "
+    "not a sequence" },
 };
 
 START_TEST (test_bad_link_enum)

@@ -61,6 +61,9 @@ static const struct tr allowed[] = {
   /* while paused, a closing connection's events change nothing */
   { PAU, BR_EV_LOST, PAU }, { PAU, BR_EV_ERROR, PAU },
   { PAU, BR_EV_DROP, PAU }, { PAU, BR_EV_DIVERGED, PAU },
+  /* the operator asks for a resync (blockrelay resync, verify --repair):
+   * only a connected peer gets the event; the others just have bits */
+  { REP, BR_EV_RESYNC, SYN }, { SYN, BR_EV_RESYNC, SYN },
 };
 #define N_ALLOWED (sizeof allowed / sizeof allowed[0])
 
