@@ -275,3 +275,14 @@ same_images() {
   cmp "$1" "$2" || fail "$1 and $2 differ"
   log "identical: $1 $2"
 }
+
+# expect_err RC PHRASE ARGS...: blockrelay ARGS exits RC with PHRASE on
+# stderr (the output is left in $T/out and $T/err).
+expect_err() {
+  local want=$1 phrase=$2 rc=0
+  shift 2
+  "$BLOCKRELAY" "$@" >"$T/out" 2>"$T/err" || rc=$?
+  [ $rc -eq "$want" ] || { cat "$T/out" "$T/err" >&2; fail "blockrelay $*: exit $rc, not $want"; }
+  grep -qF -- "$phrase" "$T/err" || { cat "$T/err" >&2; fail "blockrelay $*: no '$phrase' on stderr"; }
+  log "ok: blockrelay $*: $(tail -n 1 "$T/err")"
+}

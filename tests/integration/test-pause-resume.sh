@@ -26,14 +26,6 @@ json_peer() {
 }
 
 # ---- errors first, while replicating ----
-expect_err() {        # expect_err RC PHRASE ARGS...: exit RC, PHRASE on stderr
-  local want=$1 phrase=$2 rc=0
-  shift 2
-  "$BLOCKRELAY" "$@" >"$T/out" 2>"$T/err" || rc=$?
-  [ $rc -eq "$want" ] || { cat "$T/err" >&2; fail "blockrelay $*: exit $rc, not $want"; }
-  grep -qF -- "$phrase" "$T/err" || { cat "$T/err" >&2; fail "blockrelay $*: no '$phrase'"; }
-  log "ok: blockrelay $*: $(head -1 "$T/err")"
-}
 expect_err 1 "c is not a peer of node a" pause "${C[@]}" --peer c
 expect_err 1 "node a has no group named 'nope'" pause "${C[@]}" --peer b --group nope
 expect_err 1 "peer b of group vol0 is replicating, not paused" resume "${C[@]}" --peer b
