@@ -65,17 +65,13 @@ progress (json_t *st, bool tty, bool last)
   double pct = total ? 100.0 * done / total : 100;
 
   if (tty) {
-    char bar[41];
-    int fill = (int) (pct * 40 / 100);
+    char bar[64];
     double rate = ms ? done * (double) jint (st, "granularity") * 1000 / ms
                      : 0;
 
-    memset (bar, '#', fill);
-    memset (bar + fill, '.', 40 - fill);
-    bar[40] = '\0';
-    fprintf (stderr, "\r[%s] %5.1f%% %lld/%lld regions, %.1f MiB/s",
-             bar, pct, (long long) done, (long long) total,
-             rate / (1 << 20));
+    cli_bar (bar, sizeof bar, pct / 100);
+    fprintf (stderr, "\r%s %lld/%lld regions, %.1f MiB/s", bar,
+             (long long) done, (long long) total, rate / (1 << 20));
     if (rate > 0 && done < total)
       fprintf (stderr, ", ETA %.0fs  ",
                (total - done) * (double) jint (st, "granularity") / rate);

@@ -2,6 +2,7 @@
  *
  *   blockrelay check-config FILE
  *   blockrelay status [--json] [--wait STATE] [--timeout SECS]
+ *                     [--watch [--interval SECS] [--count N]]
  *                     (--config FILE --node NAME | --socket PATH)
  *   blockrelay pause|resume --peer NODE [--group G]
  *                     (--config FILE --node NAME | --socket PATH)
@@ -18,7 +19,9 @@
  * over its control socket and prints a table, or the JSON as received.
  * --wait polls the socket until every peer of every volume is in STATE
  * (e.g. replicating) and every dirty count is 0 when STATE is
- * "replicating" — the readiness signal scripts use.
+ * "replicating" — the readiness signal scripts use.  --watch asks again
+ * every --interval seconds: a live view redrawn in place on a terminal
+ * (progress bars for resync and verify), JSON lines with --json.
  *
  * metrics prints the node's metrics in the Prometheus text format (the
  * same text its metrics-file holds).  With --node, a socket that answers
@@ -73,6 +76,9 @@ cli_usage (FILE *fp, int code)
            "  -j, --json             print JSON\n"
            "  -w, --wait STATE       wait until every peer is in STATE\n"
            "  -t, --timeout SECS     give up waiting after SECS (default 60)\n"
+           "  -W, --watch            refresh every --interval (a live view)\n"
+           "  -i, --interval SECS    --watch: seconds between refreshes (default 1)\n"
+           "  -N, --count N          --watch: stop after N refreshes\n"
            "\n"
            "pause and resume options:\n"
            "  -c, --config FILE      topology file, with --node\n"
@@ -104,6 +110,26 @@ cli_usage (FILE *fp, int code)
 }
 
 static void human_bytes (json_int_t n, char *buf, size_t len);
+
+void
+cli_bar (char *buf, size_t len, double frac)
+{
+  int width = 30, fill;
+
+  if (frac < 0)
+    frac = 0;
+  if (frac > 1)
+    frac = 1;
+  fill = (int) (frac * width);
+  if (len < (size_t) width + 12) {
+    snprintf (buf, len, "%.1f%%", frac * 100);
+    return;
+  }
+  buf[0] = '[';
+  memset (buf + 1, '#', fill);
+  memset (buf + 1 + fill, '.', width - fill);
+  snprintf (buf + 1 + width, len - 1 - width, "] %5.1f%%", frac * 100);
+}
 
 /* "with a as primary: a -> b (sync); b -> c (async, 40.0 MiB/s)": who
  * sends to whom when ORIGIN serves the volumes (topology.c). */
@@ -283,6 +309,7 @@ print_peer (json_t *v, json_t *p, size_t j, const char *size, time_t now)
   char safe[ERROR_TEXT_MAX];
   const char *err = json_string_value (json_object_get (p, "last_error"));
   json_int_t cap = json_integer_value (json_object_get (p, "rate"));
+  json_t *verify;
 
   human_bytes (json_integer_value (json_object_get (p, "dirty_bytes")),
                dirty, sizeof dirty);
@@ -313,14 +340,36 @@ print_peer (json_t *v, json_t *p, size_t j, const char *size, time_t now)
   if (err && *err)
     printf ("%-12s   last error: %s\n", "",
             br_escape_text (safe, sizeof safe, err, strlen (err)));
-  if (!strcmp (json_string_value (json_object_get (p, "state")), "syncing"))
-    printf ("%-12s   resync: %lld bytes left at %lld B/s, eta %llds\n", "",
-            (long long) json_integer_value (json_object_get
-                                            (p, "resync_left_bytes")),
-            (long long) json_integer_value (json_object_get
-                                            (p, "resync_rate")),
-            (long long) json_integer_value (json_object_get
-                                            (p, "resync_eta")));
+  if (!strcmp (json_string_value (json_object_get (p, "state")), "syncing")) {
+    json_int_t total = json_integer_value (json_object_get
+                                           (p, "resync_total_bytes"));
+    json_int_t left = json_integer_value (json_object_get
+                                          (p, "resync_left_bytes"));
+    char bar[64], lb[32], rb[32];
+
+    cli_bar (bar, sizeof bar, total ? 1.0 - (double) left / total : 0);
+    human_bytes (left, lb, sizeof lb);
+    human_bytes (json_integer_value (json_object_get (p, "resync_rate")),
+                 rb, sizeof rb);
+    printf ("%-12s   resync %s %s left at %s/s, eta %llds\n", "", bar, lb,
+            rb, (long long) json_integer_value (json_object_get
+                                                (p, "resync_eta")));
+  }
+  verify = json_object_get (p, "verify");
+  if (verify && !strcmp (json_string_value (json_object_get (verify,
+                                                             "state")),
+                         "running")) {
+    json_int_t total = json_integer_value (json_object_get (verify,
+                                                            "regions"));
+    json_int_t done = json_integer_value (json_object_get (verify, "done"));
+    char bar[64];
+
+    cli_bar (bar, sizeof bar, total ? (double) done / total : 0);
+    printf ("%-12s   verify %s %lld/%lld regions, %lld differ\n", "", bar,
+            (long long) done, (long long) total,
+            (long long) json_integer_value (json_object_get (verify,
+                                                             "differ")));
+  }
 }
 
 static void
@@ -469,6 +518,52 @@ wait_for (const char *sock, const char *state, double timeout)
   }
 }
 
+/* --watch: the status every INTERVAL seconds (COUNT times, 0: until
+ * interrupted or the node goes away): redrawn in place on a terminal, one
+ * table after another otherwise, one JSON object a line with --json. */
+static int
+watch (const char *sock, bool json, double interval, long count)
+{
+  bool tty = isatty (STDOUT_FILENO);
+  struct timespec nap = { (time_t) interval,
+                          (long) ((interval - (time_t) interval) * 1e9) };
+
+  for (long k = 0; count == 0 || k < count; k++) {
+    json_t *st = ask (sock, "status", false);
+    time_t now = time (NULL);
+    char when[32];
+
+    if (st == NULL)
+      return 1;
+    if (!json_is_true (json_object_get (st, "ok"))) {
+      fprintf (stderr, "blockrelay: %s\n",
+               json_string_value (json_object_get (st, "error")));
+      json_decref (st);
+      return 1;
+    }
+    strftime (when, sizeof when, "%H:%M:%S", localtime (&now));
+    if (json) {
+      char *line = json_dumps (st, JSON_COMPACT);
+      if (line)
+        puts (line);
+      free (line);
+    }
+    else {
+      if (tty)
+        fputs ("\033[H\033[2J", stdout);  /* in place: home, clear */
+      printf ("--- %s, every %gs%s ---\n", when, interval,
+              tty ? " (Ctrl-C to stop)" : "");
+      print_table (st);
+    }
+    json_decref (st);
+    if (fflush (stdout) == EOF)
+      return 1;                 /* the reader went away */
+    if (count == 0 || k + 1 < count)
+      nanosleep (&nap, NULL);   /* the refresh interval */
+  }
+  return 0;
+}
+
 static int
 cmd_status (int argc, char **argv)
 {
@@ -479,16 +574,22 @@ cmd_status (int argc, char **argv)
     { "json", no_argument, NULL, 'j' },
     { "wait", required_argument, NULL, 'w' },
     { "timeout", required_argument, NULL, 't' },
+    { "watch", no_argument, NULL, 'W' },
+    { "interval", required_argument, NULL, 'i' },
+    { "count", required_argument, NULL, 'N' },
     { NULL, 0, NULL, 0 },
   };
   const char *config = NULL, *node = NULL, *sock = NULL, *wait = NULL;
-  bool json = false;
-  double timeout = 60;
+  bool json = false, watch_mode = false;
+  double timeout = 60, interval = 1;
+  long count = 0;
+  char *end;
   struct br_config *cfg = NULL;
   json_t *st;
   int c, rc = 0;
 
-  while ((c = getopt_long (argc, argv, "c:n:s:jw:t:", longopts, NULL)) != -1)
+  while ((c = getopt_long (argc, argv, "c:n:s:jw:t:Wi:N:", longopts,
+                           NULL)) != -1)
     switch (c) {
     case 'c': config = optarg; break;
     case 'n': node = optarg; break;
@@ -496,10 +597,37 @@ cmd_status (int argc, char **argv)
     case 'j': json = true; break;
     case 'w': wait = optarg; break;
     case 't': timeout = atof (optarg); break;
+    case 'W': watch_mode = true; break;
+    case 'i':
+      interval = strtod (optarg, &end);
+      if (end == optarg || *end || !(interval >= 0.1 && interval <= 3600)) {
+        fprintf (stderr, "blockrelay status: --interval '%s' is not a number "
+                 "of seconds from 0.1 to 3600\n", optarg);
+        return 2;
+      }
+      break;
+    case 'N':
+      count = strtol (optarg, &end, 10);
+      if (end == optarg || *end || count < 1) {
+        fprintf (stderr, "blockrelay status: --count '%s' is not a positive "
+                 "number\n", optarg);
+        return 2;
+      }
+      break;
     default: return cli_usage (stderr, 2);
     }
+  if (watch_mode && wait) {
+    fprintf (stderr, "blockrelay status: --watch and --wait do not go "
+             "together\n");
+    return 2;
+  }
   if (!sock && (sock = cli_node_socket (config, node, &cfg)) == NULL)
     return config && node ? 1 : 2;
+  if (watch_mode) {
+    rc = watch (sock, json, interval, count);
+    br_config_free (cfg);
+    return rc;
+  }
   if (wait) {
     if ((st = wait_for (sock, wait, timeout)) == NULL) {
       br_config_free (cfg);

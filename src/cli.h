@@ -21,6 +21,9 @@ json_t *cli_ask_json (const char *path, json_t *req, bool quiet);
 const char *cli_node_socket (const char *config, const char *node,
                              struct br_config **cfg);
 
+/* A progress bar "[###...]  45.0%" of FRAC (0..1) into BUF. */
+void cli_bar (char *buf, size_t len, double frac);
+
 /* cli-ops.c */
 int cli_verify (int argc, char **argv);
 /* pause, resume and resync: ARGV[0] is the verb. */

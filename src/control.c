@@ -108,6 +108,19 @@ peer_json (struct br_peer *p, struct br_volume *v)
                  (json_int_t) p->resync_differ_regions,
                  "resync_method", p->link->resync == BR_RESYNC_CHECKSUM
                  ? "checksum" : "full");
+  if (o) {
+    uint64_t vt, vd, vx, vr;
+
+    json_object_set_new (o, "resync_total_bytes", json_integer (
+      p->state == BR_PEER_SYNCING && p->oos
+      ? (json_int_t) (p->resync_total * gran) : 0));
+    br__verify_progress (p, v, &vt, &vd, &vx, &vr);
+    if (vt)
+      json_object_set_new (o, "verify", json_pack (
+        "{s:s, s:I, s:I, s:I}", "state", vr ? "running" : "finished",
+        "regions", (json_int_t) vt, "done", (json_int_t) vd,
+        "differ", (json_int_t) vx));
+  }
   br_mutex_unlock (&g->lock);
   return o;
 }

@@ -573,10 +573,12 @@ int br__verify_start (struct br_peer *p, struct br_volume *v, bool repair,
 void br__verify_step (struct br_peer *p);
 /* Group lock held (bits.c): a verify's HASH record retired. */
 void br__verify_retired (struct br_peer *p, struct br_rec *r);
-/* Group lock held (metrics.c): the last job's regions, regions looked at,
- * differing ones, and 1 if it runs (all 0: no job). */
-void br__verify_progress (struct br_peer *p, uint64_t *total, uint64_t *done,
-                          uint64_t *differ, uint64_t *running);
+/* Group lock held (metrics.c, status): the last job's regions, regions
+ * looked at, differing ones, and 1 if it runs (all 0: no job, or with V
+ * not NULL, a job of another volume). */
+void br__verify_progress (struct br_peer *p, const struct br_volume *v,
+                          uint64_t *total, uint64_t *done, uint64_t *differ,
+                          uint64_t *running);
 /* Loop thread: a copy of the last job's state.  0 or -ENOMEM. */
 int br__verify_info (struct br_peer *p, struct br_verify_info *out);
 void br__verify_free (struct br_peer *p);

@@ -443,7 +443,7 @@ collect_group (struct br_group *g, struct br_metrics_snap *s)
     memcpy (m->errors, p->errors, sizeof m->errors);
     m->resync_hashed_regions = p->resync_hashed_regions;
     m->resync_differ_regions = p->resync_differ_regions;
-    br__verify_progress (p, &m->verify_regions, &m->verify_done_regions,
+    br__verify_progress (p, NULL, &m->verify_regions, &m->verify_done_regions,
                          &m->verify_differ_regions, &m->verify_running);
     m->lag_bytes = p->queued_bytes;
     for (size_t vi = 0; vi < g->n_vols; vi++) {

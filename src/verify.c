@@ -336,14 +336,15 @@ br__verify_step (struct br_peer *p)
 }
 
 void
-br__verify_progress (struct br_peer *p, uint64_t *total, uint64_t *done,
-                     uint64_t *differ, uint64_t *running)
+br__verify_progress (struct br_peer *p, const struct br_volume *v,
+                     uint64_t *total, uint64_t *done, uint64_t *differ,
+                     uint64_t *running)
 {
   const struct br_verify *j = p->verify;
 
   BR_ASSERT_LOCKED (&p->g->lock);
   *total = *done = *differ = *running = 0;
-  if (j == NULL || j->v == NULL)
+  if (j == NULL || j->v == NULL || (v && j->v != v))
     return;
   *total = j->v->nregions;
   *done = j->compared + j->skipped;
