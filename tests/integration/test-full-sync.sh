@@ -70,9 +70,17 @@ assert max(lefts) >= 0.75 * G, "not a full sync: at most %d bytes left to resync
 assert len(set(lefts)) >= 3 and lefts[-1] < lefts[0], "resync_left_bytes did not fall: %s" % lefts[:20]
 assert all(b <= a for a, b in zip(lefts, lefts[1:])), "resync_left_bytes went up"
 t0, t1 = sy[0][0], sy[-1][0]
-inc = [v for t, v in B if t0 <= t <= t1]
-assert inc and not any(v["consistent"] for v in inc), \
-    "replica did not say consistent=false throughout the full sync: %s" % [v["consistent"] for v in inc]
+# The primary says syncing when its handshake ends; the replica says
+# inconsistent once it has applied the RESYNC marker, the stream's first
+# record, a few milliseconds later: a sample taken in between may still say
+# consistent.  From its first inconsistent sample on, it must stay so.
+inc = [(t, v) for t, v in B if t0 <= t <= t1]
+first = next((i for i, (t, v) in enumerate(inc) if not v["consistent"]), None)
+assert first is not None, "replica never said consistent=false during the full sync"
+assert inc[first][0] - t0 < 1.0, \
+    "replica said consistent=false only %.2f s into the full sync" % (inc[first][0] - t0)
+assert not any(v["consistent"] for t, v in inc[first:]), \
+    "replica did not say consistent=false throughout the full sync: %s" % [v["consistent"] for t, v in inc]
 print("full sync: %.1f s in syncing, left %d -> %d" % (t1 - t0, lefts[0], lefts[-1]), file=sys.stderr)
 PY
 peer_snapshot "$CFG" b
