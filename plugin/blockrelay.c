@@ -1,6 +1,7 @@
 /* nbdkit-blockrelay-plugin — serve a node's replicated volumes over NBD.
  *
  *   nbdkit nbdkit-blockrelay-plugin.so config=FILE node=NAME [control=PATH]
+ *          [role=primary|replica] [force=BOOL] [assume-clean=BOOL]
  *
  * This file is only the adaptor: each callback translates to one engine
  * call (src/engine.h).  The engine holds every piece of replication logic
@@ -11,6 +12,12 @@
  * engine's libuv thread (threads do not survive fork); .cleanup stops and
  * closes it.  Each volume is an export named after it; the default export
  * is the first volume.
+ *
+ * Roles: with role=replica the node starts as a replica (the engine
+ * listens for an upstream, like blockrelayd) and refuses NBD clients
+ * until `blockrelay promote`; `blockrelay demote` turns it back (refused
+ * while a client is connected).  .open attaches a client to the engine,
+ * .close detaches it (src/role.c).
  *
  * Thread model PARALLEL: the engine's write path is thread-safe, and flush
  * is global across connections (a FLUSH waits for every write already
@@ -39,6 +46,8 @@ static char *config_path;
 static char *node_name;
 static char *control_path;
 static bool assume_clean;
+static bool force;
+static enum br_role role = BR_ROLE_PRIMARY;
 static br_engine *engine;
 
 static void
@@ -70,11 +79,25 @@ br_config (const char *key, const char *value)
     slot = &node_name;
   else if (strcmp (key, "control") == 0)
     slot = &control_path;
-  else if (strcmp (key, "assume-clean") == 0) {
+  else if (strcmp (key, "assume-clean") == 0 || strcmp (key, "force") == 0) {
     int r = nbdkit_parse_bool (value);
     if (r < 0)
       return -1;
-    assume_clean = r;
+    if (key[0] == 'a')
+      assume_clean = r;
+    else
+      force = r;
+    return 0;
+  }
+  else if (strcmp (key, "role") == 0) {
+    if (strcmp (value, "primary") == 0)
+      role = BR_ROLE_PRIMARY;
+    else if (strcmp (value, "replica") == 0)
+      role = BR_ROLE_REPLICA;
+    else {
+      nbdkit_error ("role must be primary or replica, not '%s'", value);
+      return -1;
+    }
     return 0;
   }
   else {
@@ -108,6 +131,11 @@ br_config_complete (void)
   "assume-clean=BOOL           A new (never synced) replica is taken as\n" \
   "                            identical: no full sync.  Only for a pair\n" \
   "                            created empty together.\n" \
+  "role=primary|replica        Start as the primary (default) or as a\n" \
+  "                            replica that serves nothing until\n" \
+  "                            `blockrelay promote`.\n" \
+  "force=BOOL                  Start as the primary even if a copy is\n" \
+  "                            inconsistent (an unfinished resync).\n" \
   "Exports: one per volume, named after it; the default is the first.\n" \
   "Debug flags: -D blockrelay.wire=1 -D blockrelay.peer=1 " \
   "-D blockrelay.sb=1 -D blockrelay.io=1"
@@ -117,8 +145,8 @@ br_get_ready (void)
 {
   struct br_engine_opts opts = {
     .config_path = config_path, .node = node_name,
-    .role = BR_ROLE_PRIMARY, .control_path = control_path,
-    .assume_clean = assume_clean,
+    .role = role, .control_path = control_path,
+    .assume_clean = assume_clean, .can_serve = true, .force = force,
   };
   char err[1024] = "";
 
@@ -175,13 +203,25 @@ br_open (int readonly)
   br_volume *v;
 
   if (name == NULL || *name == '\0')
-    return br_engine_volume (engine, 0);
-  v = br_engine_find_volume (engine, name);
-  if (v == NULL) {
+    v = br_engine_volume (engine, 0);
+  else if ((v = br_engine_find_volume (engine, name)) == NULL) {
     nbdkit_error ("no volume named '%s' on node %s", name, node_name);
     errno = ENOENT;
+    return NULL;
+  }
+  if (br_engine_client_attach (engine) < 0) {
+    nbdkit_error ("node %s is a replica: it serves no client until "
+                  "`blockrelay promote` makes it the primary", node_name);
+    errno = EROFS;
+    return NULL;
   }
   return v;
+}
+
+static void
+br_close (void *handle)
+{
+  br_engine_client_detach (engine);
 }
 
 static int64_t
@@ -285,6 +325,7 @@ static struct nbdkit_plugin plugin = {
   .list_exports = br_list_exports,
   .default_export = br_default_export,
   .open = br_open,
+  .close = br_close,
   .get_size = br_get_size,
   .can_multi_conn = br_can_multi_conn,
   .can_fua = br_can_fua,

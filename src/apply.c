@@ -161,6 +161,18 @@ apply_synced (struct br_replica_session *s, const struct op *o)
    * their base (the verdict's rule 8 relies on that when the upstream
    * stopped before it could record its side). */
   slot = br_sb_peer_slot (v->sb, s->peer);
+  /* What this copy owed the upstream (it was its upstream once: its
+   * writes the upstream lacked) was taken by the upstream's verdict and
+   * resynced from there, or is moot now that both are equal: cleared
+   * durably before the generation, so a copy at the upstream's
+   * generation never owes it anything (verdict rule 4). */
+  if (slot >= 0 && br_sb_count (v->sb, slot) > 0) {
+    for (int64_t rg = br_sb_next_set (v->sb, slot, 0); rg >= 0;
+         rg = br_sb_next_set (v->sb, slot, (uint64_t) rg + 1))
+      br_sb_clear (v->sb, slot, (uint64_t) rg);
+    if ((err = br_sb_sync (v->sb)) < 0)
+      return err;
+  }
   if ((slot >= 0 && (err = br_sb_set_peer_gen (v->sb, slot, o->h.count)) < 0)
       || (err = br_sb_set_gen (v->sb, o->h.count)) < 0 ||
       (err = br_sb_set_flags (v->sb, BR_SB_CONSISTENT, BR_SB_FRESH)) < 0)

@@ -68,6 +68,9 @@ cli_usage (FILE *fp, int code)
            "  metrics                print a node's metrics (Prometheus text format)\n"
            "  verify VOLUME --peer NODE  compare NODE's copy of VOLUME with ours\n"
            "  resync --peer NODE     resync every region to NODE\n"
+           "  promote                make this replica the primary (serves its volumes)\n"
+           "  demote                 make this primary a replica\n"
+           "  resolve VOLUME --discard NODE  end a split brain: NODE's changes are lost\n"
            "\n"
            "status options:\n"
            "  -c, --config FILE      topology file, with --node\n"
@@ -105,7 +108,20 @@ cli_usage (FILE *fp, int code)
            "  -s, --socket PATH      control socket to ask instead\n"
            "  -p, --peer NODE        the downstream peer\n"
            "  -g, --group GROUP      only in this group (default: every group)\n"
-           "  -k, --checksum         send hashes first, data only where they differ\n");
+           "  -k, --checksum         send hashes first, data only where they differ\n"
+           "\n"
+           "promote and demote options:\n"
+           "  -c, --config FILE      topology file, with --node\n"
+           "  -n, --node NAME        node to change\n"
+           "  -s, --socket PATH      control socket to ask instead\n"
+           "  -f, --force            promote an inconsistent copy; demote with peers behind\n"
+           "  -t, --timeout SECS     keep asking while the node says busy (default 30)\n"
+           "\n"
+           "resolve options (run on the node whose data is kept):\n"
+           "  -c, --config FILE      topology file, with --node\n"
+           "  -n, --node NAME        node that keeps its data\n"
+           "  -s, --socket PATH      control socket to ask instead\n"
+           "  -d, --discard NODE     its peer whose changes are discarded\n");
   return code;
 }
 
@@ -724,6 +740,10 @@ main (int argc, char **argv)
     return cmd_metrics (argc - 1, argv + 1);
   if (strcmp (argv[1], "verify") == 0)
     return cli_verify (argc - 1, argv + 1);
+  if (strcmp (argv[1], "promote") == 0 || strcmp (argv[1], "demote") == 0)
+    return cli_role (argc - 1, argv + 1);
+  if (strcmp (argv[1], "resolve") == 0)
+    return cli_resolve (argc - 1, argv + 1);
   if (strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "--help") == 0)
     return cli_usage (stdout, 0);
   fprintf (stderr, "blockrelay: unknown command '%s'\n", argv[1]);

@@ -111,7 +111,8 @@ static const struct schema node_schema = {
 };
 static const struct schema link_schema = {
   "link", { "between", "mode", "rate", "queue-size", "on-peer-loss",
-            "block-timeout", "resync-rate", "on-congestion", "resync" }
+            "block-timeout", "resync-rate", "on-congestion", "resync",
+            "after-split-brain" }
 };
 
 /* The words of each enumeration, indexed by its value. */
@@ -121,6 +122,9 @@ static const char *const congestion_names[] = {
   "block", "pull-ahead", NULL
 };
 static const char *const resync_names[] = { "full", "checksum", NULL };
+static const char *const after_sb_names[] = {
+  "discard-zero-changes", "disconnect", NULL
+};
 _Static_assert ((MAX_GRANULARITY & (MAX_GRANULARITY - 1)) == 0 &&
                 MAX_GRANULARITY >= (1u << 20) && MIN_GRANULARITY >= 1024,
                 "granularity bounds are powers of two written in K and M");
@@ -129,6 +133,8 @@ _Static_assert (BR_LOSS_LOG == 0 && BR_LOSS_BLOCK == 1 && BR_LOSS_FAIL == 2,
                 "loss_names");
 _Static_assert (BR_CONGESTION_BLOCK == 0 && BR_CONGESTION_PULL_AHEAD == 1,
                 "congestion_names");
+_Static_assert (BR_AFTER_SB_DISCARD_ZERO == 0 && BR_AFTER_SB_DISCARD_NONE == 1,
+                "after_sb_names");
 _Static_assert (BR_RESYNC_FULL == 0 && BR_RESYNC_CHECKSUM == 1,
                 "resync_names");
 
@@ -610,6 +616,12 @@ load_link (struct loader *l, yaml_node_t *n, struct br_link_cfg *link)
     if (get_enum (l, v, "link resync", resync_names, &e) == -1)
       return -1;
     link->resync = e;
+  }
+  link->after_sb = BR_AFTER_SB_DISCARD_ZERO;
+  if ((v = br__cfg_field (&f, "after-split-brain"))) {
+    if (get_enum (l, v, "link after-split-brain", after_sb_names, &e) == -1)
+      return -1;
+    link->after_sb = e;
   }
   return 0;
 }

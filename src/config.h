@@ -58,6 +58,10 @@
  *       resync: full               # full | checksum: a dirty region is
  *                                  # first sent as a hash, and its data
  *                                  # only if the peer's copy differs
+ *       after-split-brain: discard-zero-changes
+ *                                  # | disconnect: when both sides were
+ *                                  # primary apart, resync a receiver
+ *                                  # that wrote nothing (verdict rule 13)
  *
  * Sizes accept a plain byte count or a suffix K, M, G, T (powers of 1024,
  * optionally followed by "i" or "iB" / "B").
@@ -86,6 +90,13 @@ enum br_loss_policy {
 enum br_resync_method {
   BR_RESYNC_FULL,           /* default: send every dirty region's data */
   BR_RESYNC_CHECKSUM,       /* send a hash first; data only if it differs */
+};
+
+/* What a link does about a split brain on its own (verdict rule 13). */
+enum br_after_sb {
+  BR_AFTER_SB_DISCARD_ZERO, /* default: a receiver with no changes since
+                               both were in sync is resynced */
+  BR_AFTER_SB_DISCARD_NONE, /* disconnect: always wait for an operator */
 };
 
 /* What an async link does when its queue is full. */
@@ -134,6 +145,7 @@ struct br_link_cfg {
   int on_congestion_set;        /* written in the file (else: block at the
                                    primary, pull-ahead at a relay) */
   enum br_resync_method resync; /* resync: full|checksum */
+  enum br_after_sb after_sb;    /* after-split-brain */
   int line, column;
 };
 

@@ -9,7 +9,8 @@
  * The status snapshot and the metrics ({"cmd":"metrics"}: the Prometheus
  * text of metrics.c, as "text") take each group's lock briefly; they
  * never block on I/O.  "pause"/"resume", "resync" and "verify" act on a
- * peer; "verify-status" reads the progress and result of its verify.  A stale socket file left by a crashed process is replaced; a live
+ * peer; "verify-status" reads the progress and result of its verify;
+ * "promote", "demote" and "resolve" are in control-role.c.  A stale socket file left by a crashed process is replaced; a live
  * one (another process answers) is an error.
  *
  * Every accepted client is on the control's list until its handle is
@@ -111,6 +112,9 @@ peer_json (struct br_peer *p, struct br_volume *v)
   if (o) {
     uint64_t vt, vd, vx, vr;
 
+    json_object_set_new (o, "verdict", json_string (p->verdict));
+    json_object_set_new (o, "taken_regions",
+                         json_integer ((json_int_t) p->taken_regions));
     json_object_set_new (o, "resync_total_bytes", json_integer (
       p->state == BR_PEER_SYNCING && p->oos
       ? (json_int_t) (p->resync_total * gran) : 0));
@@ -168,12 +172,17 @@ groups_json (struct br_engine *e)
       json_array_append_new (vols, json_string (g->vols[vi]->cfg->name));
       consistent &= (br_sb_flags (g->vols[vi]->sb) & BR_SB_CONSISTENT) != 0;
     }
-    if (e->role == BR_ROLE_REPLICA && g->origin[0])
+    if (br__engine_role (e) == BR_ROLE_REPLICA && g->origin[0])
       up = br_topology_parent (e->cfg, g->origin, e->self->name);
     json_array_append_new (groups,
-      json_pack ("{s:s, s:s, s:s?, s:b, s:b, s:o, s:o}",
+      json_pack ("{s:s, s:s, s:s?, s:s?, s:b, s:b, s:o, s:o}",
                  "name", g->name,
                  "origin", g->origin,
+                 /* The primary of the group as this node knows it: itself,
+                  * or the origin of the stream it receives (or last
+                  * received); null when it has had no upstream yet. */
+                 "primary", br__engine_role (e) == BR_ROLE_PRIMARY
+                 ? e->self->name : g->origin[0] ? g->origin : NULL,
                  "upstream", up,
                  "connected", g->upstream != NULL,
                  "consistent", consistent,
@@ -202,7 +211,8 @@ status_json (struct br_engine *e)
       json_pack ("{s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:s, s:s, s:o}",
                  "name", v->cfg->name,
                  "group", v->g->name,
-                 "role", e->role == BR_ROLE_PRIMARY ? "primary" : "replica",
+                 "role", br__engine_role (e) == BR_ROLE_PRIMARY ? "primary"
+                 : "replica",
                  "size", (json_int_t) v->size,
                  "granularity", (json_int_t) ((uint64_t) 1 << v->gran_shift),
                  "consistent", (flags & BR_SB_CONSISTENT) != 0,
@@ -213,10 +223,17 @@ status_json (struct br_engine *e)
   }
   br__replica_foreach (e, add_upstream,
                        &(struct upstream_ctx) { .e = e, .list = ups });
-  return json_pack ("{s:b, s:s, s:s, s:I, s:I, s:s, s:o, s:o, s:o}",
+  return json_pack ("{s:b, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I, s:s, s:o, "
+                    "s:o, s:o}",
                     "ok", 1,
                     "node", e->self->name,
-                    "role", e->role == BR_ROLE_PRIMARY ? "primary" : "replica",
+                    "role", br__engine_role (e) == BR_ROLE_PRIMARY
+                    ? "primary" : "replica",
+                    "role_change", !atomic_load (&e->role_busy) ? NULL
+                    : br__engine_role (e) == BR_ROLE_PRIMARY ? "promoting"
+                    : "demoting",
+                    "role_error", e->role_error[0] ? e->role_error : NULL,
+                    "clients", (json_int_t) br__engine_clients (e),
                     "pid", (json_int_t) getpid (),
                     "uptime", (json_int_t) (time (NULL) - e->started_at),
                     "config", e->cfg->path,
@@ -225,10 +242,8 @@ status_json (struct br_engine *e)
                     "groups", groups_json (e));
 }
 
-static json_t *
-fail_reply (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
-static json_t *
-fail_reply (const char *fmt, ...)
+json_t *
+br__control_fail (const char *fmt, ...)
 {
   char msg[256];
   va_list ap;
@@ -246,7 +261,7 @@ no_such_group (struct br_engine *e, const char *group)
   for (size_t gi = 0; gi < e->n_groups; gi++)
     if (strcmp (e->groups[gi].name, group) == 0)
       return NULL;
-  return fail_reply ("node %s has no group named '%s'", e->self->name,
+  return br__control_fail ("node %s has no group named '%s'", e->self->name,
                      group);
 }
 
@@ -261,7 +276,7 @@ pause_resume (struct br_engine *e, json_t *req, bool pause)
   size_t n = 0;
 
   if (json_unpack (req, "{s:s, s?s}", "peer", &node, "group", &group) < 0)
-    return fail_reply ("bad request: %s needs \"peer\": NODE", verb);
+    return br__control_fail ("bad request: %s needs \"peer\": NODE", verb);
   if (group && (bad = no_such_group (e, group)) != NULL)
     return bad;
   for (int pass = 0; pass < 2; pass++) {
@@ -279,13 +294,13 @@ pause_resume (struct br_engine *e, json_t *req, bool pause)
         if (pass == 0 && pause &&
             br_peer_next (st, BR_EV_PAUSE) == BR_PEER_INVALID) {
           json_decref (done);
-          return fail_reply ("peer %s of group %s is %s: resolve the split "
+          return br__control_fail ("peer %s of group %s is %s: resolve the split "
                              "brain first", node, g->name,
                              br_peer_state_name (st));
         }
         if (pass == 0 && !pause && st != BR_PEER_PAUSED) {
           json_decref (done);
-          return fail_reply ("peer %s of group %s is %s, not paused", node,
+          return br__control_fail ("peer %s of group %s is %s, not paused", node,
                              g->name, br_peer_state_name (st));
         }
         if (pass == 1) {
@@ -301,7 +316,7 @@ pause_resume (struct br_engine *e, json_t *req, bool pause)
     if (pass == 0) {
       json_decref (done);
       if (n == 0)
-        return fail_reply ("%s is not a peer of node %s%s%s", node,
+        return br__control_fail ("%s is not a peer of node %s%s%s", node,
                            e->self->name, group ? " in group " : "",
                            group ? group : "");
     }
@@ -320,7 +335,7 @@ find_volume_peer (struct br_engine *e, const char *name, const char *node,
     if (strcmp (e->vols[i].cfg->name, name) == 0)
       v = &e->vols[i];
   if (v == NULL)
-    return fail_reply ("node %s has no volume named '%s'", e->self->name,
+    return br__control_fail ("node %s has no volume named '%s'", e->self->name,
                        name);
   for (size_t i = 0; i < v->g->n_peers; i++)
     if (strcmp (v->g->peers[i]->node->name, node) == 0) {
@@ -328,7 +343,7 @@ find_volume_peer (struct br_engine *e, const char *name, const char *node,
       *pp = v->g->peers[i];
       return NULL;
     }
-  return fail_reply ("%s is not a peer of node %s for volume %s", node,
+  return br__control_fail ("%s is not a peer of node %s for volume %s", node,
                      e->self->name, name);
 }
 
@@ -346,11 +361,11 @@ verify_start (struct br_engine *e, json_t *req)
 
   if (json_unpack (req, "{s:s, s:s, s?b}", "volume", &vol, "peer", &node,
                    "repair", &repair) < 0)
-    return fail_reply ("bad request: verify needs \"volume\" and \"peer\"");
+    return br__control_fail ("bad request: verify needs \"volume\" and \"peer\"");
   if ((bad = find_volume_peer (e, vol, node, &v, &p)) != NULL)
     return bad;
   if (br__verify_start (p, v, repair, err, sizeof err) < 0)
-    return fail_reply ("%s", err);
+    return br__control_fail ("%s", err);
   return json_pack ("{s:b, s:s, s:s, s:I}", "ok", 1, "volume", vol,
                     "peer", node, "regions", (json_int_t) v->nregions);
 }
@@ -368,12 +383,12 @@ verify_status (struct br_engine *e, json_t *req)
   json_t *bad, *ranges;
 
   if (json_unpack (req, "{s:s, s:s}", "volume", &vol, "peer", &node) < 0)
-    return fail_reply ("bad request: verify-status needs \"volume\" and "
+    return br__control_fail ("bad request: verify-status needs \"volume\" and "
                        "\"peer\"");
   if ((bad = find_volume_peer (e, vol, node, &v, &p)) != NULL)
     return bad;
   if (br__verify_info (p, &vi) < 0)
-    return fail_reply ("out of memory");
+    return br__control_fail ("out of memory");
   if (vi.state != BR_VERIFY_NONE && strcmp (vi.volume, vol) != 0)
     vi.state = BR_VERIFY_NONE;  /* the last job was of another volume */
   ranges = json_array ();
@@ -410,7 +425,7 @@ resync (struct br_engine *e, json_t *req)
 
   if (json_unpack (req, "{s:s, s?s, s?b}", "peer", &node, "group", &group,
                    "checksum", &checksum) < 0)
-    return fail_reply ("bad request: resync needs \"peer\": NODE");
+    return br__control_fail ("bad request: resync needs \"peer\": NODE");
   for (size_t gi = 0; gi < e->n_groups; gi++) {
     struct br_group *g = &e->groups[gi];
 
@@ -423,18 +438,18 @@ resync (struct br_engine *e, json_t *req)
   if (group && n == 0 && (done = no_such_group (e, group)) != NULL)
     return done;
   if (n == 0)
-    return fail_reply ("%s is not a peer of node %s%s%s", node,
+    return br__control_fail ("%s is not a peer of node %s%s%s", node,
                        e->self->name, group ? " in group " : "",
                        group ? group : "");
   for (size_t i = 0; i < n; i++)
     if (br__peer_state (todo[i]) == BR_PEER_HALTED)
-      return fail_reply ("peer %s of group %s is halted: resolve the split "
+      return br__control_fail ("peer %s of group %s is halted: resolve the split "
                          "brain first", node, todo[i]->g->name);
   done = json_array ();
   for (size_t i = 0; i < n; i++) {
     if (br__resync_request (todo[i], 0, NULL, checksum) < 0) {
       json_decref (done);
-      return fail_reply ("out of memory");
+      return br__control_fail ("out of memory");
     }
     json_array_append_new (done,
       json_pack ("{s:s, s:s, s:s}", "group", todo[i]->g->name, "peer", node,
@@ -454,7 +469,7 @@ metrics_json (struct br_engine *e)
   json_t *reply;
 
   if (br__metrics_text (e, &text, &len) < 0)
-    return fail_reply ("out of memory");
+    return br__control_fail ("out of memory");
   reply = json_pack ("{s:b, s:s, s:s%}", "ok", 1, "node", e->self->name,
                      "text", text, len);
   free (text);
@@ -483,6 +498,10 @@ handle_request (struct br_engine *e, const char *line)
     reply = verify_status (e, req);
   else if (strcmp (cmd, "resync") == 0)
     reply = resync (e, req);
+  else if (strcmp (cmd, "promote") == 0 || strcmp (cmd, "demote") == 0)
+    reply = br__control_role (e, req, cmd[0] == 'p');
+  else if (strcmp (cmd, "resolve") == 0)
+    reply = br__control_resolve (e, req);
   else {
     char msg[128];
     snprintf (msg, sizeof msg, "unknown command '%.64s'", cmd);

@@ -144,6 +144,7 @@ open_volume (struct br_engine *e, struct br_volume *v,
   v->gran_shift = __builtin_ctz (vc->granularity);
   v->nregions = (vc->size + vc->granularity - 1) / vc->granularity;
   br_rangelock_init (&v->locks);
+  br_mutex_init (&v->gen_lock);
   v->last_seq = calloc (v->nregions, sizeof *v->last_seq);
   v->last_write_ms = calloc (v->nregions, sizeof *v->last_write_ms);
   v->fail_seq = calloc (v->nregions, sizeof *v->fail_seq);
@@ -216,6 +217,23 @@ build_groups (struct br_engine *e)
   return 0;
 }
 
+/* Primary role: a copy that is not consistent (a resync into it did not
+ * complete) would serve a mix of old and new data (promote's rule P6). */
+static int
+check_consistent (struct br_engine *e, char *err, size_t errlen)
+{
+  for (size_t i = 0; i < e->n_vols; i++)
+    if (!(br_sb_flags (e->vols[i].sb) & BR_SB_CONSISTENT)) {
+      snprintf (err, errlen, "%s is inconsistent on node %s (a resync into "
+                "it has not completed): it cannot serve as the primary; "
+                "start this node as a replica to finish the resync, or "
+                "with force=true to serve it anyway",
+                e->vols[i].cfg->name, e->self->name);
+      return -EUCLEAN;
+    }
+  return 0;
+}
+
 /* Primary role: every neighbour is a child (the tree is rooted here). */
 static int
 build_peers (struct br_engine *e, char *err, size_t errlen)
@@ -239,7 +257,10 @@ br_engine_open (const struct br_engine_opts *opts, br_engine **out,
 
   if (e == NULL)
     return -ENOMEM;
-  e->role = opts->role;
+  atomic_init (&e->role, opts->role);
+  atomic_init (&e->role_busy, false);
+  pthread_mutex_init (&e->clients_lock, NULL);
+  e->can_serve = opts->can_serve;
   e->assume_clean = opts->assume_clean;
   if (br_config_load (opts->config_path, &e->cfg, err, errlen) < 0) {
     free (e);
@@ -279,6 +300,8 @@ br_engine_open (const struct br_engine_opts *opts, br_engine **out,
       goto fail;
   }
   r = build_groups (e);
+  if (r == 0 && e->role == BR_ROLE_PRIMARY && !opts->force)
+    r = check_consistent (e, err, errlen);
   if (r == 0 && e->role == BR_ROLE_PRIMARY)
     r = build_peers (e, err, errlen);
   if (r < 0)

@@ -35,6 +35,10 @@ struct br_engine_opts {
   const char *control_path;     /* overrides the node's control socket */
   bool assume_clean;            /* primary: treat a new (never synced)
                                    replica as identical: no full sync */
+  bool can_serve;               /* an NBD front end serves the volumes
+                                   (the plugin): promote is possible */
+  bool force;                   /* primary: start even if a copy is
+                                   inconsistent */
 };
 
 int br_engine_open (const struct br_engine_opts *opts, br_engine **out,
@@ -42,6 +46,14 @@ int br_engine_open (const struct br_engine_opts *opts, br_engine **out,
 int br_engine_start (br_engine *e);
 void br_engine_stop (br_engine *e);
 void br_engine_close (br_engine *e);
+
+/* The current role (promote and demote change it at run time). */
+enum br_role br_engine_role (const br_engine *e);
+/* The NBD front end: a client connection opens (-EROFS while this node is
+ * not primary: nothing is served) or closes.  Demote is refused while
+ * one is open.  Thread-safe. */
+int br_engine_client_attach (br_engine *e);
+void br_engine_client_detach (br_engine *e);
 
 size_t br_engine_n_volumes (const br_engine *e);
 br_volume *br_engine_volume (br_engine *e, size_t i);

@@ -42,8 +42,19 @@
  *                 bitmap; block: wait for REPLICATING; fail: EIO).
  * Flush is global across connections, so can_multi_conn is honest.
  *
+ * Parting (BR_FX_APART): when a peer that received records goes down,
+ * an origin's next write to each volume first takes a new generation,
+ * durably (apart_gen), and so does a write that completes after a sync
+ * peer it waited for was lost.  What this copy writes without the peer
+ * is then a history the peer never had: if the peer is promoted
+ * meanwhile, the verdict calls it a split brain (rule 4) instead of a
+ * failback that would discard it (rule 3).  The peers still replicating
+ * get SYNCED of the new generation in the stream, before any write made
+ * under it, so they stay where a promotion finds the old origin.
+ *
  * Lock rules: stripes before the group lock; no disk I/O or msync under
- * the group lock.
+ * the group lock; a volume's gen_lock is taken holding neither, and the
+ * group lock may be taken under it.
  */
 #include "internal.h"
 
@@ -387,6 +398,53 @@ first_write (struct br_volume *v)
   return err;
 }
 
+void
+br__group_apart (struct br_group *g)
+{
+  BR_ASSERT_LOCKED (&g->lock);
+  if (br__engine_role (g->e) != BR_ROLE_PRIMARY ||
+      strcmp (g->origin, g->e->self->name) != 0)
+    return;                     /* a relay's generations are its origin's */
+  for (size_t i = 0; i < g->n_vols; i++)
+    atomic_store (&g->vols[i]->new_gen_due, true);
+}
+
+/* See "Parting" above.  Writers' threads only (disk I/O). */
+static int
+apart_gen (struct br_volume *v)
+{
+  uint64_t gen;
+  int err = 0;
+
+  if (!atomic_load (&v->new_gen_due))
+    return 0;
+  br_mutex_lock (&v->gen_lock);
+  if (atomic_load (&v->new_gen_due)) {
+    br_wire_random (&gen, sizeof gen);
+    if ((err = br_sb_set_gen (v->sb, gen | 1)) < 0)
+      br_error ("%s: cannot take a new generation: %s", v->cfg->name,
+                br_strerror (-err));
+    else {
+      struct br_group *g = v->g;
+      bool queued = false;
+
+      br_mutex_lock (&g->lock);
+      for (size_t i = 0; i < g->n_peers; i++)
+        if (g->peers[i]->state == BR_PEER_REPLICATING)
+          queued |= br__queue_synced (g->peers[i], v, gen | 1);
+      br_mutex_unlock (&g->lock);
+      if (queued)
+        br__wake (g->e);
+      atomic_store (&v->new_gen_due, false);
+      br_info ("%s: generation %016llx: a peer is away, and what is "
+               "written from now on is a history it does not have",
+               v->cfg->name, (unsigned long long) (gen | 1));
+    }
+  }
+  br_mutex_unlock (&v->gen_lock);
+  return err;
+}
+
 int
 br__write_path (struct br_volume *v, uint8_t type, uint16_t flags,
                 const void *buf, size_t count, uint64_t off,
@@ -410,7 +468,7 @@ br__write_path (struct br_volume *v, uint8_t type, uint16_t flags,
   }
   first = br__region (v, off);
   last = br__region (v, off + count - 1);
-  if (!relay && (err = first_write (v)) < 0)
+  if (!relay && ((err = first_write (v)) < 0 || (err = apart_gen (v)) < 0))
     return err;
 
   br_rangelock_lock (&v->locks, first, last);                   /* 1 */
@@ -476,7 +534,10 @@ write_and_wait (br_volume *v, uint8_t type, uint16_t flags, const void *buf,
 
   if (err < 0)
     return err;
-  return br__wait_for_peers (v->g, &w, flags & BR_F_FUA, false, false);
+  err = br__wait_for_peers (v->g, &w, flags & BR_F_FUA, false, false);
+  /* A sync peer lost while this write waited: it completes without the
+   * peer, so under a generation the peer does not have (Parting). */
+  return err < 0 ? err : apart_gen (v);
 }
 
 int

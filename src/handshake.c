@@ -6,6 +6,8 @@
  * I/O, so that the loop thread's handlers only send and close:
  *
  *   br__vol_view         a volume's entry as this node sees it for a peer
+ *   br__peer_vol_view    ... and as the upstream side sends it to peer P
+ *                        (with the operator's discard of P's changes)
  *   br__vol_verdict      the generation verdict (verdict.c) of one volume
  *   br__hello_problem    downstream: may this HELLO start a session?
  *                        (addressing, topology, group, geometry, then the
@@ -43,6 +45,16 @@ br__vol_view (const struct br_volume *v, int slot, struct br_wire_vol *out)
   br_sb_history (v->sb, out->history);
 }
 
+void
+br__peer_vol_view (const struct br_peer *p, size_t i, struct br_wire_vol *out)
+{
+  const struct br_volume *v = p->g->vols[i];
+
+  br__vol_view (v, v->slot[p->idx], out);
+  if (p->discard_vols & (UINT64_C (1) << i))
+    out->flags |= BR_VOL_DISCARD_PEER;
+}
+
 static void
 gen_view (const struct br_wire_vol *w, struct br_gen_view *g)
 {
@@ -60,6 +72,8 @@ br__vol_verdict (const struct br_wire_vol *src, const struct br_wire_vol *dst,
   struct br_verdict_in in = {
     .src_relay = (hello_flags & BR_HELLO_RELAY) != 0,
     .assume_clean = (hello_flags & BR_HELLO_ASSUME_CLEAN) != 0,
+    .discard_dst = (src->flags & BR_VOL_DISCARD_PEER) != 0,
+    .discard_zero = (hello_flags & BR_HELLO_DISCARD_ZERO) != 0,
   };
 
   gen_view (src, &in.src);
@@ -68,10 +82,14 @@ br__vol_verdict (const struct br_wire_vol *src, const struct br_wire_vol *dst,
 }
 
 uint32_t
-br__hello_flags (const struct br_group *g)
+br__hello_flags (const struct br_peer *p)
 {
-  return (g->e->assume_clean ? BR_HELLO_ASSUME_CLEAN : 0) |
-    (g->e->role == BR_ROLE_REPLICA ? BR_HELLO_RELAY : 0);
+  const struct br_engine *e = p->g->e;
+
+  return (e->assume_clean ? BR_HELLO_ASSUME_CLEAN : 0) |
+    (br__engine_role (e) == BR_ROLE_REPLICA ? BR_HELLO_RELAY : 0) |
+    (p->link->after_sb == BR_AFTER_SB_DISCARD_ZERO ? BR_HELLO_DISCARD_ZERO
+     : 0);
 }
 
 bool
@@ -157,6 +175,10 @@ addressing_problem (struct br_engine *e, const struct br_hello *m,
   struct br_group *g;
 
   br_escape_text (from, sizeof from, m->from, sizeof m->from);
+  if (br__engine_role (e) == BR_ROLE_PRIMARY)
+    return REFUSE ("node %s is primary: it serves its own clients and "
+                   "receives from nobody (both nodes are primary: demote "
+                   "one of them)", e->self->name);
   if (m->proto_min > BR_WIRE_VERSION || m->proto_max < BR_WIRE_VERSION)
     return REFUSE ("protocol versions %u-%u not supported (this node "
                    "speaks %u)", m->proto_min, m->proto_max,
@@ -215,14 +237,15 @@ geometry_problem (const struct br_volume *v, const struct br_wire_vol *mv,
 
 uint16_t
 br__hello_problem (struct br_engine *e, const struct br_hello *m,
-                   struct br_group **gp, struct br_welcome *w, char *why,
-                   size_t len)
+                   struct br_group **gp, struct br_welcome *w,
+                   uint64_t *take, char *why, size_t len)
 {
   char from[BR_ESCAPED_SIZE (BR_WIRE_NAME_MAX)];
   struct br_group *g = NULL;
   uint16_t st;
 
   br_escape_text (from, sizeof from, m->from, sizeof m->from);
+  *take = 0;
   if ((st = addressing_problem (e, m, &g, why, len)) != BR_WELCOME_OK)
     return st;
   for (size_t i = 0; i < g->n_vols; i++) {
@@ -249,6 +272,8 @@ br__hello_problem (struct br_engine *e, const struct br_hello *m,
     if (vd.action == BR_VERDICT_WAIT)
       return REFUSE ("%s: not yet (rule %d: %s)", v->cfg->name, vd.rule,
                      vd.why);
+    if (vd.take_owed && w->vols[i].owed > 0)
+      *take |= UINT64_C (1) << i;
   }
   w->n_volumes = g->n_vols;
   *gp = g;

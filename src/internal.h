@@ -174,6 +174,19 @@ struct br_peer {
   uint64_t errors[BR_ERR_N_KINDS];  /* by kind, where detected (metrics.h;
                                        br__peer_error) */
   struct br_verify *verify;         /* the last verify job (verify.c) */
+  /* Split brain and failback (loop thread). */
+  uint64_t discard_vols;            /* resolve: the operator discards the
+                                       peer's changes of these volumes */
+  uint64_t take_vols;               /* HANDSHAKE: the verdict takes the
+                                       peer's bitmap of these volumes:
+                                       BITMAP frames expected */
+  uint64_t full_vols;               /* HANDSHAKE: these need a full sync */
+  uint64_t **taken;                 /* per volume: the bitmap received */
+  uint64_t *taken_count, *taken_want;  /* per volume: regions got, owed */
+  bool bitmap_wait;                 /* HANDSHAKE: BITMAP frames expected */
+  uint64_t taken_regions;           /* taken from its bitmaps (cumulative) */
+  char verdict[256];                /* the last handshake's verdicts, per
+                                       volume ("vol0: resync by rule 3") */
 };
 
 /* ---- volumes and groups ---- */
@@ -208,6 +221,11 @@ struct br_volume {
   _Atomic uint64_t sync_started, sync_done;
   uint64_t *written_gen;
   atomic_bool want_sync;            /* bits wait for a local sync */
+  /* An origin's copy parted from a peer (BR_FX_APART): the next write
+   * takes a new generation first, durably (group.c apart_gen), under
+   * gen_lock. */
+  atomic_bool new_gen_due;
+  struct br_mutex gen_lock;
   bool sync_busy;                   /* loop thread: a sync task is posted */
   uint64_t sync_ms;                 /* loop thread: uv_now of the last */
 };
@@ -257,7 +275,8 @@ struct br_control;
 struct br_engine {
   struct br_config *cfg;
   const struct br_node_cfg *self;
-  enum br_role role;
+  _Atomic enum br_role role;        /* changed by promote and demote only
+                                       (role.c, loop thread) */
   char *control_path;
   uint8_t *secret;                  /* NULL: no authentication */
   size_t secret_len;
@@ -286,7 +305,19 @@ struct br_engine {
   struct br_metrics_file *metrics_file; /* the node's metrics-file writer
                                        (metrics-file.c), or NULL */
   time_t started_at;
+  /* Roles (role.c). */
+  bool can_serve;                   /* an NBD front end (the plugin) */
+  atomic_bool role_busy;            /* a promotion is on the task thread */
+  char role_error[600];             /* loop: the last failed change */
+  pthread_mutex_t clients_lock;     /* clients, and role vs. attach */
+  unsigned clients;                 /* NBD connections open */
 };
+
+static inline enum br_role
+br__engine_role (const struct br_engine *e)
+{
+  return atomic_load (&e->role);
+}
 
 /* ---- queue.c: a peer's queue, the one owner of q, n_sent, queued_bytes
  * and resync_inflight (group lock held for all of them) ---- */
@@ -355,6 +386,9 @@ int br__wait_for_peers (struct br_group *g, const struct br_wait *w,
 /* Group lock held: wake the writers waiting for a sequence number at or
  * below UPTO (a watermark moved), or all of them (a peer changed state). */
 void br__group_notify (struct br_group *g, uint64_t upto);
+/* Group lock held (BR_FX_APART): a peer that received records is gone;
+ * on the origin, every volume's next write takes a new generation. */
+void br__group_apart (struct br_group *g);
 void br__group_notify_all (struct br_group *g);
 /* Make V's disk durable and advance its sync generations (C5).  Any
  * thread but the loop thread.  0 or -errno. */
@@ -392,6 +426,8 @@ int br__relay_plan (struct br_group *g, const char *origin,
 int br__relay_prepare (struct br_relay_plan *plan, char *err, size_t errlen);
 void br__relay_commit (struct br_relay_plan *plan);
 void br__relay_plan_free (struct br_relay_plan *plan);
+/* Stop and retire every peer of G (a demotion); false: out of memory. */
+bool br__relay_retire (struct br_group *g);
 int br__relay_start (struct br_group *g, const char *origin, char *err,
                      size_t errlen);
 /* Replica role, at start: resume relaying for the recorded origin. */
@@ -458,21 +494,27 @@ void br__tasks_stop (struct br_engine *e);     /* loop thread, at stop */
  * slot yet): name, geometry, flags and the generation view (verdict.h). */
 void br__vol_view (const struct br_volume *v, int slot,
                    struct br_wire_vol *out);
+/* Volume I of P's group as P's upstream side sends it (br__vol_view with
+ * BR_VOL_DISCARD_PEER when the operator discards P's changes). */
+void br__peer_vol_view (const struct br_peer *p, size_t i,
+                        struct br_wire_vol *out);
 /* The verdict for one volume: SRC sends to DST. */
 struct br_verdict br__vol_verdict (const struct br_wire_vol *src,
                                    const struct br_wire_vol *dst,
                                    uint32_t hello_flags);
-/* The HELLO flags G's upstream side sends. */
-uint32_t br__hello_flags (const struct br_group *g);
+/* The HELLO flags P's upstream side sends. */
+uint32_t br__hello_flags (const struct br_peer *p);
 /* Upstream: true (with WHY) if the accepting WELCOME W does not describe
  * exactly P's group. */
 bool br__welcome_problem (const struct br_peer *p, const struct br_welcome *w,
                           char *why, size_t len);
-/* Downstream: BR_WELCOME_OK (with *G and W's volumes filled) if HELLO M
- * may start a session, else the refusal status with WHY. */
+/* Downstream: BR_WELCOME_OK (with *G and W's volumes filled, and in
+ * *TAKE the volumes whose verdict takes this side's bitmap: BITMAP frames
+ * follow AUTH) if HELLO M may start a session, else the refusal status
+ * with WHY. */
 uint16_t br__hello_problem (struct br_engine *e, const struct br_hello *m,
                             struct br_group **g, struct br_welcome *w,
-                            char *why, size_t len);
+                            uint64_t *take, char *why, size_t len);
 
 /* ---- peer.c (loop thread) ---- */
 int br__peer_init (struct br_group *g, int idx, const struct br_node_cfg *n,
@@ -495,15 +537,23 @@ void br__peer_lost_as (struct br_peer *p, enum br_peer_event ev,
 /* Send a small control frame (HELLO, AUTH, PING); 0 or a libuv error. */
 int br__peer_send_frame (struct br_peer *p, uint8_t type,
                          const void *payload, uint32_t len);
-/* peer-handshake.c: the replica's WELCOME, judged (I6). */
+/* peer-handshake.c: the replica's WELCOME, judged (I6); its BITMAP
+ * frames when the verdict takes its bitmap (H4); forget a handshake's
+ * BITMAP state (the connection is over). */
 void br__peer_on_welcome (struct br_peer *p, const uint8_t *payload,
                           uint32_t len);
+void br__peer_on_bitmap (struct br_peer *p, const struct br_frame_hdr *h,
+                         const uint8_t *payload);
+void br__peer_bitmap_reset (struct br_peer *p);
 void br__peer_tick (struct br_peer *p);
 /* The operator (control socket, loop thread): pause P (PAUSE: connection
  * closed, no retry, writes logged; -EBUSY if halted) or resume it
  * (RESUME, then connect; -EINVAL if not paused). */
 int br__peer_pause (struct br_peer *p);
 int br__peer_resume (struct br_peer *p);
+/* Loop thread: P was handed back to LOGGING by the operator (resume,
+ * resolve): connect now. */
+void br__peer_reconnect (struct br_peer *p);
 void br__peer_close (struct br_peer *p);
 void br__peer_free (struct br_peer *p);
 
@@ -631,8 +681,26 @@ void br__metrics_file_stop (struct br_engine *e);
  * stop; not after a failed start), on this thread, and free the writer. */
 void br__metrics_file_final (struct br_engine *e, bool write);
 
+/* ---- role.c (loop thread): promote and demote (P1-P6, D1-D4) ---- */
+/* 0 (a promotion finishes on the task thread: role_busy until then), or
+ * -EALREADY / -EBUSY / -EPERM / -ENOMEM with the reason in WHY. */
+int br__role_promote (struct br_engine *e, bool force, char *why,
+                      size_t len);
+int br__role_demote (struct br_engine *e, bool force, char *why, size_t len);
+unsigned br__engine_clients (struct br_engine *e);
+
 /* ---- control.c (loop thread) ---- */
 int br__control_start (struct br_engine *e);
 void br__control_stop (struct br_engine *e);
+/* A reply {"ok": false, "error": MESSAGE} (jansson). */
+struct json_t;
+struct json_t *br__control_fail (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
+/* control-role.c: {"cmd": "promote"|"demote", "force": BOOL} (PROMOTE
+ * true for promote) and {"cmd": "resolve", "volume": V, "discard":
+ * NODE}. */
+struct json_t *br__control_role (struct br_engine *e, struct json_t *req,
+                                 bool promote);
+struct json_t *br__control_resolve (struct br_engine *e, struct json_t *req);
 
 #endif

@@ -412,6 +412,14 @@ on_frame (struct br_peer *p, const struct br_frame_hdr *h,
   br_debug (BR_DEBUG_WIRE, "<- %s type %u seq %llu count %llu",
             p->node->name, h->type, (unsigned long long) h->seq,
             (unsigned long long) h->count);
+  if (p->state == BR_PEER_HANDSHAKE && p->bitmap_wait) {
+    if (h->type != BR_T_BITMAP)
+      br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
+                        "expected BITMAP, got frame type %u", h->type);
+    else
+      br__peer_on_bitmap (p, h, payload);
+    return;
+  }
   if (p->state == BR_PEER_HANDSHAKE && !p->welcome_busy) {
     if (h->type != BR_T_WELCOME)
       br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
@@ -539,12 +547,12 @@ on_connect (uv_connect_t *req, int status)
   snprintf (hello->to, sizeof hello->to, "%s", p->node->name);
   snprintf (hello->group, sizeof hello->group, "%s", g->name);
   snprintf (hello->origin, sizeof hello->origin, "%s", g->origin);
-  hello->flags = br__hello_flags (g);
+  hello->flags = br__hello_flags (p);
   br_wire_random (p->nonce, sizeof p->nonce);
   memcpy (hello->nonce, p->nonce, sizeof p->nonce);
   hello->n_volumes = g->n_vols;
   for (size_t i = 0; i < g->n_vols; i++)
-    br__vol_view (g->vols[i], g->vols[i]->slot[p->idx], &hello->vols[i]);
+    br__peer_vol_view (p, i, &hello->vols[i]);
   len = br_wire_encode_hello (hello, buf, BR_WIRE_HANDSHAKE_MAX);
   free (hello);
   br_mutex_lock (&g->lock);
@@ -553,6 +561,7 @@ on_connect (uv_connect_t *req, int status)
   br_wire_reader_reset (&p->rd);
   p->rd.max_payload = BR_WIRE_HANDSHAKE_MAX;          /* P5 */
   p->welcome_busy = false;
+  br__peer_bitmap_reset (p);
   if (len < 0 ||
       uv_read_start ((uv_stream_t *) &p->tcp, on_alloc, on_read) < 0 ||
       br__peer_send_frame (p, BR_T_HELLO, buf, len) < 0)
@@ -695,10 +704,16 @@ br__peer_resume (struct br_peer *p)
   br_mutex_unlock (&g->lock);
   br_info ("peer %s (group %s): resumed by the operator", p->node->name,
            g->name);
+  br__peer_reconnect (p);
+  return 0;
+}
+
+void
+br__peer_reconnect (struct br_peer *p)
+{
   p->backoff_ms = 0;
   if (!p->tcp_open)
     start_connect (p);          /* else on_tcp_closed reconnects */
-  return 0;
 }
 
 /* Heartbeat: probe an idle connection, and give up on one that has been
@@ -800,5 +815,6 @@ br__peer_free (struct br_peer *p)
   free (p->hashed);
   br__verify_free (p);
   br__bits_free (p);
+  br__peer_bitmap_reset (p);
   free (p);
 }

@@ -29,6 +29,11 @@
  *     any state ---------------------------------> PAUSED
  *     LOGGING  <--------------- RESUME ------------ PAUSED
  *
+ *                 RESOLVE (the operator: blockrelay resolve)
+ *     HALTED   ---------------------------------> LOGGING
+ *   The split brain was resolved: the peer connects again, and the
+ *   verdict sees which side's changes are discarded (verdict.c rules 1-2).
+ *
  *                 RESYNC (the operator: blockrelay resync, verify --repair)
  *     REPLICATING --------------------------------> SYNCING
  *     SYNCING     ------------ (regions added) ---> SYNCING
@@ -62,7 +67,11 @@
  *       that follows), and from REPLICATING also RESYNC_RESTART;
  *   into REPLICATING: SYNCED for every volume (the replica adopts our
  *       generation and is consistent once it has applied everything
- *       before it).
+ *       before it);
+ *   into a down state from one that queued records or was AHEAD: APART
+ *       (the copies part: on an origin, the next write takes a new
+ *       generation first, so a history written without the peer is never
+ *       mistaken for one it was promoted from: verdict rule 3).
  *
  * Invariants:
  *   F1. p->state changes only in br__peer_event, with the group lock held
@@ -109,6 +118,7 @@ static const unsigned char next[BR_EV_N_EVENTS][BR_PEER_N_STATES] = {
   [BR_EV_PAUSE]       = { PAU, PAU, PAU, PAU, PAU, PAU, PAU, X,   PAU },
   [BR_EV_RESUME]      = { X,   X,   X,   X,   X,   X,   X,   X,   LOG },
   [BR_EV_RESYNC]      = { X,   X,   X,   SYN, SYN, X,   X,   X,   X   },
+  [BR_EV_RESOLVE]     = { X,   X,   X,   X,   X,   X,   X,   LOG, X   },
 };
 
 #undef X
@@ -138,7 +148,7 @@ br_peer_event_name (enum br_peer_event e)
   static const char *names[BR_EV_N_EVENTS] = {
     "connect", "connected", "sync-needed", "in-sync", "resync-done",
     "diverged", "congested", "drained", "lost", "drop", "error",
-    "split-brain", "stop", "pause", "resume", "resync",
+    "split-brain", "stop", "pause", "resume", "resync", "resolve",
   };
   return (unsigned) e < BR_EV_N_EVENTS ? names[e] : "?";
 }
@@ -179,6 +189,9 @@ br_peer_effects (enum br_peer_state from, enum br_peer_state to)
     return 0;
   if (br_peer_state_down (to) && !br_peer_state_down (from))
     fx |= BR_FX_END;
+  if (br_peer_state_down (to) &&
+      (br_peer_state_queues (from) || from == BR_PEER_AHEAD))
+    fx |= BR_FX_APART;
   if (to == BR_PEER_AHEAD)
     fx |= BR_FX_DROP_UNSENT;
   if (to == BR_PEER_SYNCING) {
@@ -228,6 +241,8 @@ br__peer_event (struct br_peer *p, enum br_peer_event ev)
     br__queue_resync_begin (p);
   if (fx & BR_FX_SYNCED)
     br__resync_done (p);
+  if (fx & BR_FX_APART)
+    br__group_apart (g);
   br__group_notify_all (g);
   return true;
 }

@@ -51,6 +51,8 @@ enum br_peer_event {
   BR_EV_RESUME,          /* the operator: blockrelay resume */
   BR_EV_RESYNC,          /* the operator: blockrelay resync, verify
                             --repair (regions marked out of sync) */
+  BR_EV_RESOLVE,         /* the operator: blockrelay resolve (a side of
+                            the split brain was chosen) */
   BR_EV_N_EVENTS
 };
 
@@ -68,6 +70,9 @@ enum br_peer_effect {
                                    start again */
   BR_FX_SYNCED = 1u << 4,       /* queue SYNCED for every volume: the
                                    replica adopts our generation */
+  BR_FX_APART = 1u << 5,        /* a peer that received records is gone:
+                                   an origin's next write takes a new
+                                   generation first (group.c) */
 };
 
 #define BR_PEER_INVALID BR_PEER_N_STATES

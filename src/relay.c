@@ -237,6 +237,7 @@ struct br_relay_plan {
   const struct br_node_cfg *nodes[BR_MAX_PEERS];
   const struct br_link_cfg *links[BR_MAX_PEERS];
   int slots[BR_MAX_PEERS][BR_WIRE_MAX_VOLUMES];
+  bool keep[BR_MAX_PEERS];          /* a promotion: no full sync (below) */
 };
 
 static int
@@ -320,6 +321,21 @@ br__relay_plan (struct br_group *g, const char *origin,
   }
   plan->changed = g->origin[0] != '\0';
   plan->same = plan->changed && same_children (g, plan->nodes, plan->n);
+  /* A promotion (the origin becomes this node, role.c): a child that was
+   * a peer already keeps the bits this copy kept for it, and the old
+   * upstream starts with none: this copy holds nothing it lacks (it holds
+   * only what it got from it), and what it holds that this copy lacks is
+   * in its own bitmap, which the failback verdict takes (rule 3). */
+  if (plan->changed && strcmp (origin, g->e->self->name) == 0) {
+    const char *parent = br_topology_parent (g->e->cfg, g->origin,
+                                             g->e->self->name);
+
+    for (int i = 0; i < plan->n; i++) {
+      plan->keep[i] = parent && strcmp (parent, plan->nodes[i]->name) == 0;
+      for (size_t pi = 0; pi < g->n_peers; pi++)
+        plan->keep[i] |= g->peers[pi]->node == plan->nodes[i];
+    }
+  }
   *out = plan;
   return 0;
 }
@@ -343,7 +359,8 @@ br__relay_prepare (struct br_relay_plan *plan, char *err, size_t errlen)
       }
       plan->slots[i][vi] = slot;
       /* A child this copy did not track until now may differ anywhere. */
-      if (plan->changed && (r = br_sb_mark_all (v->sb, slot)) < 0) {
+      if (plan->changed && !plan->keep[i] &&
+          (r = br_sb_mark_all (v->sb, slot)) < 0) {
         snprintf (err, errlen, "cannot mark %s for a full sync of %s",
                   v->cfg->name, plan->nodes[i]->name);
         return r;
@@ -361,8 +378,8 @@ br__relay_prepare (struct br_relay_plan *plan, char *err, size_t errlen)
 
 /* Stop every peer of G; they are freed at close (their handles close
  * asynchronously).  False: out of memory (nothing changed). */
-static bool
-retire_peers (struct br_group *g)
+bool
+br__relay_retire (struct br_group *g)
 {
   struct br_engine *e = g->e;
   struct br_peer **nr = realloc (e->retired, (e->n_retired + g->n_peers) *
@@ -423,9 +440,11 @@ br__relay_commit (struct br_relay_plan *plan)
   else {
     if (plan->changed) {
       br_warn ("group %s: the writes now come from %s (was %s): the "
-               "downstream changes, and every new child gets a full sync",
-               g->name, plan->origin, g->origin);
-      if (!retire_peers (g)) {
+               "downstream changes, and every new child gets a full sync%s",
+               g->name, plan->origin, g->origin,
+               strcmp (plan->origin, g->e->self->name) == 0
+               ? " (but the old upstream and the children kept)" : "");
+      if (!br__relay_retire (g)) {
         br_error ("group %s: out of memory retiring peers", g->name);
         goto out;
       }

@@ -14,11 +14,16 @@
  *       upstream gets a WELCOME and nothing else.
  *   R5. The relay's scoreboard work runs on the task thread (relay_work);
  *       s->task_busy keeps the session from being freed meanwhile.
+ *   R7. When the verdict takes this copy's bitmap for the upstream
+ *       (failback, resolve), it is sent in BITMAP frames right after AUTH
+ *       succeeded, before the first ACK (the upstream waits for them in
+ *       its handshake); the bits stay set here until SYNCED (apply.c).
  *
  * Loop thread only.
  */
 #include "replica.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -131,7 +136,7 @@ br__rsession_on_hello (struct br_replica_session *s, const uint8_t *payload,
   /* Escaped: a name that needs escaping is no node of the topology and is
    * refused below; until then it is only logged. */
   br_escape_text (s->peer, sizeof s->peer, m->from, sizeof m->from);
-  st = br__hello_problem (e, m, &g, w, why, sizeof why);
+  st = br__hello_problem (e, m, &g, w, &s->take_vols, why, sizeof why);
   if (st != BR_WELCOME_OK) {
     refuse_as (s, w, st, "%s", why);
     goto out;
@@ -269,12 +274,114 @@ br__replica_start_pending (struct br_replica *rep, struct br_group *g)
     }
 }
 
+/* ---- R7: this copy's bitmap for the upstream ---- */
+
+struct bitmap_req {
+  uv_write_t req;
+  struct br_replica_session *s;
+  uint8_t frames[];
+};
+
+static void
+on_bitmap_written (uv_write_t *req, int status)
+{
+  struct bitmap_req *b = (struct bitmap_req *) req;
+  struct br_replica_session *s = b->s;
+
+  free (b);
+  if (status < 0 && status != UV_ECANCELED)
+    br__rsession_close (s, "cannot send BITMAP: %s", uv_strerror (status));
+}
+
+/* Append one BITMAP frame of N words at OUT; returns its size. */
+static size_t
+put_bitmap (uint8_t *out, uint32_t vol, uint64_t first_word,
+            const uint64_t *words, size_t n, bool last)
+{
+  struct br_frame_hdr h = {
+    .version = BR_WIRE_VERSION, .type = BR_T_BITMAP, .volume = vol,
+    .flags = last ? BR_F_LAST : 0, .offset = first_word * 64,
+    .length = (uint32_t) (n * 8),
+  };
+
+  for (size_t i = 0; i < n; i++) {
+    uint64_t le = htole64 (words[i]);
+
+    h.count += (uint64_t) __builtin_popcountll (words[i]);
+    memcpy (out + BR_WIRE_HDR_SIZE + 8 * i, &le, 8);
+  }
+  h.payload_sum = n ? br_wire_checksum (out + BR_WIRE_HDR_SIZE, h.length) : 0;
+  br_wire_encode_hdr (&h, out);
+  return BR_WIRE_HDR_SIZE + h.length;
+}
+
+static int
+send_bitmaps (struct br_replica_session *s)
+{
+  enum { CHUNK = BR_WIRE_BITMAP_MAX / 8 };
+  struct br_group *g = s->g;
+  uint64_t words[CHUNK];
+  size_t cap = BR_WIRE_HDR_SIZE, len = 0;
+  uint32_t last_vol = 0;
+  struct bitmap_req *b;
+  uv_buf_t buf;
+
+  for (size_t i = 0; i < g->n_vols; i++)
+    if (s->take_vols & (UINT64_C (1) << i)) {
+      uint64_t nwords = (g->vols[i]->nregions + 63) / 64;
+      cap += nwords * 8 + (nwords / CHUNK + 1) * BR_WIRE_HDR_SIZE;
+    }
+  b = malloc (sizeof *b + cap);
+  if (b == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < g->n_vols; i++) {
+    struct br_volume *v = g->vols[i];
+    uint64_t nwords = (v->nregions + 63) / 64;
+    int slot;
+
+    if (!(s->take_vols & (UINT64_C (1) << i)))
+      continue;
+    last_vol = (uint32_t) i;
+    slot = br_sb_find_slot (v->sb, s->peer);
+    for (uint64_t w0 = 0; slot >= 0 && w0 < nwords; w0 += CHUNK) {
+      size_t n = nwords - w0 < CHUNK ? nwords - w0 : CHUNK;
+      int64_t rg = br_sb_next_set (v->sb, slot, w0 * 64);
+
+      if (rg < 0)
+        break;
+      if ((uint64_t) rg >= (w0 + n) * 64)
+        continue;                   /* nothing set in this chunk */
+      memset (words, 0, n * 8);
+      for (; rg >= 0 && (uint64_t) rg < (w0 + n) * 64;
+           rg = br_sb_next_set (v->sb, slot, rg + 1))
+        words[(rg / 64) - w0] |= UINT64_C (1) << (rg % 64);
+      len += put_bitmap (b->frames + len, (uint32_t) i, w0, words, n, false);
+    }
+  }
+  len += put_bitmap (b->frames + len, last_vol, 0, words, 0, true);
+  b->s = s;
+  buf = uv_buf_init ((char *) b->frames, len);
+  if (uv_write (&b->req, (uv_stream_t *) &s->tcp, &buf, 1,
+                on_bitmap_written) < 0) {
+    free (b);
+    return -EIO;
+  }
+  br_info ("group %s: sent %s this copy's bitmap for it (its changes here "
+           "are discarded)", g->name, s->peer);
+  return 0;
+}
+
 void
 br__rsession_on_auth (struct br_replica_session *s, const uint8_t *mac)
 {
   struct br_engine *e = s->rep->e;
   struct br_group *g = s->g;
 
+  if (br__engine_role (e) == BR_ROLE_PRIMARY) {
+    br__rsession_close (s, "node %s was promoted during the handshake",
+                        e->self->name);
+    return;
+  }
   if (e->secret &&
       !br_wire_auth_verify (e->secret, e->secret_len, "client",
                             s->server_nonce, s->client_nonce, mac)) {
@@ -297,6 +404,10 @@ br__rsession_on_auth (struct br_replica_session *s, const uint8_t *mac)
   s->dirty = calloc (g->n_vols, sizeof *s->dirty);
   if (s->dirty == NULL) {
     br__rsession_close (s, "out of memory");
+    return;
+  }
+  if (s->take_vols && send_bitmaps (s) < 0) {     /* R7 */
+    br__rsession_close (s, "cannot send BITMAP");
     return;
   }
   try_start (s);

@@ -514,6 +514,12 @@ on_heartbeat (uv_timer_t *t)
   }
 }
 
+static void
+free_on_close (uv_handle_t *h)
+{
+  free (h->data);
+}
+
 int
 br__replica_start (struct br_engine *e)
 {
@@ -541,9 +547,9 @@ br__replica_start (struct br_engine *e)
   if (err < 0) {
     br_error ("cannot listen on %s:%s: %s", e->self->host, e->self->port,
               uv_strerror (err));
-    uv_close ((uv_handle_t *) &rep->listener, NULL);
-    uv_run (&e->loop, UV_RUN_NOWAIT);
-    free (rep);
+    /* Freed in the close callback: this may run inside the loop (a
+     * demotion), where the loop cannot be run again. */
+    uv_close ((uv_handle_t *) &rep->listener, free_on_close);
     return err;
   }
   uv_timer_init (&e->loop, &rep->heartbeat);

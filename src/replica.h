@@ -37,6 +37,9 @@ struct br_replica_session {
   char addr[64];
   uint8_t client_nonce[BR_WIRE_NONCE_SIZE];
   uint8_t server_nonce[BR_WIRE_NONCE_SIZE];
+  uint64_t take_vols;               /* the verdict takes our bitmap for
+                                       the upstream of these volumes:
+                                       BITMAP frames follow AUTH */
   uint64_t last_seq;                /* last seq received (R2) */
   uint64_t last_rx_ms;              /* uv_now of the last bytes received */
   bool reading;

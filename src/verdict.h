@@ -35,6 +35,10 @@ struct br_verdict_in {
                                        (it is not the origin) */
   bool assume_clean;                /* src's operator said a new dst is
                                        identical (the plugin's option) */
+  bool discard_dst;                 /* an operator resolved a split brain
+                                       by discarding dst's changes */
+  bool discard_zero;                /* src's link: after-split-brain is
+                                       discard-zero-changes */
 };
 
 enum br_verdict_action {
@@ -51,9 +55,12 @@ struct br_verdict {
   enum br_verdict_action action;
   int rule;                         /* 1 .. BR_VERDICT_RULES */
   const char *why;                  /* static text: the rule in words */
+  bool take_owed;                   /* RESYNC: src first merges the
+                                       regions dst's bitmap owes it (dst's
+                                       changes are discarded) */
 };
 
-#define BR_VERDICT_RULES 11
+#define BR_VERDICT_RULES 15
 
 struct br_verdict br_gen_verdict (const struct br_verdict_in *in);
 const char *br_verdict_action_name (enum br_verdict_action a);

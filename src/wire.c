@@ -41,6 +41,9 @@
  *                                         1 <= count <= BR_WIRE_MAX_PAYLOAD
  *   DIFFER           0                    8 .. 8 * BR_WIRE_DIFFER_MAX,
  *                                         a multiple of 8
+ *   BITMAP           LAST                 0 .. BR_WIRE_BITMAP_MAX, a
+ *                                         multiple of 8 (0 only with
+ *                                         LAST); offset a multiple of 64
  * BR_WIRE_MAX_ZERO is 2^40 (1 TiB): far above any NBD request (32-bit
  * length) yet small enough that offset + count arithmetic stays obvious;
  * senders of larger zero ranges (resync of huge sparse volumes) split them.
@@ -53,7 +56,8 @@
  *    0  64  name          non-empty
  *   64   8  size          > 0, multiple of 512
  *   72   4  granularity   power of two, 512 .. 1 GiB
- *   76   4  flags         BR_SB_* of the sender's copy
+ *   76   4  flags         BR_SB_* of the sender's copy, and
+ *                         BR_VOL_DISCARD_PEER 0x100
  *   80   8  gen           sender's current generation, nonzero
  *   88   8  peer_gen      generation the sender was last in sync with the
  *                         peer at (0: never)
@@ -71,7 +75,8 @@
  *  232  64  origin        non-empty: the node whose writes the group's
  *                         stream carries (the primary); a relay forwards
  *                         to its children in the tree rooted there
- *  296   4  flags         BR_HELLO_ASSUME_CLEAN 0x1, BR_HELLO_RELAY 0x2
+ *  296   4  flags         BR_HELLO_ASSUME_CLEAN 0x1, BR_HELLO_RELAY 0x2,
+ *                         BR_HELLO_DISCARD_ZERO 0x4
  *  300   4  reserved      0
  *  304      n_volumes volume entries (names distinct)
  *
@@ -220,9 +225,10 @@ type_rule (uint8_t type)
     [BR_T_HASH] = { BR_F_RESYNC | BR_F_VERIFY, BR_WIRE_HASH_SIZE,
                     BR_WIRE_HASH_SIZE },
     [BR_T_DIFFER] = { 0, 8, 8 * BR_WIRE_DIFFER_MAX },
+    [BR_T_BITMAP] = { BR_F_LAST, 0, BR_WIRE_BITMAP_MAX },
   };
 
-  if (type < BR_T_HELLO || type > BR_T_DIFFER)
+  if (type < BR_T_HELLO || type > BR_T_BITMAP)
     return NULL;
   return &rules[type];
 }
@@ -296,6 +302,12 @@ hdr_problem (const uint8_t *in, struct br_frame_hdr *h)
     return "HASH needs exactly one of RESYNC, VERIFY";
   if (h->type == BR_T_DIFFER && h->length % 8 != 0)
     return "DIFFER length not a multiple of 8";
+  if (h->type == BR_T_BITMAP && h->length % 8 != 0)
+    return "BITMAP length not a multiple of 8";
+  if (h->type == BR_T_BITMAP && h->offset % 64 != 0)
+    return "BITMAP offset not a multiple of 64";
+  if (h->type == BR_T_BITMAP && h->length == 0 && !(h->flags & BR_F_LAST))
+    return "empty BITMAP that is not the last";
   return NULL;
 }
 
@@ -463,7 +475,8 @@ hello_problem (const struct br_hello *m)
                            "origin name not terminated",
                            "empty origin name")))
     return why;
-  if (m->flags & ~(BR_HELLO_ASSUME_CLEAN | BR_HELLO_RELAY))
+  if (m->flags & ~(BR_HELLO_ASSUME_CLEAN | BR_HELLO_RELAY |
+                   BR_HELLO_DISCARD_ZERO))
     return "unknown HELLO flags";
   return vols_problem (m->vols, m->n_volumes);
 }

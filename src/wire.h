@@ -32,9 +32,10 @@
 #include <stdint.h>
 
 #define BR_WIRE_MAGIC 0x42524C59u
-#define BR_WIRE_VERSION 4      /* 2: HELLO carries the origin; 3: the
+#define BR_WIRE_VERSION 5      /* 2: HELLO carries the origin; 3: the
                                   generation views (history, owed) and
-                                  HELLO flags, RESYNC; 4: HASH, DIFFER */
+                                  HELLO flags, RESYNC; 4: HASH, DIFFER;
+                                  5: BITMAP, discard flags */
 #define BR_WIRE_HDR_SIZE 56
 #define BR_WIRE_MAX_PAYLOAD (32u * 1024 * 1024) /* largest WRITE payload */
 #define BR_WIRE_MAX_VOLUMES 64                  /* per handshake */
@@ -46,6 +47,7 @@
 #define BR_WIRE_MAX_ZERO (1ull << 40)           /* largest ZERO count (1 TiB) */
 #define BR_WIRE_HASH_SIZE 16                    /* HASH payload: XXH3-128 */
 #define BR_WIRE_DIFFER_MAX 128                  /* seqs in one DIFFER */
+#define BR_WIRE_BITMAP_MAX 8192                 /* BITMAP payload bytes */
 /* Encoded handshake sizes (layouts in wire.c and docs/formats.md). */
 #define BR_WIRE_VOL_SIZE 168                    /* one volume entry */
 #define BR_WIRE_HISTORY 8                       /* generations per entry */
@@ -79,12 +81,22 @@ enum br_frame_type {
                        big-endian u64 seqs of HASH records whose range
                        differs here; always sent before the ACK that
                        covers them */
+  BR_T_BITMAP = 15, /* server -> client, after AUTH and before the stream,
+                       for each volume whose verdict takes the server's
+                       bitmap (verdict.h take_owed): payload = 64-bit
+                       little-endian words of the server's bitmap for the
+                       client, offset = the region of bit 0 of the first
+                       word (a multiple of 64); count = regions set in the
+                       payload.  The last BITMAP of the handshake has flag
+                       LAST (its payload may be empty); then count = the
+                       regions set in all of them for that volume */
 };
 
 #define BR_F_FUA      0x0001u
 #define BR_F_MAY_TRIM 0x0002u
 #define BR_F_RESYNC   0x0004u
 #define BR_F_VERIFY   0x0008u    /* HASH: asked by `blockrelay verify` */
+#define BR_F_LAST     0x0010u    /* BITMAP: the last one of the handshake */
 
 struct br_frame_hdr {
   uint8_t version;
@@ -146,6 +158,11 @@ struct br_wire_vol {
 #define BR_HELLO_ASSUME_CLEAN 0x1u /* a new receiver is taken as in sync */
 #define BR_HELLO_RELAY 0x2u        /* the sender forwards another node's
                                       stream (it is not the origin) */
+#define BR_HELLO_DISCARD_ZERO 0x4u /* the link's after-split-brain is
+                                      discard-zero-changes */
+/* Volume entry flags besides the BR_SB_* flags of the sender's copy. */
+#define BR_VOL_DISCARD_PEER 0x100u /* the sender's operator discards the
+                                      receiver's changes (resolve) */
 
 struct br_hello {                  /* client (upstream) -> server */
   uint16_t proto_min, proto_max;

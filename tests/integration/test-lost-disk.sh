@@ -25,10 +25,10 @@ for point in volume-disk-created volume-fresh-marked volume-lost-history-wiped; 
     >> "$T/b.log" 2>&1 || rc=$?
   [ $rc -eq 99 ] || fail "$point: blockrelayd exited $rc, not at the crash point"
   grep -q "crash point $point reached" "$T/b.log" || fail "$point not reached"
-  full=$(grep -c "from a: full-sync by rule 4" "$T/b.log" || true)
+  full=$(grep -c "from a: full-sync by rule 7" "$T/b.log" || true)
   start_replica "$CFG" b
   wait_in_sync "$CFG" a 60
-  [ "$(grep -c "from a: full-sync by rule 4" "$T/b.log")" -gt "$full" ] ||
+  [ "$(grep -c "from a: full-sync by rule 7" "$T/b.log")" -gt "$full" ] ||
     fail "$point: the lost disk was not fully synced"
   cmp "$T/a/vol0.img" "$T/b/vol0.img" ||
     fail "$point: the replica's new disk was trusted as in sync"

@@ -55,7 +55,7 @@ ns_start_replica "$CFG" a
 ns_start_replica "$CFG" c
 ns_start_primary "$CFG" b
 for ((i = 0; i < 200; i++)); do
-  grep -q "refusing b .*split brain on vol0 by rule 10" "$T/c.log" && break
+  grep -q "refusing b .*split brain on vol0 by rule 14" "$T/c.log" && break
   sleep 0.05                          # polling c's log for its refusal
 done
 [ $i -lt 200 ] || fail "c, never synced by b, did not refuse b"

@@ -277,6 +277,7 @@ START_TEST (test_outage_keys)
     "    resync-rate: 100M\n"
     "    on-congestion: block\n"
     "    resync: checksum\n"
+    "    after-split-brain: disconnect\n"
     "  - {between: [b, c], mode: async, on-congestion: pull-ahead,"
     " resync-rate: 0, on-peer-loss: fail}\n"
     "  - {between: [c, d], mode: sync, on-peer-loss: log,"
@@ -294,8 +295,10 @@ START_TEST (test_outage_keys)
   ck_assert_int_eq (k->on_congestion, BR_CONGESTION_BLOCK);
   ck_assert_uint_eq (k->rate, 0);
   ck_assert_int_eq (k->resync, BR_RESYNC_CHECKSUM);
+  ck_assert_int_eq (k->after_sb, BR_AFTER_SB_DISCARD_NONE);
   k = &cfg->links[1];
   ck_assert_int_eq (k->resync, BR_RESYNC_FULL);                  /* default */
+  ck_assert_int_eq (k->after_sb, BR_AFTER_SB_DISCARD_ZERO);      /* default */
   ck_assert_int_eq (k->mode, BR_MODE_ASYNC);
   ck_assert_int_eq (k->on_congestion, BR_CONGESTION_PULL_AHEAD);
   ck_assert_int_eq (k->on_peer_loss, BR_LOSS_FAIL);   /* no effect; valid */
@@ -691,7 +694,8 @@ START_TEST (test_unknown_key)
   ck_assert_load_error (BASE "links:\n  - between: [a, b]\n    modee: sync\n",
                         "8:5", "unknown key 'modee' in link (expected: "
                         "between, mode, rate, queue-size, on-peer-loss, "
-                        "block-timeout, resync-rate, on-congestion, resync)");
+                        "block-timeout, resync-rate, on-congestion, resync, "
+                        "after-split-brain)");
   ck_assert_load_error (BASE "links:\n  - between: [a, b]\n    mode: sync\n"
                         "    on_peer_loss: log\n", "9:5",
                         "unknown key 'on_peer_loss' in link");
@@ -1071,6 +1075,9 @@ static const struct bad bad_link_enums[] = {
     "full or checksum" },
   { SYNC_LINK ("resync: [full]"), "9:13", "link resync must be a scalar, "
     "not a sequence" },
+  { SYNC_LINK ("after-split-brain: discard"), "9:24", "link "
+    "after-split-brain 'discard' is not discard-zero-changes or "
+    "disconnect" },
 };
 
 START_TEST (test_bad_link_enum)

@@ -64,6 +64,8 @@ static const struct tr allowed[] = {
   /* the operator asks for a resync (blockrelay resync, verify --repair):
    * only a connected peer gets the event; the others just have bits */
   { REP, BR_EV_RESYNC, SYN }, { SYN, BR_EV_RESYNC, SYN },
+  /* the operator resolved a split brain: connect again */
+  { HLT, BR_EV_RESOLVE, LOG },
 };
 #define N_ALLOWED (sizeof allowed / sizeof allowed[0])
 
@@ -107,8 +109,10 @@ END_TEST
 struct fx { enum br_peer_state from, to; unsigned fx; };
 
 static const struct fx effects[] = {
-  { REP, LOG, BR_FX_END }, { SYN, LOG, BR_FX_END }, { AHD, LOG, BR_FX_END },
-  { HS, LOG, BR_FX_END }, { CON, LOG, BR_FX_END }, { REP, FLD, BR_FX_END },
+  { REP, LOG, BR_FX_END | BR_FX_APART }, { SYN, LOG, BR_FX_END | BR_FX_APART },
+  { AHD, LOG, BR_FX_END | BR_FX_APART },
+  { HS, LOG, BR_FX_END }, { CON, LOG, BR_FX_END },
+  { REP, FLD, BR_FX_END | BR_FX_APART },
   { HS, HLT, BR_FX_END }, { LOG, FLD, 0 }, { FLD, LOG, 0 }, { HLT, LOG, 0 },
   { LOG, LOG, 0 }, { SYN, SYN, 0 }, { AHD, AHD, 0 },
   { HS, SYN, BR_FX_RESYNC_BEGIN },
@@ -117,7 +121,8 @@ static const struct fx effects[] = {
   { HS, REP, BR_FX_SYNCED }, { SYN, REP, BR_FX_SYNCED },
   { REP, AHD, BR_FX_DROP_UNSENT }, { SYN, AHD, BR_FX_DROP_UNSENT },
   { LOG, CON, 0 }, { CON, HS, 0 },
-  { REP, PAU, BR_FX_END }, { SYN, PAU, BR_FX_END }, { AHD, PAU, BR_FX_END },
+  { REP, PAU, BR_FX_END | BR_FX_APART }, { SYN, PAU, BR_FX_END | BR_FX_APART },
+  { AHD, PAU, BR_FX_END | BR_FX_APART },
   { CON, PAU, BR_FX_END }, { LOG, PAU, 0 }, { FLD, PAU, 0 },
   { PAU, LOG, 0 }, { PAU, PAU, 0 },
 };

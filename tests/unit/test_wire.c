@@ -93,6 +93,7 @@ test_len (uint8_t type)
   case BR_T_ERROR: return 20;
   case BR_T_HASH: return BR_WIRE_HASH_SIZE;
   case BR_T_DIFFER: return 24;
+  case BR_T_BITMAP: return 16;
   default: return 0;
   }
 }
@@ -315,7 +316,7 @@ START_TEST (test_hdr_unknown_type)
 
   h.type = 0;
   refuse_hdr (&h, "unknown frame type");
-  h.type = BR_T_DIFFER + 1;
+  h.type = BR_T_BITMAP + 1;
   refuse_hdr (&h, "unknown frame type");
   h.type = 255;
   refuse_hdr (&h, "unknown frame type");
@@ -1174,7 +1175,7 @@ START_TEST (test_hello_v3_fields)
   ck_assert_int_eq (br_wire_decode_hello (hs_buf, len, &out, &reason), 0);
   ck_assert_uint_eq (out.flags, BR_HELLO_RELAY);
   len = encoded_hello (&m, 2);
-  set32 (hs_buf + 296, 0x4);                       /* unknown flag */
+  set32 (hs_buf + 296, 0x8);                       /* unknown flag */
   expect_hello_refused (len, "unknown HELLO flags");
   len = encoded_hello (&m, 2);
   set32 (hs_buf + 300, 1);                         /* reserved */
@@ -1289,6 +1290,50 @@ START_TEST (test_differ_frame)
 }
 END_TEST
 
+/* BITMAP: whole 64-bit words, from a region that starts a word; empty
+ * only as the LAST one. */
+START_TEST (test_bitmap_frame)
+{
+  uint8_t buf[BR_WIRE_BITMAP_MAX + 8];
+  struct br_frame_hdr h;
+
+  memset (buf, 0xa5, sizeof buf);
+  h = valid_hdr (BR_T_BITMAP, buf, BR_WIRE_BITMAP_MAX);
+  h.offset = 128;
+  {
+    uint8_t b[BR_WIRE_HDR_SIZE];
+    struct br_frame_hdr d;
+    const char *reason = NULL;
+
+    br_wire_encode_hdr (&h, b);
+    ck_assert_int_eq (br_wire_decode_hdr (b, &d, &reason), 0);
+    ck_assert_int_eq (br_wire_check_payload (&d, buf, &reason), 0);
+  }
+  h = valid_hdr (BR_T_BITMAP, NULL, 0);
+  h.flags = BR_F_LAST;
+  {
+    uint8_t b[BR_WIRE_HDR_SIZE];
+    struct br_frame_hdr d;
+    const char *reason = NULL;
+
+    br_wire_encode_hdr (&h, b);
+    ck_assert_int_eq (br_wire_decode_hdr (b, &d, &reason), 0);
+  }
+  h = valid_hdr (BR_T_BITMAP, NULL, 0);
+  refuse_hdr (&h, "empty BITMAP that is not the last");
+  h = valid_hdr (BR_T_BITMAP, buf, 12);
+  refuse_hdr (&h, "BITMAP length not a multiple of 8");
+  h = valid_hdr (BR_T_BITMAP, buf, 8);
+  h.offset = 65;
+  refuse_hdr (&h, "BITMAP offset not a multiple of 64");
+  h = valid_hdr (BR_T_BITMAP, buf, BR_WIRE_BITMAP_MAX + 8);
+  refuse_hdr (&h, "payload too large for type");
+  h = valid_hdr (BR_T_BITMAP, buf, 8);
+  h.flags = BR_F_RESYNC;
+  refuse_hdr (&h, "flags not allowed for type");
+}
+END_TEST
+
 static Suite *
 wire_suite (void)
 {
@@ -1296,7 +1341,8 @@ wire_suite (void)
   TCase *tc;
 
   tc = tcase_create ("header");
-  tcase_add_loop_test (tc, test_hdr_roundtrip, BR_T_HELLO, BR_T_DIFFER + 1);
+  tcase_add_loop_test (tc, test_hdr_roundtrip, BR_T_HELLO, BR_T_BITMAP + 1);
+  tcase_add_test (tc, test_bitmap_frame);
   tcase_add_test (tc, test_hash_frame_rules);
   tcase_add_test (tc, test_region_hash);
   tcase_add_test (tc, test_differ_frame);
