@@ -112,6 +112,12 @@ peer_json (struct br_peer *p, struct br_volume *v)
   if (o) {
     uint64_t vt, vd, vx, vr;
 
+    char base[17];
+
+    /* The generation both were last in sync at (the verdict's base). */
+    snprintf (base, sizeof base, "%016llx", (unsigned long long)
+              br_sb_peer_gen (v->sb, v->slot[p->idx]));
+    json_object_set_new (o, "base_generation", json_string (base));
     json_object_set_new (o, "verdict", json_string (p->verdict));
     json_object_set_new (o, "taken_regions",
                          json_integer ((json_int_t) p->taken_regions));

@@ -95,6 +95,57 @@ check "$IMG_B" -c 'read -P 0x11 0 4M' -c 'read -P 0x22 8M 2M' -c 'read -P 0 16M 
 if cmp -s "$IMG_A" "$IMG_B"; then fail "the images are identical: one side was overwritten"; fi
 log "split brain detected and refused ($((SECONDS - start)) s)"
 
+# 5b. The operator resolves it: east's data is kept, west's changes since
+# the split are discarded.  Both come back (east as primary, west as a
+# replica): halted again; resolve on east names west; west resyncs from
+# east with both bitmaps (verdict rule 1): west's writes (8M+2M) and
+# east's (16M+2M), not a full copy; the copies converge to east's.
+start_primary_nowait "$CFG" $A "$T/$A.log"
+URI_A=$NBD_URI/vol0
+start_replica "$CFG" $B
+wait_peer_match "$CFG" $A halted 30
+expect_err 1 "run resolve there" resolve vol0 --discard $B --config "$CFG" --node $B
+expect_err 1 "no volume named 'nope'" resolve nope --discard $B --config "$CFG" --node $A
+expect_err 1 "$A is not a downstream peer" resolve vol0 --discard $A --config "$CFG" --node $B
+expect_err 2 "give VOLUME and --discard NODE" resolve vol0 --config "$CFG" --node $A
+"$BLOCKRELAY" resolve vol0 --discard $B --config "$CFG" --node $A >"$T/out" ||
+  fail "resolve refused: $(cat "$T/out")"
+grep -q "the changes of $B are discarded" "$T/out" || fail "resolve said: $(cat "$T/out")"
+wait_in_sync "$CFG" $A 60
+verdict=$(peer_field "$CFG" $A verdict)
+[ "$verdict" = "vol0: resync by rule 1" ] || fail "after resolve: verdict '$verdict'"
+sent=$(peer_field "$CFG" $A resync_sent_bytes)
+log "resolved by rule 1: $sent bytes resynced to $B"
+[ "$sent" -ge $((4 << 20)) ] || fail "resolve resynced $sent bytes, less than both sides' writes"
+[ "$sent" -lt $((16 << 20)) ] || fail "resolve resynced $sent bytes: a full copy?"
+expect_err 1 "no split brain to resolve" resolve vol0 --discard $B --config "$CFG" --node $A
+# Both record the generation of the resync (for 5c): east once west's
+# SYNCED is durable.
+for _ in $(seq 200); do
+  [ "$(peer_field "$CFG" $A base_generation)" = \
+    "$(br_json "$CFG" $A | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["generation"])')" ] && break
+  sleep 0.05            # polling the control socket
+done
+stop_node $A
+stop_node $B
+same_images "$IMG_A" "$IMG_B"
+check "$IMG_B" -c 'read -P 0x11 0 4M' -c 'read -P 0 8M 2M' -c 'read -P 0x33 16M 2M'
+log "split brain resolved: $B holds $A's data"
+
+# 5c. after-split-brain: discard-zero-changes (the default).  west is run
+# as a primary and stopped without a write (a new generation, nothing
+# changed), then returns as a replica: resynced by rule 13, no operator.
+start_primary_nowait "$CFG" $B "$T/$B-as-primary.log"
+stop_node $B
+start_replica "$CFG" $B
+start_primary "$CFG" $A
+verdict=$(peer_field "$CFG" $A verdict)
+[ "$verdict" = "vol0: resync by rule 13" ] ||
+  fail "a replica with no changes since the split: verdict '$verdict'"
+stop_node $A
+stop_node $B
+same_images "$IMG_A" "$IMG_B"
+
 # 6. Control: histories that did NOT diverge must never be called a split
 # brain.  A fresh pair stopped right after it reports replicating (the
 # generation bookkeeping of the initial full sync may still be in flight),
