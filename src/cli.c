@@ -291,10 +291,10 @@ print_topology (json_t *st)
   json_t *g, *d;
   size_t i, j;
 
-  printf ("\n%-10s %-10s %-10s %s\n", "GROUP", "ORIGIN", "UPSTREAM",
+  printf ("\n%-10s %-10s %-10s %s\n", "GROUP", "PRIMARY", "UPSTREAM",
           "DOWNSTREAM");
   json_array_foreach (json_object_get (st, "groups"), i, g) {
-    const char *origin = json_string_value (json_object_get (g, "origin"));
+    const char *origin = json_string_value (json_object_get (g, "primary"));
     const char *up = json_string_value (json_object_get (g, "upstream"));
     char down[512] = "", upb[80];
     size_t len = 0;
@@ -431,9 +431,13 @@ print_table (json_t *st)
   size_t i, j;
   time_t now = time (NULL);
 
-  printf ("node %s (%s), pid %lld, up %llds, config %s\n",
+  const char *change = json_string_value (json_object_get (st,
+                                                          "role_change"));
+
+  printf ("node %s (%s%s%s), pid %lld, up %llds, config %s\n",
           json_string_value (json_object_get (st, "node")),
           json_string_value (json_object_get (st, "role")),
+          change ? ", " : "", change ? change : "",
           (long long) json_integer_value (json_object_get (st, "pid")),
           (long long) json_integer_value (json_object_get (st, "uptime")),
           json_string_value (json_object_get (st, "config")));
