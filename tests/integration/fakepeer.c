@@ -22,7 +22,18 @@
  *   refusal-control-chars      a refusal whose message holds an escape
  *                              sequence and a newline (the upstream must
  *                              log it escaped)
+ *
+ * BITMAP scenarios (failback, verdict rule 3): the WELCOME says this copy
+ * is at the upstream's base generation and owes it OWED regions, so the
+ * upstream waits for its BITMAP frames after AUTH; they lie:
+ *   bitmap-wrong-count         a frame whose count is not its bits
+ *   bitmap-past-end            a frame starting past the volume's end
+ *   bitmap-short               frames whose regions add up to less than
+ *                              the WELCOME's owed
+ *   bitmap-missing             an ACK where a BITMAP must come
+ *   bitmap-bits-past-end       a bit set past the volume's last region
  */
+#include <endian.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdbool.h>
@@ -37,6 +48,7 @@
 #include "wire.h"
 
 #define CLOSE_S 2
+#define OWED 3
 
 static const char *prog = "br-fakepeer";
 
@@ -125,6 +137,26 @@ wait_close (int fd)
   return (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 }
 
+/* One BITMAP frame: WORDS (host order) from region FIRST, COUNT claimed. */
+static void
+send_bitmap (int fd, uint64_t first, const uint64_t *words, size_t n,
+             uint64_t count, bool last)
+{
+  static uint8_t frame[BR_WIRE_HDR_SIZE + BR_WIRE_BITMAP_MAX];
+  struct br_frame_hdr h = { .type = BR_T_BITMAP, .offset = first,
+                            .count = count, .length = (uint32_t) (n * 8),
+                            .flags = last ? BR_F_LAST : 0 };
+
+  for (size_t i = 0; i < n; i++) {
+    uint64_t le = htole64 (words[i]);
+    memcpy (frame + BR_WIRE_HDR_SIZE + 8 * i, &le, 8);
+  }
+  h.payload_sum = n ? br_wire_checksum (frame + BR_WIRE_HDR_SIZE, h.length)
+    : 0;
+  br_wire_encode_hdr (&h, frame);
+  send_all (fd, frame, BR_WIRE_HDR_SIZE + h.length);
+}
+
 static void
 send_welcome (int fd, const struct br_welcome *w)
 {
@@ -200,6 +232,59 @@ main (int argc, char **argv)
     w.n_volumes = 0;
     snprintf (w.message, sizeof w.message,
               "EVIL\x1b[31m red\nFORGED LOG LINE\x07");
+  }
+  else if (strncmp (scenario, "bitmap-", 7) == 0) {
+    /* Rule 3: at the upstream's base, owing it regions. */
+    uint64_t nregions = m.vols[0].size / m.vols[0].granularity;
+    uint64_t word = 0x7, ack_hdr_done = 0;
+
+    if (m.vols[0].peer_gen == 0) {
+      fprintf (stderr, "%s: the upstream has no base for us: no rule 3\n",
+               prog);
+      return 2;
+    }
+    w.vols[0].gen = m.vols[0].peer_gen;
+    w.vols[0].peer_gen = m.vols[0].peer_gen;
+    memset (w.vols[0].history, 0, sizeof w.vols[0].history);
+    w.vols[0].flags = 0x2;          /* CONSISTENT */
+    w.vols[0].owed = OWED;
+    send_welcome (fd, &w);
+    printf ("%s: sent the WELCOME (at the base, owing %d regions)\n", prog,
+            OWED);
+    if (strcmp (scenario, "bitmap-wrong-count") == 0)
+      send_bitmap (fd, 0, &word, 1, OWED + 1, true);
+    else if (strcmp (scenario, "bitmap-past-end") == 0)
+      send_bitmap (fd, (nregions + 64) / 64 * 64 + 64, &word, 1, OWED, true);
+    else if (strcmp (scenario, "bitmap-short") == 0) {
+      word = 0x3;
+      send_bitmap (fd, 0, &word, 1, 2, false);
+      send_bitmap (fd, 0, NULL, 0, 0, true);
+    }
+    else if (strcmp (scenario, "bitmap-bits-past-end") == 0) {
+      uint64_t last = (nregions - 1) / 64 * 64;
+
+      word = (uint64_t) 1 << 63;
+      if (nregions % 64 == 0) {
+        fprintf (stderr, "%s: needs a volume whose regions are not a "
+                 "multiple of 64\n", prog);
+        return 2;
+      }
+      send_bitmap (fd, last, &word, 1, 1, true);
+    }
+    else if (strcmp (scenario, "bitmap-missing") == 0) {
+      uint8_t hdr[BR_WIRE_HDR_SIZE];
+      struct br_frame_hdr h = { .type = BR_T_ACK };
+
+      br_wire_encode_hdr (&h, hdr);
+      send_all (fd, hdr, sizeof hdr);
+      ack_hdr_done = 1;
+    }
+    else {
+      fprintf (stderr, "%s: unknown scenario %s\n", prog, scenario);
+      return 2;
+    }
+    printf ("%s: sent %s\n", prog, ack_hdr_done ? "an ACK" : "the BITMAP");
+    goto wait;
   }
   else if (strcmp (scenario, "huge-frame") == 0) {
     uint8_t hdr[BR_WIRE_HDR_SIZE];
