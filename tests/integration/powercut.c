@@ -2,7 +2,7 @@
  *
  *   br-powercut cut [--torn SEED] PATH...
  *   br-powercut inspect PATH...
- *   br-powercut cover IMAGE_A META_A PEER IMAGE_B
+ *   br-powercut cover IMAGE_A META_A PEER IMAGE_B [META_B PEER_B]
  *   br-powercut bits META PEER
  *
  * Design
@@ -21,7 +21,9 @@
  *          summary line per file.
  * inspect  the same summary of what a cut would lose, changing nothing.
  * cover    the I1 check after a cut: every region where IMAGE_A and
- *          IMAGE_B differ has its bit set in META_A's bitmap for PEER.
+ *          IMAGE_B differ has its bit set in META_A's bitmap for PEER, or,
+ *          given META_B and PEER_B, in META_B's bitmap for PEER_B (a
+ *          failback resyncs the union of both bitmaps: verdict rule 3).
  *          Lists the regions that differ without a bit and exits 1 if any.
  * bits     the number of set bits of PEER in META and the regions.
  *
@@ -52,7 +54,7 @@ usage (void)
   fprintf (stderr,
            "usage: br-powercut cut [--torn SEED] PATH...\n"
            "       br-powercut inspect PATH...\n"
-           "       br-powercut cover IMAGE_A META_A PEER IMAGE_B\n"
+           "       br-powercut cover IMAGE_A META_A PEER IMAGE_B [META_B PEER_B]\n"
            "       br-powercut bits META PEER\n");
   exit (2);
 }
@@ -177,23 +179,61 @@ report (uint64_t region, uint64_t gran, void *arg)
           (region + 1) * gran - 1);
 }
 
+/* The second bitmap of `cover` (NULL: none), and what it leaves. */
+struct cover_ctx {
+  br_sb_image *im;
+  int slot;
+  uint64_t uncovered;
+};
+
+static void
+report_union (uint64_t region, uint64_t gran, void *arg)
+{
+  struct cover_ctx *c = arg;
+
+  if (c->im && br_sb_image_test (c->im, c->slot, region))
+    return;
+  c->uncovered++;
+  report (region, gran, NULL);
+}
+
 static int
 cmd_cover (int argc, char **argv)
 {
-  uint64_t differ, bits, uncovered;
+  struct cover_ctx c = { .im = NULL };
+  uint64_t differ, bits, uncovered, bits2 = 0;
+  int r;
 
-  if (argc != 4)
+  if (argc != 4 && argc != 6)
     usage ();
-  if (br_cs_cover (argv[0], argv[1], argv[2], argv[3], &differ, &bits,
-                   &uncovered, report, NULL, err, sizeof err) < 0) {
+  if (argc == 6) {
+    if (br_sb_image_load (argv[4], &c.im, err, sizeof err) < 0) {
+      fprintf (stderr, "br-powercut: %s\n", err);
+      return 2;
+    }
+    if ((c.slot = br_sb_image_slot (c.im, argv[5])) < 0) {
+      fprintf (stderr, "br-powercut: %s: no peer slot named '%s'\n",
+               argv[4], argv[5]);
+      br_sb_image_free (c.im);
+      return 2;
+    }
+    bits2 = br_sb_image_count (c.im, c.slot);
+  }
+  r = br_cs_cover (argv[0], argv[1], argv[2], argv[3], &differ, &bits,
+                   &uncovered, report_union, &c, err, sizeof err);
+  br_sb_image_free (c.im);
+  if (r < 0) {
     fprintf (stderr, "br-powercut: %s\n", err);
     return 2;
   }
-  printf ("cover %s vs %s, bits of %s in %s: %" PRIu64 " regions differ, %"
-          PRIu64 " bits set, %" PRIu64 " differing regions without a bit%s\n",
-          argv[0], argv[3], argv[2], argv[1], differ, bits, uncovered,
-          uncovered ? " (I1 VIOLATED)" : "");
-  return uncovered ? 1 : 0;
+  printf ("cover %s vs %s, bits of %s in %s", argv[0], argv[3], argv[2],
+          argv[1]);
+  if (argc == 6)
+    printf (" and of %s in %s (%" PRIu64 " set)", argv[5], argv[4], bits2);
+  printf (": %" PRIu64 " regions differ, %" PRIu64 " bits set, %" PRIu64
+          " differing regions without a bit%s\n", differ, bits, c.uncovered,
+          c.uncovered ? " (I1 VIOLATED)" : "");
+  return c.uncovered ? 1 : 0;
 }
 
 static int

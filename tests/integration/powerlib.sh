@@ -66,10 +66,11 @@ power_cut() {
   log "$PC_DESC: $(echo "$out" | sed "s|$T/||g" | tr '\n' ';')"
 }
 
-# cover_check IMAGE_A META_A PEER IMAGE_B WHAT: the I1 check.
+# cover_check IMAGE_A META_A PEER IMAGE_B [META_B PEER_B] WHAT: the I1
+# check (with META_B: every difference is in one of the two bitmaps).
 cover_check() {
-  local out rc=0
-  out=$("$POWERCUT" cover "$1" "$2" "$3" "$4" 2>&1) || rc=$?
+  local out rc=0 what=${!#}
+  out=$("$POWERCUT" cover "${@:1:$(($# - 1))}" 2>&1) || rc=$?
   echo "$out" >> "$T/powercut.log"
   [ $rc -le 1 ] || fail "br-powercut cover failed: $out"
   if [ $rc -eq 1 ]; then
@@ -77,7 +78,7 @@ cover_check() {
     # end the test under set -e -o pipefail before its message).
     echo "$out" | sed "s|$T/||g" | head -n 12 >&2 || true
     "$POWERCUT" bits "$2" "$3" 2>&1 | sed "s|$T/||g" | head -n 8 >&2 || true
-    pfail "$5: I1 violated after the $PC_DESC: $(echo "$out" | tail -n 1 | sed "s|$T/||g")"
+    pfail "$what: I1 violated after the $PC_DESC: $(echo "$out" | tail -n 1 | sed "s|$T/||g")"
   fi
 }
 
