@@ -286,3 +286,16 @@ expect_err() {
   grep -qF -- "$phrase" "$T/err" || { cat "$T/err" >&2; fail "blockrelay $*: no '$phrase' on stderr"; }
   log "ok: blockrelay $*: $(tail -n 1 "$T/err")"
 }
+
+# fakepeer SCENARIO: run br-fakepeer (a misbehaving replica) on PORT_B
+# until it has judged one connection from the primary; fails the test
+# unless the primary dropped it.  Its output goes to fake-SCENARIO.out.
+fakepeer() {
+  local out=$T/fake-$1.out rc=0
+  "$BUILDDIR/br-fakepeer" 127.0.0.1 "$PORT_B" "$1" > "$out" 2>&1 &
+  local pid=$!
+  BR_PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  cat "$out" >&2
+  [ $rc -eq 0 ] || fail "$1: the primary did not drop the connection"
+}

@@ -11,7 +11,6 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/faultlib.sh"
 need nbdkit
-FAKE=$BUILDDIR/br-fakepeer
 CFG=$T/p.yaml
 # 515 regions of 64K: not a multiple of 64, so the last word of a bitmap
 # has bits past the volume.
@@ -30,24 +29,15 @@ done
 stop_node a
 stop_node b
 
-fake() {
-  local out=$T/fake-$1.out rc=0
-  "$FAKE" 127.0.0.1 "$PORT_B" "$1" > "$out" 2>&1 &
-  local pid=$!
-  BR_PIDS+=("$pid")
-  wait "$pid" || rc=$?
-  cat "$out" >&2
-  [ $rc -eq 0 ] || fail "$1: the primary did not drop the connection"
-}
 
 # a is primary again (a new generation, the old one on its history); the
 # fakes take b's port, one connection each.
 start_primary_nowait "$CFG" a
-fake bitmap-wrong-count
-fake bitmap-past-end
-fake bitmap-bits-past-end
-fake bitmap-short
-fake bitmap-missing
+fakepeer bitmap-wrong-count
+fakepeer bitmap-past-end
+fakepeer bitmap-bits-past-end
+fakepeer bitmap-short
+fakepeer bitmap-missing
 
 expect() {
   grep -q -- "$1" "$T/a.log" || { tail -20 "$T/a.log" >&2; fail "a.log lacks: $1"; }

@@ -12,33 +12,20 @@
 #   and each counted by kind in blockrelay metrics (errors_total).
 . "$(dirname "$0")/lib.sh"
 need nbdkit
-FAKE=$BUILDDIR/br-fakepeer
 CFG=$T/p.yaml
 write_pair_config "$CFG" sync 32M "" \
   "reconnect-min: 50ms, reconnect-max: 200ms, heartbeat-timeout: 5s"
 
-# fake SCENARIO: run br-fakepeer on b's port until it has judged one
-# connection; its output goes to fake-SCENARIO.out.
-fake() {
-  local out=$T/fake-$1.out rc=0
-  "$FAKE" 127.0.0.1 "$PORT_B" "$1" > "$out" 2>&1 &
-  local pid=$!
-  BR_PIDS+=("$pid")
-  wait "$pid" || rc=$?
-  cat "$out" >&2
-  [ $rc -eq 0 ] || fail "$1: the primary did not drop the connection"
-}
-
 # The primary retries while nothing listens; each fake judges one try.
 start_primary_nowait "$CFG" a
 
-fake welcome-wrong-size
-fake welcome-wrong-granularity
-fake welcome-wrong-name
-fake welcome-wrong-proto
-fake welcome-wrong-node
-fake huge-frame
-fake refusal-control-chars
+fakepeer welcome-wrong-size
+fakepeer welcome-wrong-granularity
+fakepeer welcome-wrong-name
+fakepeer welcome-wrong-proto
+fakepeer welcome-wrong-node
+fakepeer huge-frame
+fakepeer refusal-control-chars
 
 expect() {
   grep -q -- "$1" "$T/a.log" || { tail -20 "$T/a.log" >&2; fail "a.log lacks: $1"; }

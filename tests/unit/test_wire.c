@@ -135,6 +135,19 @@ refuse_hdr (const struct br_frame_hdr *h, const char *want)
   expect_refused (b, want);
 }
 
+/* H and PAYLOAD (h->length bytes) encode, decode and check. */
+static void
+accept_frame (const struct br_frame_hdr *h, const uint8_t *payload)
+{
+  uint8_t b[BR_WIRE_HDR_SIZE];
+  struct br_frame_hdr d;
+  const char *reason = NULL;
+
+  br_wire_encode_hdr (h, b);
+  ck_assert_int_eq (br_wire_decode_hdr (b, &d, &reason), 0);
+  ck_assert_int_eq (br_wire_check_payload (&d, payload, &reason), 0);
+}
+
 static void
 fill_vol (struct br_wire_vol *v, unsigned i)
 {
@@ -1271,15 +1284,7 @@ START_TEST (test_differ_frame)
   for (size_t i = 0; i < BR_WIRE_DIFFER_MAX; i++)
     ck_assert_uint_eq (br_wire_get_seq (buf, i), seqs[i]);
   h = valid_hdr (BR_T_DIFFER, buf, sizeof buf);
-  {
-    uint8_t b[BR_WIRE_HDR_SIZE];
-    struct br_frame_hdr d;
-    const char *reason = NULL;
-
-    br_wire_encode_hdr (&h, b);
-    ck_assert_int_eq (br_wire_decode_hdr (b, &d, &reason), 0);
-    ck_assert_int_eq (br_wire_check_payload (&d, buf, &reason), 0);
-  }
+  accept_frame (&h, buf);
   h = valid_hdr (BR_T_DIFFER, buf, 12);
   refuse_hdr (&h, "DIFFER length not a multiple of 8");
   h = valid_hdr (BR_T_DIFFER, buf, sizeof buf);
@@ -1300,25 +1305,10 @@ START_TEST (test_bitmap_frame)
   memset (buf, 0xa5, sizeof buf);
   h = valid_hdr (BR_T_BITMAP, buf, BR_WIRE_BITMAP_MAX);
   h.offset = 128;
-  {
-    uint8_t b[BR_WIRE_HDR_SIZE];
-    struct br_frame_hdr d;
-    const char *reason = NULL;
-
-    br_wire_encode_hdr (&h, b);
-    ck_assert_int_eq (br_wire_decode_hdr (b, &d, &reason), 0);
-    ck_assert_int_eq (br_wire_check_payload (&d, buf, &reason), 0);
-  }
+  accept_frame (&h, buf);
   h = valid_hdr (BR_T_BITMAP, NULL, 0);
   h.flags = BR_F_LAST;
-  {
-    uint8_t b[BR_WIRE_HDR_SIZE];
-    struct br_frame_hdr d;
-    const char *reason = NULL;
-
-    br_wire_encode_hdr (&h, b);
-    ck_assert_int_eq (br_wire_decode_hdr (b, &d, &reason), 0);
-  }
+  accept_frame (&h, NULL);
   h = valid_hdr (BR_T_BITMAP, NULL, 0);
   refuse_hdr (&h, "empty BITMAP that is not the last");
   h = valid_hdr (BR_T_BITMAP, buf, 12);
