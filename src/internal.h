@@ -42,6 +42,7 @@
 #include "peerfsm.h"
 #include "disk.h"
 #include "engine.h"
+#include "events.h"
 #include "metrics.h"
 #include "rangelock.h"
 #include "scoreboard.h"
@@ -174,6 +175,9 @@ struct br_peer {
   uint64_t errors[BR_ERR_N_KINDS];  /* by kind, where detected (metrics.h;
                                        br__peer_error) */
   struct br_verify *verify;         /* the last verify job (verify.c) */
+  char verdict[512];                /* loop thread: the handshake's
+                                       verdicts in words, the reason of
+                                       SYNC_NEEDED / IN_SYNC (events.c) */
 };
 
 /* ---- volumes and groups ---- */
@@ -285,6 +289,7 @@ struct br_engine {
   struct br_tasks *tasks;           /* the task thread (tasks.c) */
   struct br_metrics_file *metrics_file; /* the node's metrics-file writer
                                        (metrics-file.c), or NULL */
+  struct br_events *events;         /* the event bus (events.c), or NULL */
   time_t started_at;
 };
 
@@ -317,6 +322,11 @@ bool br__queue_synced (struct br_peer *p, struct br_volume *v, uint64_t gen);
  * internal error logged (and an assertion in debug builds), if the table
  * does not allow EV in P's state. */
 bool br__peer_event (struct br_peer *p, enum br_peer_event ev);
+/* The same, with the reason of the change in words (its log line and its
+ * event, events.c) instead of the event's own. */
+bool br__peer_event_why (struct br_peer *p, enum br_peer_event ev,
+                         const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
 /* Racy read of the state (a hint for writers outside the lock). */
 static inline enum br_peer_state
 br__peer_state (const struct br_peer *p)

@@ -54,8 +54,6 @@ finish_handshake (struct br_peer *p)
   dirty = p->oos_count > 0;
   br__peer_event (p, dirty ? BR_EV_SYNC_NEEDED : BR_EV_IN_SYNC);
   br_mutex_unlock (&g->lock);
-  br_info ("peer %s (group %s): connected, %s", p->node->name, g->name,
-           dirty ? "resyncing dirty regions" : "in sync");
   if (dirty)
     br__resync_step (p);
   else
@@ -108,6 +106,7 @@ judge (struct br_peer *p, const struct br_welcome *w)
   struct br_group *g = p->g;
   uint64_t full = 0;
 
+  p->verdict[0] = '\0';
   for (size_t i = 0; i < g->n_vols; i++) {
     struct br_volume *v = g->vols[i];
     struct br_wire_vol ours;
@@ -115,8 +114,7 @@ judge (struct br_peer *p, const struct br_welcome *w)
 
     br__vol_view (v, v->slot[p->idx], &ours);
     vd = br__vol_verdict (&ours, &w->vols[i], br__hello_flags (g));
-    br_info ("%s: peer %s: %s by rule %d (%s)", v->cfg->name, p->node->name,
-             br_verdict_action_name (vd.action), vd.rule, vd.why);
+    br__events_verdict (p, v, &vd);     /* logged with the change */
     switch (vd.action) {
     case BR_VERDICT_RESYNC:
     case BR_VERDICT_ASSUMED:
