@@ -1,4 +1,5 @@
-/* blockrelay — what the CLI's files share (cli.c, cli-ops.c).  Not
+/* blockrelay — what the CLI's files share (cli.c, cli-ops.c,
+ * cli-events.c).  Not
  * installed.  Every command returns its exit status; errors are printed
  * on stderr as one line each. */
 #ifndef BR_CLI_H
@@ -28,5 +29,8 @@ void cli_bar (char *buf, size_t len, double frac);
 int cli_verify (int argc, char **argv);
 /* pause, resume and resync: ARGV[0] is the verb. */
 int cli_peer_command (int argc, char **argv);
+
+/* cli-events.c: blockrelay events */
+int cli_events (int argc, char **argv);
 
 #endif
