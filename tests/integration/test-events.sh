@@ -21,6 +21,8 @@
 #    clean stop), --count, --timeout, a refused request,
 #    a socket that answers for another node, no daemon (exit 2), a node
 #    killed under a running stream (exit 1).
+#  - A reader that does not read while a node retries a dead peer every
+#    millisecond: one overflow line after whole lines, then EOF.
 . "$(dirname "$0")/lib.sh"
 need nbdkit nbdcopy python3
 
@@ -278,3 +280,41 @@ grep -q "went away" "$T/b.jsonl.err" || { cat "$T/b.jsonl.err" >&2; fail "no rea
 wait "$PID_b" 2>/dev/null || true
 PID_b=
 log "ok: a killed node ends the stream with exit 1"
+
+# ---- a reader too slow: one overflow line, then the node closes it ----
+# c serves vol0 with a peer d that never runs, retried every millisecond:
+# three events per attempt, so a reader that reads nothing falls 1 MiB
+# behind within seconds.  The node says so in its log (the signal to start
+# reading); the reader then gets whole lines, the last one "overflow",
+# and EOF.
+write_local_config "$T/slow.yaml" c d <<EOL
+  - {between: [c, d], mode: async}
+EOL
+sed -i 's/^settings: {.*}$/settings: {reconnect-min: 1ms, reconnect-max: 1ms}/' "$T/slow.yaml"
+"$BLOCKRELAY" check-config "$T/slow.yaml" >/dev/null || fail "check-config refused slow.yaml"
+start_primary_nowait "$T/slow.yaml" c "$T/c.log"
+python3 - "$T/c/control.sock" "$T/c.log" <<'PY' || fail "no overflow for a slow reader"
+import json, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(sys.argv[1])
+s.sendall(b'{"cmd":"events"}\n')
+f = s.makefile("rb")
+ok = json.loads(f.readline())
+assert ok["ok"] is True and ok["node"] == "c", ok
+t0 = time.time()
+while b"read too slowly" not in open(sys.argv[2], "rb").read():
+    assert time.time() - t0 < 60, "the node never dropped the slow reader"
+    time.sleep(0.05)    # polling the node's log
+lines = f.read().decode().split("\n")
+assert lines[-1] == "", "the stream ends inside a line: %r" % lines[-1][-80:]
+ev = [json.loads(l) for l in lines[:-1]]
+assert len(ev) > 1000, len(ev)
+assert ev[-1]["type"] == "overflow" and "lost" in ev[-1]["message"], ev[-1]
+assert all(o["type"] != "overflow" for o in ev[:-1])
+kinds = {o["type"] for o in ev[:-1]}
+assert kinds == {"peer-state", "error"}, kinds
+print("slow reader: %d lines, then overflow and EOF" % len(ev), file=sys.stderr)
+PY
+stop_node c
+log "ok: a slow reader gets one overflow line and is closed"
