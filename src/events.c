@@ -564,12 +564,15 @@ br__events_verdict (struct br_peer *p, const struct br_volume *v,
             vd->rule, vd->why);
 }
 
-/* The reason of P's change by EV, when its caller gave none. */
+/* The reason of P's change by EV, when its caller gave none.  p->verdict
+ * is the loop thread's: read only for the events the loop thread makes. */
 static void
 reason (struct br_peer *p, enum br_peer_event ev, char *buf, size_t len)
 {
-  const char *verdict = p->verdict[0] ? p->verdict : "handshake done";
+  const char *verdict = "handshake done";
 
+  if ((ev == BR_EV_SYNC_NEEDED || ev == BR_EV_IN_SYNC) && p->verdict[0])
+    verdict = p->verdict;
   switch (ev) {
   case BR_EV_CONNECT:
     snprintf (buf, len, "connecting to %s:%s", p->node->host, p->node->port);
