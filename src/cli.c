@@ -10,6 +10,7 @@
  *                     NAME])
  *   blockrelay verify VOLUME --peer NODE [--repair] (...)   (cli-ops.c)
  *   blockrelay resync --peer NODE [--group G] [--checksum] (...)
+ *   blockrelay events [--now] [--count N] [--timeout SECS] (...) (cli-events.c)
  *   (pause, resume, resync and verify are in cli-ops.c)
  *
  * check-config loads the file with the engine's loader and prints, for
@@ -63,6 +64,7 @@ cli_usage (FILE *fp, int code)
            "commands:\n"
            "  check-config FILE      validate a topology file\n"
            "  status                 show a node's volumes and peers\n"
+           "  events                 stream a node's state changes, progress and errors\n"
            "  pause --peer NODE      stop replicating to NODE (logged meanwhile)\n"
            "  resume --peer NODE     replicate to NODE again (resyncs what changed)\n"
            "  metrics                print a node's metrics (Prometheus text format)\n"
@@ -94,6 +96,14 @@ cli_usage (FILE *fp, int code)
            "  -c, --config FILE      topology file, with --node\n"
            "  -n, --node NAME        node to ask (with --socket: the node it must be)\n"
            "  -s, --socket PATH      control socket to ask instead\n"
+           "\n"
+           "events options (JSON lines; exit 0: stream ended, 1: node lost, 2: error):\n"
+           "  -c, --config FILE      topology file, with --node\n"
+           "  -n, --node NAME        node to ask (with --socket: the node it must be)\n"
+           "  -s, --socket PATH      control socket to ask instead\n"
+           "      --now              first the current state of every peer\n"
+           "  -N, --count N          stop after N lines\n"
+           "  -t, --timeout SECS     stop after SECS seconds\n"
            "\n"
            "verify options (exit 0: identical, 1: regions differ, 2: error):\n"
            "  -c, --config FILE      topology file, with --node\n"
@@ -748,6 +758,8 @@ main (int argc, char **argv)
     return cli_role (argc - 1, argv + 1);
   if (strcmp (argv[1], "resolve") == 0)
     return cli_resolve (argc - 1, argv + 1);
+  if (strcmp (argv[1], "events") == 0)
+    return cli_events (argc - 1, argv + 1);
   if (strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "--help") == 0)
     return cli_usage (stdout, 0);
   fprintf (stderr, "blockrelay: unknown command '%s'\n", argv[1]);

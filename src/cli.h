@@ -1,4 +1,5 @@
-/* blockrelay — what the CLI's files share (cli.c, cli-ops.c, cli-role.c).  Not
+/* blockrelay — what the CLI's files share (cli.c, cli-ops.c,
+ * cli-role.c, cli-events.c).  Not
  * installed.  Every command returns its exit status; errors are printed
  * on stderr as one line each. */
 #ifndef BR_CLI_H
@@ -32,5 +33,8 @@ int cli_peer_command (int argc, char **argv);
 /* cli-role.c: promote and demote (ARGV[0] is the verb), resolve. */
 int cli_role (int argc, char **argv);
 int cli_resolve (int argc, char **argv);
+
+/* cli-events.c: blockrelay events */
+int cli_events (int argc, char **argv);
 
 #endif

@@ -20,6 +20,11 @@
  * client would otherwise keep nbdkit's .cleanup and blockrelayd's SIGTERM
  * waiting forever.  Handles are freed only in their close callbacks, and
  * close_client() is the one place that closes a client (at most once).
+ *
+ * {"cmd":"events"} is the one request that keeps its client open: the
+ * client becomes a subscriber of the event bus (events.c), which writes
+ * the event lines; it stays on the list, and closing it (its EOF, the
+ * bus ending its stream, br__control_stop) unsubscribes it first.
  */
 #include "internal.h"
 
@@ -55,6 +60,8 @@ struct client {
   char buf[REQUEST_MAX];
   size_t len;
   bool answered;
+  struct br_event_sub *sub;     /* {"cmd":"events"}: a subscriber of the
+                                   event bus (events.c), kept open */
 };
 
 static json_t *
@@ -118,7 +125,7 @@ peer_json (struct br_peer *p, struct br_volume *v)
     snprintf (base, sizeof base, "%016llx", (unsigned long long)
               br_sb_peer_gen (v->sb, v->slot[p->idx]));
     json_object_set_new (o, "base_generation", json_string (base));
-    json_object_set_new (o, "verdict", json_string (p->verdict));
+    json_object_set_new (o, "verdict", json_string (p->last_verdict));
     json_object_set_new (o, "taken_regions",
                          json_integer ((json_int_t) p->taken_regions));
     json_object_set_new (o, "resync_total_bytes", json_integer (
@@ -530,6 +537,10 @@ on_closed (uv_handle_t *h)
 static void
 close_client (struct client *c)
 {
+  if (c->sub) {
+    br__events_unsubscribe (c->sub);
+    c->sub = NULL;
+  }
   if (c->ctl) {
     if (c->prev)
       c->prev->next = c->next;
@@ -541,6 +552,29 @@ close_client (struct client *c)
   }
   if (!uv_is_closing ((uv_handle_t *) &c->pipe))
     uv_close ((uv_handle_t *) &c->pipe, on_closed);
+}
+
+/* The event bus ends a subscriber's stream. */
+static void
+close_subscriber (void *arg)
+{
+  close_client (arg);
+}
+
+/* {"cmd":"events"}: C becomes a subscriber (events.c) and stays open;
+ * reading goes on, so that its EOF closes it.  False: another command. */
+static bool
+subscribe (struct client *c)
+{
+  int r = br__events_subscribe (c->ctl->e, c->buf, (uv_stream_t *) &c->pipe,
+                                close_subscriber, c, &c->sub);
+
+  if (r == 0)
+    return false;
+  c->answered = true;
+  if (r < 0)
+    close_client (c);
+  return true;
 }
 
 static void
@@ -596,8 +630,11 @@ on_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   struct client *c = s->data;
   char *nl;
 
-  if (c->answered)
+  if (c->answered) {
+    if (nread < 0 && c->sub)
+      close_client (c);         /* a subscriber went away */
     return;
+  }
   if (nread < 0) {
     if (nread == UV_EOF && c->len > 0) {
       c->buf[c->len] = '\0';
@@ -612,7 +649,8 @@ on_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   nl = memchr (c->buf, '\n', c->len);
   if (nl) {
     *nl = '\0';
-    answer (c);
+    if (!subscribe (c))
+      answer (c);
   }
   else if (c->len == sizeof c->buf - 1)
     close_client (c);

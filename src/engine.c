@@ -349,6 +349,7 @@ on_stop (uv_async_t *a)
     for (size_t pi = 0; pi < e->groups[gi].n_peers; pi++)
       br__peer_close (e->groups[gi].peers[pi]);
   br__replica_stop (e);
+  br__events_stop (e);          /* the last events, then "end" */
   br__control_stop (e);
   br__metrics_file_stop (e);
   br__tasks_stop (e);
@@ -381,6 +382,8 @@ br_engine_start (br_engine *e)
   uv_timer_start (&e->tick, on_tick, TICK_MS, TICK_MS);
 
   r = br__tasks_start (e);
+  if (r == 0)
+    r = br__events_start (e);
   if (r == 0)
     r = br__control_start (e);
   if (r == 0)
@@ -469,6 +472,7 @@ br_engine_close (br_engine *e)
   if (e == NULL)
     return;
   br_engine_stop (e);
+  br__events_free (e);
   if (e->groups)
     close_volumes (e);
   for (size_t i = 0; i < e->n_retired; i++)   /* they point to groups */

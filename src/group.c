@@ -137,12 +137,8 @@ wait_for_queue_space (struct br_group *g, uint64_t bytes, bool relay)
       if (!peer_queues (p) || p->mode != BR_MODE_ASYNC ||
           p->queued_bytes == 0 || p->queued_bytes + bytes <= p->queue_limit)
         continue;
-      if (p->congestion == BR_CONGESTION_PULL_AHEAD) {
-        br_info ("peer %s (group %s): queue full, pulling ahead (writes are "
-                 "tracked and resynced when the link drains)", p->node->name,
-                 g->name);
-        br__peer_event (p, BR_EV_CONGESTED);
-      }
+      if (p->congestion == BR_CONGESTION_PULL_AHEAD)
+        br__peer_event (p, BR_EV_CONGESTED);    /* logged there */
       else
         full = true;
     }

@@ -42,6 +42,7 @@
 #include "peerfsm.h"
 #include "disk.h"
 #include "engine.h"
+#include "events.h"
 #include "metrics.h"
 #include "rangelock.h"
 #include "scoreboard.h"
@@ -185,8 +186,12 @@ struct br_peer {
   uint64_t *taken_count, *taken_want;  /* per volume: regions got, owed */
   bool bitmap_wait;                 /* HANDSHAKE: BITMAP frames expected */
   uint64_t taken_regions;           /* taken from its bitmaps (cumulative) */
-  char verdict[256];                /* the last handshake's verdicts, per
-                                       volume ("vol0: resync by rule 3") */
+  char last_verdict[256];           /* the last handshake's verdicts, per
+                                       volume ("vol0: resync by rule 3"),
+                                       for status */
+  char verdict[512];                /* loop thread: the handshake's
+                                       verdicts in words, the reason of
+                                       SYNC_NEEDED / IN_SYNC (events.c) */
 };
 
 /* ---- volumes and groups ---- */
@@ -304,6 +309,7 @@ struct br_engine {
   struct br_tasks *tasks;           /* the task thread (tasks.c) */
   struct br_metrics_file *metrics_file; /* the node's metrics-file writer
                                        (metrics-file.c), or NULL */
+  struct br_events *events;         /* the event bus (events.c), or NULL */
   time_t started_at;
   /* Roles (role.c). */
   bool can_serve;                   /* an NBD front end (the plugin) */
@@ -348,6 +354,11 @@ bool br__queue_synced (struct br_peer *p, struct br_volume *v, uint64_t gen);
  * internal error logged (and an assertion in debug builds), if the table
  * does not allow EV in P's state. */
 bool br__peer_event (struct br_peer *p, enum br_peer_event ev);
+/* The same, with the reason of the change in words (its log line and its
+ * event, events.c) instead of the event's own. */
+bool br__peer_event_why (struct br_peer *p, enum br_peer_event ev,
+                         const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
 /* Racy read of the state (a hint for writers outside the lock). */
 static inline enum br_peer_state
 br__peer_state (const struct br_peer *p)

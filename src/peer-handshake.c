@@ -64,8 +64,6 @@ finish_handshake (struct br_peer *p)
   dirty = p->oos_count > 0;
   br__peer_event (p, dirty ? BR_EV_SYNC_NEEDED : BR_EV_IN_SYNC);
   br_mutex_unlock (&g->lock);
-  br_info ("peer %s (group %s): connected, %s", p->node->name, g->name,
-           dirty ? "resyncing dirty regions" : "in sync");
   if (dirty)
     br__resync_step (p);
   else
@@ -290,6 +288,7 @@ judge (struct br_peer *p, const struct br_welcome *w)
   struct br_group *g = p->g;
   uint64_t full = 0;
 
+  p->verdict[0] = '\0';
   for (size_t i = 0; i < g->n_vols; i++) {
     struct br_volume *v = g->vols[i];
     struct br_wire_vol ours;
@@ -297,15 +296,14 @@ judge (struct br_peer *p, const struct br_welcome *w)
 
     br__peer_vol_view (p, i, &ours);
     vd = br__vol_verdict (&ours, &w->vols[i], br__hello_flags (p));
-    br_info ("%s: peer %s: %s by rule %d (%s)", v->cfg->name, p->node->name,
-             br_verdict_action_name (vd.action), vd.rule, vd.why);
+    br__events_verdict (p, v, &vd);     /* logged with the change */
     if (i == 0)
-      p->verdict[0] = '\0';
+      p->last_verdict[0] = '\0';
     {
-      size_t used = strlen (p->verdict);
+      size_t used = strlen (p->last_verdict);
 
-      snprintf (p->verdict + used, sizeof p->verdict - used, "%s%s: %s by "
-                "rule %d", used ? "; " : "", v->cfg->name,
+      snprintf (p->last_verdict + used, sizeof p->last_verdict - used,
+                "%s%s: %s by rule %d", used ? "; " : "", v->cfg->name,
                 br_verdict_action_name (vd.action), vd.rule);
     }
     if (vd.take_owed && w->vols[i].owed > 0)

@@ -127,15 +127,14 @@ peer_lost_v (struct br_peer *p, enum br_peer_event ev, enum br_err_kind kind,
   char msg[256];
 
   vsnprintf (msg, sizeof msg, fmt, ap);
-  if (kind < BR_ERR_N_KINDS)
+  if (kind < BR_ERR_N_KINDS) {
     br__peer_error (p, kind);
+    br__events_error (p, kind, msg);
+  }
 
   br_mutex_lock (&g->lock);
-  if (!br_peer_state_down (p->state))
-    br_warn ("peer %s (group %s): %s; logging writes until it is back",
-             p->node->name, g->name, msg);
   snprintf (p->last_error, sizeof p->last_error, "%s", msg);
-  br__peer_event (p, ev);
+  br__peer_event (p, ev);       /* logs the change, with MSG as reason */
   br_mutex_unlock (&g->lock);
   br__replica_kick (g);       /* waits on this peer are over (logged) */
 
@@ -681,8 +680,6 @@ br__peer_pause (struct br_peer *p)
   if (st == BR_PEER_PAUSED)
     return 0;
   uv_timer_stop (&p->timer);
-  br_info ("peer %s (group %s): paused by the operator (was %s)",
-           p->node->name, p->g->name, br_peer_state_name (st));
   br__peer_lost (p, BR_EV_PAUSE, "paused by the operator");
   return 0;
 }
@@ -702,8 +699,6 @@ br__peer_resume (struct br_peer *p)
   br__peer_event (p, BR_EV_RESUME);
   snprintf (p->last_error, sizeof p->last_error, "resumed by the operator");
   br_mutex_unlock (&g->lock);
-  br_info ("peer %s (group %s): resumed by the operator", p->node->name,
-           g->name);
   br__peer_reconnect (p);
   return 0;
 }

@@ -80,10 +80,16 @@
  *       the state change, so no writer sees the new state without them.
  *   F3. An invalid transition asserts in debug builds; release builds log
  *       it as an internal error and leave the state unchanged.
+ *   F4. Every change (not a self transition) is logged as one line with
+ *       its reason and queued as a peer-state event, in the same critical
+ *       section (br__events_peer_changed, events.c); br__peer_event_why
+ *       gives the reason in words when the caller knows it better.
  */
 #include "internal.h"
 
 #include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -223,9 +229,7 @@ br__peer_event (struct br_peer *p, enum br_peer_event ev)
   }
   fx = br_peer_effects (from, to);
   if (from != to)
-    br_debug (BR_DEBUG_PEER, "peer %s group %s: %s -> %s (%s)", p->node->name,
-              g->name, br_peer_state_name (from), br_peer_state_name (to),
-              br_peer_event_name (ev));
+    br__events_peer_changed (p, from, to, ev);  /* its log line, its event */
   if (fx & BR_FX_END) {
     p->epoch++;
     br__queue_clear (p);
@@ -245,4 +249,21 @@ br__peer_event (struct br_peer *p, enum br_peer_event ev)
     br__group_apart (g);
   br__group_notify_all (g);
   return true;
+}
+
+bool
+br__peer_event_why (struct br_peer *p, enum br_peer_event ev,
+                    const char *fmt, ...)
+{
+  char why[BR_EVENT_TEXT_MAX];
+  va_list ap;
+  bool ok;
+
+  va_start (ap, fmt);
+  vsnprintf (why, sizeof why, fmt, ap);
+  va_end (ap);
+  br__events_set_why (why);
+  ok = br__peer_event (p, ev);
+  br__events_set_why (NULL);
+  return ok;
 }

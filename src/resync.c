@@ -378,7 +378,6 @@ br__resync_step (struct br_peer *p)
     br__peer_event (p, BR_EV_RESYNC_DONE);
     p->checksum_asked = false;
     br_mutex_unlock (&g->lock);
-    br_info ("peer %s (group %s): resync complete", p->node->name, g->name);
     br__peer_flush_queue (p);
     return;
   }
@@ -451,7 +450,7 @@ request_done (void *arg, bool cancelled)
   struct request *t = arg;
   struct br_peer *p = t->p;
   struct br_group *g = p->g;
-  bool step = false;
+  bool step = false, logged = false;
 
   if (cancelled)
     goto out;
@@ -478,13 +477,17 @@ request_done (void *arg, bool cancelled)
   /* Connected: resync now.  Otherwise the bits are set and durable, and
    * the next connection's snapshot takes them. */
   if (br_peer_state_queues (p->state)) {
-    br__peer_event (p, BR_EV_RESYNC);
+    logged = p->state != BR_PEER_SYNCING;     /* a change: its line says */
+    br__peer_event_why (p, BR_EV_RESYNC, "resync of %s requested%s",
+                        t->map ? "differing regions" : "every region",
+                        t->checksum ? " (checksum)" : "");
     step = true;
   }
   br_mutex_unlock (&g->lock);
-  br_info ("peer %s (group %s): resync of %s requested%s", p->node->name,
-           g->name, t->map ? "differing regions" : "every region",
-           t->checksum ? " (checksum)" : "");
+  if (!logged)
+    br_info ("peer %s (group %s): resync of %s requested%s", p->node->name,
+             g->name, t->map ? "differing regions" : "every region",
+             t->checksum ? " (checksum)" : "");
   if (step)
     br__resync_step (p);
  out:

@@ -148,6 +148,9 @@ finish (struct br_verify *j, enum br_verify_state st, const char *why)
   j->end_ms = uv_now (&j->p->g->e->loop);
   if (why)
     snprintf (j->error, sizeof j->error, "%s", why);
+  br__events_verify_done (j->p, j->v, st == BR_VERIFY_FAILED,
+                          j->compared + j->skipped, j->n_differ, j->repair,
+                          why);
 }
 
 /* Group lock held: R retired on the peer; its verdict is final (V3). */

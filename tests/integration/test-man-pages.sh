@@ -10,7 +10,8 @@
 #      warning, and whose NAME section names it;
 #  (b) every long option that `blockrelayd --help` and `blockrelay --help`
 #      print, every long option of the `struct option` arrays in
-#      src/blockrelayd.c, src/cli.c, src/cli-ops.c and src/cli-role.c and every short option of their
+#      src/blockrelayd.c, src/cli.c, src/cli-ops.c, src/cli-role.c and
+#      src/cli-events.c and every short option of their
 #      getopt_long option strings is in blockrelayd(8), resp. blockrelay(8);
 #  (c) every plugin parameter (the KEY= lines that
 #      `nbdkit nbdkit-blockrelay-plugin.so --help` prints, the keys br_config
@@ -194,7 +195,8 @@ help_longs() { grep -oE -- '--[a-z][a-z0-9-]*' || true; }
 help_shorts() { grep -oE -- '(^|[[:space:]])-[a-zA-Z],' | tr -d ' ,\t' || true; }
 
 for prog in blockrelayd:src/blockrelayd.c blockrelay:src/cli.c \
-            blockrelay:src/cli-ops.c blockrelay:src/cli-role.c; do
+            blockrelay:src/cli-ops.c blockrelay:src/cli-role.c \
+            blockrelay:src/cli-events.c; do
   name=${prog%%:*} src=$SRCDIR/${prog#*:}
   help=$("$BUILDDIR/$name" --help) || fail "$name --help failed"
   [ -n "$(help_longs <<<"$help")" ] || fail "$name --help prints no long option"
