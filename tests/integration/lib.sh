@@ -86,6 +86,14 @@ wait_for_file() {
   done
 }
 
+# cycles N M: how many cycles a randomized fault test runs by default: N,
+# or M under ASan+UBSan, whose run is for memory errors and undefined
+# behaviour on the same paths (10x slower), while the default build keeps
+# the full count and tests/soak/ runs many more.
+cycles() {
+  if [ "$BR_SANITIZE" = address ]; then echo "$2"; else echo "$1"; fi
+}
+
 asan_env() {
   if [ "$BR_SANITIZE" = address ]; then
     echo "LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"

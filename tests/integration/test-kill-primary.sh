@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SIGKILL of the primary at random points under write load, CYCLES times
-# (default 20; tests/soak/kill-primary-soak.sh runs more).
+# (default 20, 10 under ASan; tests/soak/kill-primary-soak.sh runs more).
 #
 # Each cycle: a writer (ackwriter.py) keeps 8 random writes in flight and
 # logs each write before it is sent and each reply; after a random number of
@@ -21,7 +21,7 @@
 need nbdkit
 need_ackwriter
 
-CYCLES=${1:-20}
+CYCLES=${1:-$(cycles 20 10)}
 CFG=$T/p.yaml
 ALL=$T/all.acks                       # every writer run's log, in order
 write_pair_config "$CFG" sync 64M

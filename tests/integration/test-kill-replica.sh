@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SIGKILL of the replica at random points under write load, CYCLES times
-# (default 20; tests/soak/kill-replica-soak.sh runs more).
+# (default 20, 10 under ASan; tests/soak/kill-replica-soak.sh runs more).
 #
 # A writer (ackwriter.py) keeps 8 random writes in flight against the
 # primary (sync link) and logs each write before it is sent and each reply.
@@ -20,7 +20,7 @@
 need nbdkit
 need_ackwriter
 
-CYCLES=${1:-20}
+CYCLES=${1:-$(cycles 20 10)}
 CFG=$T/p.yaml
 ALL=$T/all.acks                       # every writer run's log, in order
 write_pair_config "$CFG" sync 64M      # fast reconnection (50ms..500ms)

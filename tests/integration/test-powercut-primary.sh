@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Simulated power cuts of the primary, CYCLES times (default 50;
+# Simulated power cuts of the primary, CYCLES times (default 50, 20 under ASan;
 # tests/soak/powercut-soak.sh runs more).
 #
 # a (nbdkit with the plugin, primary) -> b (blockrelayd), sync, 64M, both
@@ -27,7 +27,7 @@ need nbdkit
 need_ackwriter
 need_powercut
 
-CYCLES=${1:-50}
+CYCLES=${1:-$(cycles 50 20)}
 CFG=$T/p.yaml
 ALL=$T/all.acks
 write_pair_config "$CFG" sync 64M

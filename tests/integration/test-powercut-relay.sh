@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Simulated power cuts of a relay, CYCLES times (default 50;
+# Simulated power cuts of a relay, CYCLES times (default 50, 20 under ASan;
 # tests/soak/powercut-soak.sh runs more).
 #
 # Chain a -> b -> c: a is the primary (nbdkit with the plugin), b relays
@@ -27,7 +27,7 @@ need nbdkit
 need_ackwriter
 need_powercut
 
-CYCLES=${1:-50}
+CYCLES=${1:-$(cycles 50 20)}
 RELAY_MODE=${RELAY_MODE:-async}
 CFG=$T/chain.yaml
 ALL=$T/all.acks

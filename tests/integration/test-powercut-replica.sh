@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Simulated power cuts of the replica while the primary keeps serving,
-# CYCLES times (default 50; tests/soak/powercut-soak.sh runs more).
+# CYCLES times (default 50, 20 under ASan; tests/soak/powercut-soak.sh runs more).
 #
 # a (nbdkit with the plugin, primary) -> b (blockrelayd), sync, 64M, both
 # with BLOCKRELAY_CRASHSIM=1.  Each cycle, with the pair in sync:
@@ -26,7 +26,7 @@ need nbdkit
 need_ackwriter
 need_powercut
 
-CYCLES=${1:-50}
+CYCLES=${1:-$(cycles 50 20)}
 CFG=$T/p.yaml
 ALL=$T/all.acks
 write_pair_config "$CFG" sync 64M
