@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   # build
   build-essential cmake pkg-config
-  libuv1-dev libyaml-dev libjansson-dev libsodium-dev libxxhash-dev libsystemd-dev
+  libuv1-dev libyaml-dev libjansson-dev libsodium-dev libssl-dev libxxhash-dev libsystemd-dev
   nbdkit nbdkit-plugin-dev libnbd-dev check
   # run and test: NBD clients, filesystems, loop devices, namespaces
   libnbd-bin python3-libnbd qemu-utils fio fuse3 e2fsprogs util-linux iproute2 python3 python3-yaml

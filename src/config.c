@@ -100,19 +100,19 @@ static const struct schema top_schema = {
 static const struct schema settings_schema = {
   "settings", { "granularity", "queue-size", "secret-file", "heartbeat",
                 "heartbeat-timeout", "reconnect-min", "reconnect-max",
-                "activity-window", "metrics-interval" }
+                "activity-window", "metrics-interval", "tls", "tls-ca" }
 };
 static const struct schema volume_schema = {
   "volume", { "name", "size", "group", "granularity" }
 };
 static const struct schema node_schema = {
   "node", { "name", "address", "data-dir", "control", "disks",
-            "metrics-file" }
+            "metrics-file", "tls-cert", "tls-key" }
 };
 static const struct schema link_schema = {
   "link", { "between", "mode", "rate", "queue-size", "on-peer-loss",
             "block-timeout", "resync-rate", "on-congestion", "resync",
-            "after-split-brain" }
+            "after-split-brain", "tls" }
 };
 
 /* The words of each enumeration, indexed by its value. */
@@ -125,10 +125,13 @@ static const char *const resync_names[] = { "full", "checksum", NULL };
 static const char *const after_sb_names[] = {
   "discard-zero-changes", "disconnect", NULL
 };
+static const char *const tls_names[] = { "off", "psk", "cert", NULL };
 _Static_assert ((MAX_GRANULARITY & (MAX_GRANULARITY - 1)) == 0 &&
                 MAX_GRANULARITY >= (1u << 20) && MIN_GRANULARITY >= 1024,
                 "granularity bounds are powers of two written in K and M");
 _Static_assert (BR_MODE_SYNC == 0 && BR_MODE_ASYNC == 1, "mode_names");
+_Static_assert (BR_TLS_OFF == 0 && BR_TLS_PSK == 1 && BR_TLS_CERT == 2,
+                "tls_names");
 _Static_assert (BR_LOSS_LOG == 0 && BR_LOSS_BLOCK == 1 && BR_LOSS_FAIL == 2,
                 "loss_names");
 _Static_assert (BR_CONGESTION_BLOCK == 0 && BR_CONGESTION_PULL_AHEAD == 1,
@@ -377,6 +380,16 @@ load_settings (struct loader *l, yaml_node_t *n)
   if ((v = br__cfg_field (&f, "secret-file")) &&
       get_path (l, v, "settings secret-file", &cfg->secret_file) == -1)
     return -1;
+  if ((v = br__cfg_field (&f, "tls"))) {
+    int e;
+
+    if (get_enum (l, v, "settings tls", tls_names, &e) == -1)
+      return -1;
+    cfg->tls = e;
+  }
+  if ((v = br__cfg_field (&f, "tls-ca")) &&
+      get_path (l, v, "settings tls-ca", &cfg->tls_ca) == -1)
+    return -1;
   if (((v = br__cfg_field (&f, "heartbeat")) &&
        get_duration (l, v, "settings heartbeat", &cfg->heartbeat_ms) == -1) ||
       ((v = br__cfg_field (&f, "heartbeat-timeout")) &&
@@ -527,6 +540,39 @@ load_node (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
   if ((v = br__cfg_field (&f, "metrics-file")) &&
       get_path (l, v, "node metrics-file", &node->metrics_file) == -1)
     return -1;
+  if (((v = br__cfg_field (&f, "tls-cert")) &&
+       get_path (l, v, "node tls-cert", &node->tls_cert) == -1) ||
+      ((v = br__cfg_field (&f, "tls-key")) &&
+       get_path (l, v, "node tls-key", &node->tls_key) == -1))
+    return -1;
+  if (!node->tls_cert != !node->tls_key)
+    return fail (l, n, "node '%s' has %s but no %s", node->name,
+                 node->tls_cert ? "tls-cert" : "tls-key",
+                 node->tls_cert ? "tls-key" : "tls-cert");
+  return 0;
+}
+
+/* A link's tls: what each mode needs must be in the file (the files
+ * themselves are read when a node starts: tls.c). */
+static int
+check_link_tls (struct loader *l, yaml_node_t *at, struct br_link_cfg *link)
+{
+  const char *ends[2] = { link->a, link->b };
+
+  if (link->tls == BR_TLS_PSK && !l->cfg->secret_file)
+    return fail (l, at, "link tls 'psk' between '%s' and '%s' needs "
+                 "settings secret-file (the key is derived from it)",
+                 link->a, link->b);
+  if (link->tls != BR_TLS_CERT)
+    return 0;
+  if (!l->cfg->tls_ca)
+    return fail (l, at, "link tls 'cert' between '%s' and '%s' needs "
+                 "settings tls-ca", link->a, link->b);
+  for (int i = 0; i < 2; i++)
+    if (!br_config_node (l->cfg, ends[i])->tls_cert)
+      return fail (l, at, "link tls 'cert' between '%s' and '%s' needs "
+                   "tls-cert and tls-key on node '%s'", link->a, link->b,
+                   ends[i]);
   return 0;
 }
 
@@ -623,7 +669,13 @@ load_link (struct loader *l, yaml_node_t *n, struct br_link_cfg *link)
       return -1;
     link->after_sb = e;
   }
-  return 0;
+  link->tls = l->cfg->tls;
+  if ((v = br__cfg_field (&f, "tls"))) {
+    if (get_enum (l, v, "link tls", tls_names, &e) == -1)
+      return -1;
+    link->tls = e;
+  }
+  return check_link_tls (l, v ? v : n, link);
 }
 
 static int
@@ -733,6 +785,8 @@ br_config_free (struct br_config *cfg)
     free (n->data_dir);
     free (n->control);
     free (n->metrics_file);
+    free (n->tls_cert);
+    free (n->tls_key);
     for (j = 0; j < n->n_disks; j++) {
       free (n->disks[j].volume);
       free (n->disks[j].path);
@@ -747,6 +801,7 @@ br_config_free (struct br_config *cfg)
   free (cfg->nodes);
   free (cfg->links);
   free (cfg->secret_file);
+  free (cfg->tls_ca);
   free (cfg->path);
   free (cfg);
 }

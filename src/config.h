@@ -11,7 +11,11 @@
  *                                  # region is resynced in one frame,
  *                                  # at most BR_WIRE_MAX_PAYLOAD)
  *     queue-size: 64M              # default async queue bound per link
- *     secret-file: /etc/br.key     # optional shared secret (HMAC auth)
+ *     secret-file: /etc/br.key     # optional shared secret (HMAC auth,
+ *                                  # and the key of tls: psk); mode 0600
+ *     tls: off                     # default of every link's tls: off |
+ *                                  # psk | cert (TLS 1.3, src/tls.c)
+ *     tls-ca: ca.pem               # CA certificates (tls: cert)
  *     heartbeat: 1s                # idle link probe interval
  *     heartbeat-timeout: 5s        # no frame for this long: peer lost
  *     reconnect-min: 100ms         # reconnect backoff, doubling up to
@@ -43,6 +47,9 @@
  *                                  # Per node, not in settings: the file
  *                                  # is the same on every node, and nodes
  *                                  # sharing a host need distinct paths
+ *       tls-cert: a.crt            # tls: cert: this node's certificate
+ *       tls-key: a.key             #   (its name is a DNS SAN or the CN)
+ *                                  #   and private key, PEM
  *   links:
  *     - between: [site-a, site-b]
  *       mode: sync                 # sync | async
@@ -62,6 +69,9 @@
  *                                  # | disconnect: when both sides were
  *                                  # primary apart, resync a receiver
  *                                  # that wrote nothing (verdict rule 13)
+ *       tls: psk                   # off | psk (key from secret-file) |
+ *                                  # cert (tls-ca, tls-cert, tls-key);
+ *                                  # default settings.tls
  *
  * Sizes accept a plain byte count or a suffix K, M, G, T (powers of 1024,
  * optionally followed by "i" or "iB" / "B").
@@ -99,6 +109,13 @@ enum br_after_sb {
   BR_AFTER_SB_DISCARD_NONE, /* disconnect: always wait for an operator */
 };
 
+/* How a link's connections are protected (tls.h). */
+enum br_tls_mode {
+  BR_TLS_OFF,               /* default: plain TCP (HMAC auth if a secret) */
+  BR_TLS_PSK,               /* TLS 1.3 with a key derived from the secret */
+  BR_TLS_CERT,              /* TLS 1.3 with certificates from tls-ca */
+};
+
 /* What an async link does when its queue is full. */
 enum br_congestion {
   BR_CONGESTION_BLOCK,      /* default: writers wait for room */
@@ -130,6 +147,7 @@ struct br_node_cfg {
   char *metrics_file;           /* absolute, or NULL: no metrics file */
   struct br_disk_cfg *disks;
   size_t n_disks;
+  char *tls_cert, *tls_key;     /* absolute, or NULL */
   int line, column;
 };
 
@@ -146,6 +164,7 @@ struct br_link_cfg {
                                    primary, pull-ahead at a relay) */
   enum br_resync_method resync; /* resync: full|checksum */
   enum br_after_sb after_sb;    /* after-split-brain */
+  enum br_tls_mode tls;         /* tls, default settings.tls */
   int line, column;
 };
 
@@ -154,6 +173,8 @@ struct br_config {
   uint32_t granularity;         /* settings.granularity */
   uint64_t queue_size;          /* settings.queue-size */
   char *secret_file;            /* settings.secret-file or NULL */
+  enum br_tls_mode tls;         /* settings.tls, default off */
+  char *tls_ca;                 /* settings.tls-ca, absolute, or NULL */
   uint64_t heartbeat_ms;        /* settings.heartbeat, default 1s */
   uint64_t heartbeat_timeout_ms;/* settings.heartbeat-timeout, default 5s */
   uint64_t reconnect_min_ms;    /* settings.reconnect-min, default 100ms */

@@ -126,6 +126,15 @@ peer_json (struct br_peer *p, struct br_volume *v)
               br_sb_peer_gen (v->sb, v->slot[p->idx]));
     json_object_set_new (o, "base_generation", json_string (base));
     json_object_set_new (o, "verdict", json_string (p->last_verdict));
+    {
+      static const char *const tls_modes[] = { "off", "psk", "cert" };
+      char desc[128] = "";
+
+      if (p->tls)
+        br_tls_describe (p->tls, desc, sizeof desc);
+      json_object_set_new (o, "tls", json_string (tls_modes[p->link->tls]));
+      json_object_set_new (o, "tls_session", json_string (desc));
+    }
     json_object_set_new (o, "taken_regions",
                          json_integer ((json_int_t) p->taken_regions));
     json_object_set_new (o, "resync_total_bytes", json_integer (

@@ -288,6 +288,10 @@ br_engine_open (const struct br_engine_opts *opts, br_engine **out,
   r = read_secret (e, err, errlen);
   if (r < 0)
     goto fail;
+  r = br_tls_ctx_init (&e->tls, e->cfg, e->self, e->secret, e->secret_len,
+                       err, errlen);
+  if (r < 0)
+    goto fail;
   e->vols = calloc (e->cfg->n_volumes, sizeof *e->vols);
   if (e->vols == NULL) {
     r = -ENOMEM;
@@ -502,6 +506,7 @@ br_engine_close (br_engine *e)
     free (v->written_gen);
   }
   free (e->vols);
+  br_tls_ctx_close (&e->tls);
   if (e->secret)
     sodium_memzero (e->secret, e->secret_len);
   free (e->secret);

@@ -46,6 +46,7 @@
 #include "metrics.h"
 #include "rangelock.h"
 #include "scoreboard.h"
+#include "tls.h"
 #include "util.h"
 #include "verdict.h"
 #include "wire.h"
@@ -152,6 +153,7 @@ struct br_peer {
   /* Loop thread only. */
   uv_tcp_t tcp;
   bool tcp_open;
+  struct br_tls *tls;               /* this connection's TLS, or NULL */
   uv_connect_t creq;
   uv_getaddrinfo_t gai;
   uv_timer_t timer;                 /* reconnect backoff */
@@ -285,6 +287,7 @@ struct br_engine {
   char *control_path;
   uint8_t *secret;                  /* NULL: no authentication */
   size_t secret_len;
+  struct br_tls_ctx tls;            /* link TLS contexts (tls.h) */
 
   struct br_volume *vols;
   size_t n_vols;

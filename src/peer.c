@@ -86,6 +86,8 @@ on_tcp_closed (uv_handle_t *h)
 {
   struct br_peer *p = h->data;
 
+  br_tls_free (p->tls);         /* queued writes: UV_ECANCELED */
+  p->tls = NULL;
   p->tcp_open = false;
   if (!uv_is_closing ((uv_handle_t *) &p->timer))
     schedule_reconnect (p);
@@ -210,8 +212,8 @@ br__peer_send_frame (struct br_peer *p, uint8_t type, const void *payload,
   s->bufs[1] = uv_buf_init ((char *) r->payload, len);
   p->writes_in_flight++;
   p->last_tx_ms = uv_now (&p->g->e->loop);
-  int err = uv_write (&s->req, (uv_stream_t *) &p->tcp, s->bufs, 2,
-                      on_written);
+  int err = br_tls_write (p->tls, (uv_stream_t *) &p->tcp, &s->req, s->bufs,
+                          2, on_written);
   if (err < 0) {
     p->writes_in_flight--;
     free_send_req (s);
@@ -312,8 +314,8 @@ flush_queue (struct br_peer *p)
     }
 
     p->writes_in_flight++;
-    int err = uv_write (&s->req, (uv_stream_t *) &p->tcp, s->bufs, nb,
-                        on_written);
+    int err = br_tls_write (p->tls, (uv_stream_t *) &p->tcp, &s->req,
+                            s->bufs, nb, on_written);
     if (err < 0) {
       p->writes_in_flight--;
       free_send_req (s);
@@ -467,20 +469,14 @@ on_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
   buf->len = sizeof rbuf;
 }
 
-static void
-on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* Frames from N plaintext bytes at DATA.  False once the connection was
+ * dropped. */
+static bool
+feed (struct br_peer *p, const uint8_t *data, size_t n)
 {
-  struct br_peer *p = stream->data;
   size_t off = 0;
 
-  if (nread < 0) {
-    br__peer_lost (p, BR_EV_LOST, "%s", nread == UV_EOF
-                   ? "connection closed by peer" : uv_strerror ((int) nread));
-    return;
-  }
-  if (nread > 0)
-    p->last_rx_ms = uv_now (&p->g->e->loop);
-  while (off < (size_t) nread) {
+  while (off < n) {
     const char *reason = NULL;
     size_t used;
     int r;
@@ -488,10 +484,9 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (br_peer_state_down (p->state)) {
       /* A writer dropped the connection (DROP): nothing more from it. */
       br__peer_lost (p, BR_EV_LOST, "%s", p->last_error);
-      return;
+      return false;
     }
-    r = br_wire_reader_feed (&p->rd, (uint8_t *) buf->base + off,
-                             nread - off, &used, &reason);
+    r = br_wire_reader_feed (&p->rd, data + off, n - off, &used, &reason);
     off += used;
     if (r < 0) {
       br_error ("peer %s: bad frame: %s", p->node->name,
@@ -499,7 +494,7 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
       br__peer_lost_as (p, BR_EV_ERROR, BR_ERR_BAD_FRAME,
                         "bad frame from peer: %s",
                         reason ? reason : br_strerror (-r));
-      return;
+      return false;
     }
     if (r == 0)
       break;
@@ -510,8 +505,50 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     free (payload);
     if (p->epoch != epoch || !p->tcp_open ||
         uv_is_closing ((uv_handle_t *) &p->tcp))
-      return;                   /* the connection was dropped */
+      return false;             /* the connection was dropped */
   }
+  return true;
+}
+
+/* TLS: decrypt what came and feed the plaintext. */
+static void
+feed_tls (struct br_peer *p, const void *data, size_t n)
+{
+  static __thread uint8_t plain[65536];
+  struct br_tls *t = p->tls;
+  ssize_t got;
+
+  if (br_tls_push (t, data, n) < 0) {
+    br__peer_lost (p, BR_EV_LOST, "%s", br_tls_error (t));
+    return;
+  }
+  while ((got = br_tls_pull (t, plain, sizeof plain)) > 0)
+    if (!feed (p, plain, got))
+      return;
+  if (got < 0)
+    br__peer_lost (p, BR_EV_LOST, "%s", br_tls_error (t));
+}
+
+static void
+on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+  struct br_peer *p = stream->data;
+
+  if (nread < 0) {
+    br__peer_lost (p, BR_EV_LOST, "%s%s",
+                   p->tls && !br_tls_ready (p->tls)
+                   ? "TLS handshake failed: " : "",
+                   nread == UV_EOF ? "connection closed by peer"
+                   : uv_strerror ((int) nread));
+    return;
+  }
+  if (nread == 0)
+    return;
+  p->last_rx_ms = uv_now (&p->g->e->loop);
+  if (p->tls)
+    feed_tls (p, buf->base, nread);
+  else
+    feed (p, (const uint8_t *) buf->base, nread);
 }
 
 /* ---- connecting ---- */
@@ -532,6 +569,12 @@ on_connect (uv_connect_t *req, int status)
   }
   uv_tcp_nodelay (&p->tcp, 1);
   uv_tcp_keepalive (&p->tcp, 1, 10);
+  if (p->link->tls != BR_TLS_OFF &&
+      (p->tls = br_tls_client (&g->e->tls, p->link->tls, p->node->name,
+                               (uv_stream_t *) &p->tcp)) == NULL) {
+    br__peer_lost (p, BR_EV_LOST, "cannot start TLS to %s", p->node->name);
+    return;
+  }
 
   hello = calloc (1, sizeof *hello);
   buf = malloc (BR_WIRE_HANDSHAKE_MAX);

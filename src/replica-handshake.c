@@ -82,7 +82,7 @@ send_welcome (struct br_replica_session *s, const struct br_welcome *m)
   w->s = s;
   w->refused = m->status != BR_WELCOME_OK;
   b = uv_buf_init ((char *) w->frame, BR_WIRE_HDR_SIZE + len);
-  if (uv_write (&w->req, (uv_stream_t *) &s->tcp, &b, 1,
+  if (br_tls_write (s->tls, (uv_stream_t *) &s->tcp, &w->req, &b, 1,
                 on_welcome_written) < 0) {
     free (w);
     br__rsession_close (s, "cannot send WELCOME");
@@ -139,6 +139,13 @@ br__rsession_on_hello (struct br_replica_session *s, const uint8_t *payload,
   st = br__hello_problem (e, m, &g, w, &s->take_vols, why, sizeof why);
   if (st != BR_WELCOME_OK) {
     refuse_as (s, w, st, "%s", why);
+    goto out;
+  }
+  /* The connection is protected the way the link says (tls.h). */
+  if (br_tls_check_peer (s->tls, br_config_link (e->cfg, m->from,
+                                                 e->self->name)->tls,
+                         m->from, why, sizeof why) < 0) {
+    refuse (s, w, "%s", why);
     goto out;
   }
   /* R4: a live session from the same node stays until this one has
@@ -361,7 +368,7 @@ send_bitmaps (struct br_replica_session *s)
   len += put_bitmap (b->frames + len, last_vol, 0, words, 0, true);
   b->s = s;
   buf = uv_buf_init ((char *) b->frames, len);
-  if (uv_write (&b->req, (uv_stream_t *) &s->tcp, &buf, 1,
+  if (br_tls_write (s->tls, (uv_stream_t *) &s->tcp, &b->req, &buf, 1,
                 on_bitmap_written) < 0) {
     free (b);
     return -EIO;

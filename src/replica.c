@@ -93,7 +93,7 @@ write_ack_frame (struct br_replica_session *s, const struct br_frame_hdr *h,
   buf = uv_buf_init ((char *) s->ack_frame, BR_WIRE_HDR_SIZE + h->length);
   s->ack_req.data = s;
   s->ack_busy = true;
-  if (uv_write (&s->ack_req, (uv_stream_t *) &s->tcp, &buf, 1,
+  if (br_tls_write (s->tls, (uv_stream_t *) &s->tcp, &s->ack_req, &buf, 1,
                 on_ack_written) < 0) {
     s->ack_busy = false;
     br__rsession_close (s, "cannot send");
@@ -219,6 +219,7 @@ on_handle_closed (uv_handle_t *h)
     free (o);
   }
   br_wire_reader_reset (&s->rd);
+  br_tls_free (s->tls);
   pthread_mutex_destroy (&s->lock);
   pthread_cond_destroy (&s->cond);
   pthread_cond_destroy (&s->sync_cond);
@@ -406,7 +407,8 @@ on_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
   uint8_t *where;
   size_t n = br_wire_reader_space (&s->rd, &where);
 
-  if (n >= 4096) {
+  (void) suggested;
+  if (n >= 4096 && s->first_read && s->tls == NULL) {
     buf->base = (char *) where;
     buf->len = n;
     return;
@@ -415,24 +417,18 @@ on_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
   buf->len = sizeof rbuf;
 }
 
+/* Frames from N plaintext bytes at DATA (which may be the reader's own
+ * payload buffer: on_alloc). */
 static void
-on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+feed (struct br_replica_session *s, const uint8_t *data, size_t n)
 {
-  struct br_replica_session *s = stream->data;
   size_t off = 0;
 
-  if (nread < 0) {
-    br__rsession_close (s, "%s", nread == UV_EOF ? "closed by peer"
-                        : uv_strerror ((int) nread));
-    return;
-  }
-  s->rx_bytes += nread;
-  s->last_rx_ms = uv_now (&s->rep->e->loop);
-  while (off < (size_t) nread && s->st != S_CLOSING) {
+  while (off < n && s->st != S_CLOSING) {
     const char *reason = NULL;
     size_t used;
-    int r = br_wire_reader_feed (&s->rd, (uint8_t *) buf->base + off,
-                                 nread - off, &used, &reason);
+    int r = br_wire_reader_feed (&s->rd, data + off, n - off, &used,
+                                 &reason);
 
     off += used;
     if (r < 0) {
@@ -446,6 +442,79 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (!on_frame (s, &h, br_wire_reader_take (&s->rd)))
       return;
   }
+}
+
+/* TLS: decrypt what came; the plaintext goes straight into a pending
+ * payload's buffer when there is room for a whole record's worth. */
+static void
+feed_tls (struct br_replica_session *s, const void *data, size_t n)
+{
+  static __thread uint8_t plain[64 * 1024];
+  struct br_tls *t = s->tls;
+  ssize_t got;
+
+  if (br_tls_push (t, data, n) < 0) {
+    br__rsession_close (s, "%s", br_tls_error (t));
+    return;
+  }
+  while (s->st != S_CLOSING) {
+    uint8_t *where;
+    size_t room = br_wire_reader_space (&s->rd, &where);
+
+    if (room < 16384) {
+      where = plain;
+      room = sizeof plain;
+    }
+    if ((got = br_tls_pull (t, where, room)) <= 0)
+      break;
+    feed (s, where, got);
+  }
+  if (got < 0 && s->st != S_CLOSING)
+    br__rsession_close (s, "%s", br_tls_error (t));
+}
+
+/* The first byte tells TLS from plain frames (tls.h); whether that is
+ * what the link wants is checked on HELLO. */
+static bool
+start_tls (struct br_replica_session *s, uint8_t first)
+{
+  struct br_engine *e = s->rep->e;
+
+  s->first_read = true;
+  if (!br_tls_is_hello_byte (first))
+    return true;
+  if (e->tls.server == NULL) {
+    br__rsession_close (s, "a TLS connection, but no link of node %s uses "
+                        "tls", e->self->name);
+    return false;
+  }
+  if ((s->tls = br_tls_server (&e->tls, (uv_stream_t *) &s->tcp)) == NULL) {
+    br__rsession_close (s, "cannot start TLS: out of memory");
+    return false;
+  }
+  return true;
+}
+
+static void
+on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+  struct br_replica_session *s = stream->data;
+
+  if (nread < 0) {
+    br__rsession_close (s, "%s", nread == UV_EOF ? "closed by peer"
+                        : uv_strerror ((int) nread));
+    return;
+  }
+  if (nread == 0)
+    return;
+  s->rx_bytes += nread;
+  s->last_rx_ms = uv_now (&s->rep->e->loop);
+  if (!s->first_read && !start_tls (s, (uint8_t) buf->base[0]))
+    return;
+  if (s->tls)
+    feed_tls (s, buf->base, nread);
+  else
+    feed (s, (const uint8_t *) buf->base, nread);
 }
 
 static void

@@ -27,6 +27,8 @@ struct br_replica_session {
   struct br_replica *rep;
   struct br_replica_session *next;
   uv_tcp_t tcp;
+  struct br_tls *tls;               /* NULL: plain TCP (or not known yet) */
+  bool first_read;                  /* the first bytes came: TLS decided */
   uv_async_t notify;                /* apply thread -> loop: send ACK */
   int handles_open;
   struct br_wire_reader rd;

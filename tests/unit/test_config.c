@@ -695,7 +695,7 @@ START_TEST (test_unknown_key)
                         "8:5", "unknown key 'modee' in link (expected: "
                         "between, mode, rate, queue-size, on-peer-loss, "
                         "block-timeout, resync-rate, on-congestion, resync, "
-                        "after-split-brain)");
+                        "after-split-brain, tls)");
   ck_assert_load_error (BASE "links:\n  - between: [a, b]\n    mode: sync\n"
                         "    on_peer_loss: log\n", "9:5",
                         "unknown key 'on_peer_loss' in link");
@@ -716,7 +716,7 @@ START_TEST (test_unknown_key_settings)
                         "unknown key 'queue_size' in settings (expected: "
                         "granularity, queue-size, secret-file, heartbeat, "
                         "heartbeat-timeout, reconnect-min, reconnect-max, "
-                        "activity-window, metrics-interval)");
+                        "activity-window, metrics-interval, tls, tls-ca)");
   ck_assert_load_error ("settings:\n  activity_window: 1s\n" BASE, "2:3",
                         "unknown key 'activity_window' in settings");
   ck_assert_load_error ("settings:\n  heartbeat-interval: 1s\n" BASE, "2:3",
@@ -1078,7 +1078,60 @@ static const struct bad bad_link_enums[] = {
   { SYNC_LINK ("after-split-brain: discard"), "9:24", "link "
     "after-split-brain 'discard' is not discard-zero-changes or "
     "disconnect" },
+  { SYNC_LINK ("tls: on"), "9:10", "link tls 'on' is not off, psk or cert" },
+  { SETTING ("tls: yes"), "2:8", "settings tls 'yes' is not off, psk or "
+    "cert" },
 };
+
+/* What each tls mode needs is in the file; the one who lacks it is named. */
+#define TLS_NODES(a_extra)                                              \
+  VOLUMES "nodes:\n"                                                    \
+  "  - {name: a, address: 127.0.0.1:10901, data-dir: a" a_extra "}\n"   \
+  "  - {name: b, address: 127.0.0.1:10902, data-dir: b,"                \
+  " tls-cert: b.crt, tls-key: b.key}\n"
+static const struct bad bad_tls[] = {
+  { SYNC_LINK ("tls: psk"), "9:10", "link tls 'psk' between 'a' and 'b' "
+    "needs settings secret-file (the key is derived from it)" },
+  { "settings: {tls: psk}\n" BASE "links:\n  - {between: [a, b], mode: sync}"
+    "\n", "8:5", "link tls 'psk' between 'a' and 'b' needs settings "
+    "secret-file" },
+  { "settings: {tls-ca: ca.pem}\n" TLS_NODES ("") "links:\n"
+    "  - {between: [a, b], mode: sync, tls: cert}\n", "8:40", "link tls "
+    "'cert' between 'a' and 'b' needs tls-cert and tls-key on node 'a'" },
+  { TLS_NODES (", tls-cert: a.crt, tls-key: a.key") "links:\n"
+    "  - {between: [a, b], mode: sync, tls: cert}\n", "7:40", "link tls "
+    "'cert' between 'a' and 'b' needs settings tls-ca" },
+  { TLS_NODES (", tls-cert: a.crt") "links:\n  - {between: [a, b], "
+    "mode: sync}\n", "4:5", "node 'a' has tls-cert but no tls-key" },
+  { SETTING ("tls-ca: ''"), "2:11", "settings tls-ca is empty" },
+};
+
+START_TEST (test_bad_tls)
+{
+  ck_assert_load_error (bad_tls[_i].text, bad_tls[_i].pos,
+                        bad_tls[_i].phrase);
+}
+END_TEST
+
+/* A link's tls defaults to settings tls; off by default. */
+START_TEST (test_tls_default)
+{
+  struct br_config *cfg = load_ok (
+    "settings: {secret-file: k, tls: psk}\n" BASE "links:\n"
+    "  - {between: [a, b], mode: sync}\n");
+
+  ck_assert_int_eq (cfg->tls, BR_TLS_PSK);
+  ck_assert_int_eq (cfg->links[0].tls, BR_TLS_PSK);
+  br_config_free (cfg);
+  cfg = load_ok ("settings: {secret-file: k, tls: psk}\n" BASE "links:\n"
+                 "  - {between: [a, b], mode: sync, tls: off}\n");
+  ck_assert_int_eq (cfg->links[0].tls, BR_TLS_OFF);
+  br_config_free (cfg);
+  cfg = load_ok (BASE "links:\n  - {between: [a, b], mode: sync}\n");
+  ck_assert_int_eq (cfg->links[0].tls, BR_TLS_OFF);
+  br_config_free (cfg);
+}
+END_TEST
 
 START_TEST (test_bad_link_enum)
 {
@@ -1381,6 +1434,9 @@ config_suite (void)
   tcase_add_test (bad, test_link_unknown_node);
   tcase_add_test (bad, test_link_to_itself);
   tcase_add_test (bad, test_duplicate_link);
+  tcase_add_loop_test (bad, test_bad_tls, 0,
+                       sizeof bad_tls / sizeof bad_tls[0]);
+  tcase_add_test (bad, test_tls_default);
   tcase_add_test (bad, test_duplicate_volume);
   tcase_add_test (bad, test_duplicate_node);
   tcase_add_test (bad, test_duplicate_address);
