@@ -13,6 +13,7 @@
 #   (cascade-sync, both hops sync: only on request with --configs)
 #   one-to-two   a -> b (sync) and a -> c (async), directly
 #   (one-to-two-async, both async: only on request with --configs)
+#   async-tls, sync-tls  async / sync with tls: psk (TLS 1.3, issue 13)
 #   qemu-mirror  qemu-storage-daemon exporting a raw file over NBD, with a
 #                blockdev-mirror job (sync=full, copy-mode=write-blocking)
 #                to an nbdkit file export of a second file
@@ -49,8 +50,9 @@ usage: bench/run.sh [options]
   --output FILE     Markdown report (default: bench/last-run.md)
   --configs LIST    comma-separated subset/order of B,none,async,sync,
                     cascade,cascade-async,cascade-sync,one-to-two,
-                    one-to-two-async,qemu-mirror (default: all but
-                    cascade-sync and one-to-two-async; B first)
+                    one-to-two-async,async-tls,sync-tls,qemu-mirror
+                    (default: all but cascade-sync and
+                    one-to-two-async; B first)
   --size SIZE       volume size (default 1G)
   --builddir DIR    where blockrelayd, blockrelay and the plugin are
                     (default: \$BUILDDIR or <repo>/build)
@@ -69,7 +71,7 @@ RUNTIME=10
 RAMP=2
 BASEDIR=/var/tmp
 OUTPUT=$BENCHDIR/last-run.md
-CONFIGS="B,none,async,sync,cascade,cascade-async,one-to-two,qemu-mirror"
+CONFIGS="B,none,async,sync,async-tls,sync-tls,cascade,cascade-async,one-to-two,qemu-mirror"
 SIZE=1G
 BUILDDIR=${BUILDDIR:-$SRCDIR/build}
 KEEP=0
@@ -112,7 +114,7 @@ die() { log "ERROR: $*"; exit 1; }
 IFS=, read -r -a CFG_LIST <<<"$CONFIGS"
 for c in "${CFG_LIST[@]}"; do
   case $c in
-    B|none|async|sync|cascade|cascade-async|cascade-sync|one-to-two|one-to-two-async|qemu-mirror) ;;
+    B|none|async|sync|cascade|cascade-async|cascade-sync|one-to-two|one-to-two-async|async-tls|sync-tls|qemu-mirror) ;;
     *) die "unknown configuration '$c'" ;;
   esac
 done
@@ -348,6 +350,7 @@ topo_links() {
   case $1 in
     none) ;;
     async|sync) echo "a b $1" ;;
+    async-tls|sync-tls) echo "a b ${1%-tls}" ;;
     cascade) echo "a b sync"; echo "b c async" ;;           # a -> b -> c
     cascade-async) echo "a b async"; echo "b c async" ;;
     cascade-sync) echo "a b sync"; echo "b c sync" ;;
@@ -378,7 +381,12 @@ run_blockrelay() {
   conf=$d/topology.yaml
   for n in "${nodes[@]}"; do free_port "addr[$n]"; done
   free_port port
+  if [[ $cfg == *-tls ]]; then
+    head -c 32 /dev/urandom >"$d/secret"
+    chmod 600 "$d/secret"
+  fi
   {
+    [[ $cfg != *-tls ]] || echo "settings: {secret-file: $d/secret, tls: psk}"
     echo "volumes:"
     echo "  - {name: vol0, size: $SIZE}"
     echo "nodes:"
@@ -534,7 +542,7 @@ for cfg in "${CFG_LIST[@]}"; do
   sync -f "$WORK"
   case $cfg in
     B) run_B ;;
-    none|async|sync|cascade|cascade-async|cascade-sync|one-to-two|one-to-two-async)
+    none|async|sync|cascade|cascade-async|cascade-sync|one-to-two|one-to-two-async|async-tls|sync-tls)
       run_blockrelay "$cfg" ;;
     qemu-mirror)
       if [ $HAVE_QEMU -eq 0 ]; then

@@ -38,4 +38,4 @@ run build-tsan "TSan build: threaded core (unit)" -L unit
 # the primary loads the default build's plugin.
 BR_PLUGIN=$top/build/nbdkit-blockrelay-plugin.so \
   run build-tsan "TSan build: relays (integration)" \
-  -R 'integration/(sync-chain|relay-resume|topo-chain|heartbeat|hello-hijack)$'
+  -R 'integration/(sync-chain|relay-resume|topo-chain|heartbeat|hello-hijack|tls)$'

@@ -460,6 +460,7 @@ br_tls_push (struct br_tls *t, const void *data, size_t len)
 {
   int r;
 
+  ERR_clear_error ();           /* SSL_get_error reads this thread's queue */
   if (len > 0 && BIO_write (t->rbio, data, (int) len) != (int) len) {
     snprintf (t->err, sizeof t->err, "TLS: out of memory");
     return -ENOMEM;
@@ -487,6 +488,7 @@ br_tls_pull (struct br_tls *t, void *buf, size_t cap)
 
   if (!t->done)
     return 0;
+  ERR_clear_error ();
   r = SSL_read_ex (t->ssl, buf, cap, &n);
   if (r == 1)
     return (ssize_t) n;
