@@ -451,7 +451,7 @@ feed_tls (struct br_replica_session *s, const void *data, size_t n)
 {
   static __thread uint8_t plain[64 * 1024];
   struct br_tls *t = s->tls;
-  ssize_t got;
+  ssize_t got = 0;
 
   if (br_tls_push (t, data, n) < 0) {
     br__rsession_close (s, "%s", br_tls_error (t));
