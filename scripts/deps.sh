@@ -14,6 +14,8 @@ PKGS=(
   qemu-system-x86 linux-image-amd64 busybox-static nbd-client cpio kmod xz-utils
   # packaging: man pages, systemd units, the container image
   perl groff-base man-db systemd podman runc debootstrap
+  # fuzzing (scripts/fuzz.sh): clang and its libFuzzer runtime
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -39,3 +39,8 @@ run build-tsan "TSan build: threaded core (unit)" -L unit
 BR_PLUGIN=$top/build/nbdkit-blockrelay-plugin.so \
   run build-tsan "TSan build: relays (integration)" \
   -R 'integration/(sync-chain|relay-resume|topo-chain|heartbeat|hello-hijack|tls)$'
+
+# 5. The libFuzzer targets (clang), a minute each (scripts/fuzz.sh,
+#    docs/fuzzing.md).
+echo "=== fuzz"
+scripts/fuzz.sh --time 60

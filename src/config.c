@@ -738,12 +738,27 @@ br_config_load (const char *path, struct br_config **out,
   *out = NULL;
   if (errlen > 0)
     err[0] = '\0';
+  if (br__cfg_read_file (&l, &buf, &len) == 0)
+    r = br_config_load_buffer (path, buf, len, out, err, errlen);
+  free (buf);
+  return r;
+}
+
+int
+br_config_load_buffer (const char *path, const char *buf, size_t len,
+                       struct br_config **out, char *err, size_t errlen)
+{
+  struct loader l = { .path = path, .err = err, .errlen = errlen };
+  int r = -1;
+
+  *out = NULL;
+  if (errlen > 0)
+    err[0] = '\0';
   if (!(l.cfg = calloc (1, sizeof *l.cfg)) ||
       !(l.cfg->path = strdup (path)) || !(l.dir = br__config_dir (path)))
     br__cfg_report (&l, NULL, "cannot resolve the file's directory: %s",
                     strerror (errno));
-  else if (br__cfg_read_file (&l, &buf, &len) == 0 &&
-           br__cfg_compose (&l, buf, len) == 0) {
+  else if (br__cfg_compose (&l, buf, len) == 0) {
     l.cfg->granularity = BR_DEFAULT_GRANULARITY;
     l.cfg->queue_size = BR_DEFAULT_QUEUE_SIZE;
     l.cfg->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
@@ -757,7 +772,6 @@ br_config_load (const char *path, struct br_config **out,
     if (r == 0 && br_topology_check (l.cfg, err, errlen) < 0)
       r = -1;
   }
-  free (buf);
   free (l.dir);
   if (r == -1)
     br_config_free (l.cfg);

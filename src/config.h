@@ -202,6 +202,11 @@ struct br_config {
  * (links that make the flow ambiguous). */
 int br_config_load (const char *path, struct br_config **out,
                     char *err, size_t errlen);
+/* The same from the LEN bytes of BUF, the contents of the file PATH
+ * (which is not read: it names the file in messages and is the base of
+ * relative paths).  br_config_load reads the file and calls this. */
+int br_config_load_buffer (const char *path, const char *buf, size_t len,
+                           struct br_config **out, char *err, size_t errlen);
 void br_config_free (struct br_config *cfg);
 
 /* Lookups; NULL when absent. */

@@ -21,6 +21,12 @@
  * waiting forever.  Handles are freed only in their close callbacks, and
  * close_client() is the one place that closes a client (at most once).
  *
+ * br__control_parse() is the pure half of a request: the JSON, the command
+ * and its arguments (those of promote, demote and resolve are read in
+ * control-role.c), with the refusals of a malformed request; it touches no
+ * engine state, so the fuzz target (fuzz/fuzz-control.c) calls it alone.
+ * handle_request() dispatches what it returns.
+ *
  * {"cmd":"events"} is the one request that keeps its client open: the
  * client becomes a subscriber of the event bus (events.c), which writes
  * the event lines; it stays on the list, and closing it (its EOF, the
@@ -291,14 +297,13 @@ no_such_group (struct br_engine *e, const char *group)
  * peer NODE of every group (or of G) of this node.  All or nothing: every
  * named peer is checked before any is changed. */
 static json_t *
-pause_resume (struct br_engine *e, json_t *req, bool pause)
+pause_resume (struct br_engine *e, const struct br_control_req *req,
+              bool pause)
 {
-  const char *node = NULL, *group = NULL, *verb = pause ? "pause" : "resume";
+  const char *node = req->peer, *group = req->group;
   json_t *done, *bad;
   size_t n = 0;
 
-  if (json_unpack (req, "{s:s, s?s}", "peer", &node, "group", &group) < 0)
-    return br__control_fail ("bad request: %s needs \"peer\": NODE", verb);
   if (group && (bad = no_such_group (e, group)) != NULL)
     return bad;
   for (int pass = 0; pass < 2; pass++) {
@@ -372,18 +377,15 @@ find_volume_peer (struct br_engine *e, const char *name, const char *node,
 /* {"cmd": "verify", "volume": V, "peer": NODE, "repair": BOOL}: start a
  * verify (verify.c); its progress is "verify-status". */
 static json_t *
-verify_start (struct br_engine *e, json_t *req)
+verify_start (struct br_engine *e, const struct br_control_req *req)
 {
-  const char *vol = NULL, *node = NULL;
-  int repair = 0;
+  const char *vol = req->volume, *node = req->peer;
+  int repair = req->repair;
   struct br_volume *v;
   struct br_peer *p;
   json_t *bad;
   char err[256];
 
-  if (json_unpack (req, "{s:s, s:s, s?b}", "volume", &vol, "peer", &node,
-                   "repair", &repair) < 0)
-    return br__control_fail ("bad request: verify needs \"volume\" and \"peer\"");
   if ((bad = find_volume_peer (e, vol, node, &v, &p)) != NULL)
     return bad;
   if (br__verify_start (p, v, repair, err, sizeof err) < 0)
@@ -396,17 +398,14 @@ verify_start (struct br_engine *e, json_t *req)
  * verify job ("state": "none" if it has had none, or one of another
  * volume). */
 static json_t *
-verify_status (struct br_engine *e, json_t *req)
+verify_status (struct br_engine *e, const struct br_control_req *req)
 {
-  const char *vol = NULL, *node = NULL;
+  const char *vol = req->volume, *node = req->peer;
   struct br_verify_info vi;
   struct br_volume *v;
   struct br_peer *p;
   json_t *bad, *ranges;
 
-  if (json_unpack (req, "{s:s, s:s}", "volume", &vol, "peer", &node) < 0)
-    return br__control_fail ("bad request: verify-status needs \"volume\" and "
-                       "\"peer\"");
   if ((bad = find_volume_peer (e, vol, node, &v, &p)) != NULL)
     return bad;
   if (br__verify_info (p, &vi) < 0)
@@ -437,17 +436,14 @@ verify_status (struct br_engine *e, json_t *req)
  * BOOL}: every region of the peer's groups (or of G) out of sync, then
  * resynced (resync.c br__resync_request).  All or nothing, as pause. */
 static json_t *
-resync (struct br_engine *e, json_t *req)
+resync (struct br_engine *e, const struct br_control_req *req)
 {
-  const char *node = NULL, *group = NULL;
-  int checksum = 0;
+  const char *node = req->peer, *group = req->group;
+  int checksum = req->checksum;
   struct br_peer *todo[64];
   size_t n = 0;
   json_t *done;
 
-  if (json_unpack (req, "{s:s, s?s, s?b}", "peer", &node, "group", &group,
-                   "checksum", &checksum) < 0)
-    return br__control_fail ("bad request: resync needs \"peer\": NODE");
   for (size_t gi = 0; gi < e->n_groups; gi++) {
     struct br_group *g = &e->groups[gi];
 
@@ -498,38 +494,99 @@ metrics_json (struct br_engine *e)
   return reply;
 }
 
+/* The request's command and arguments, before anything of the engine is
+ * looked at: the refusals of a malformed request are all here. */
+json_t *
+br__control_parse (const char *line, struct br_control_req *r)
+{
+  static const struct {
+    const char *name;
+    enum br_control_cmd cmd;
+  } cmds[] = {
+    { "status", BR_CTL_STATUS }, { "metrics", BR_CTL_METRICS },
+    { "pause", BR_CTL_PAUSE }, { "resume", BR_CTL_RESUME },
+    { "verify", BR_CTL_VERIFY }, { "verify-status", BR_CTL_VERIFY_STATUS },
+    { "resync", BR_CTL_RESYNC }, { "promote", BR_CTL_PROMOTE },
+    { "demote", BR_CTL_DEMOTE }, { "resolve", BR_CTL_RESOLVE },
+  };
+  json_error_t jerr;
+  json_t *req = json_loads (line, 0, &jerr), *reply = NULL;
+  const char *cmd = NULL;
+  size_t i;
+
+  memset (r, 0, sizeof *r);
+  if (req == NULL || json_unpack (req, "{s:s}", "cmd", &cmd) < 0) {
+    json_decref (req);
+    return json_pack ("{s:b, s:s}", "ok", 0, "error",
+                      "bad request: expected {\"cmd\": NAME}");
+  }
+  for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+    if (strcmp (cmd, cmds[i].name) == 0)
+      break;
+  if (i == sizeof cmds / sizeof cmds[0]) {
+    char msg[128];
+    snprintf (msg, sizeof msg, "unknown command '%.64s'", cmd);
+    json_decref (req);
+    return json_pack ("{s:b, s:s}", "ok", 0, "error", msg);
+  }
+  r->cmd = cmds[i].cmd;
+  switch (r->cmd) {
+  case BR_CTL_PAUSE:
+  case BR_CTL_RESUME:
+    if (json_unpack (req, "{s:s, s?s}", "peer", &r->peer, "group",
+                     &r->group) < 0)
+      reply = br__control_fail ("bad request: %s needs \"peer\": NODE", cmd);
+    break;
+  case BR_CTL_VERIFY:
+    if (json_unpack (req, "{s:s, s:s, s?b}", "volume", &r->volume, "peer",
+                     &r->peer, "repair", &r->repair) < 0)
+      reply = br__control_fail ("bad request: verify needs \"volume\" and "
+                                "\"peer\"");
+    break;
+  case BR_CTL_VERIFY_STATUS:
+    if (json_unpack (req, "{s:s, s:s}", "volume", &r->volume, "peer",
+                     &r->peer) < 0)
+      reply = br__control_fail ("bad request: verify-status needs "
+                                "\"volume\" and \"peer\"");
+    break;
+  case BR_CTL_RESYNC:
+    if (json_unpack (req, "{s:s, s?s, s?b}", "peer", &r->peer, "group",
+                     &r->group, "checksum", &r->checksum) < 0)
+      reply = br__control_fail ("bad request: resync needs \"peer\": NODE");
+    break;
+  default:                      /* no arguments, or control-role.c's */
+    break;
+  }
+  if (reply) {
+    json_decref (req);
+    memset (r, 0, sizeof *r);
+    return reply;
+  }
+  r->json = req;
+  return NULL;
+}
+
 static json_t *
 handle_request (struct br_engine *e, const char *line)
 {
-  json_error_t jerr;
-  json_t *req = json_loads (line, 0, &jerr), *reply;
-  const char *cmd = NULL;
+  struct br_control_req r;
+  json_t *reply = br__control_parse (line, &r);
 
-  if (req == NULL || json_unpack (req, "{s:s}", "cmd", &cmd) < 0)
-    reply = json_pack ("{s:b, s:s}", "ok", 0, "error",
-                       "bad request: expected {\"cmd\": NAME}");
-  else if (strcmp (cmd, "status") == 0)
-    reply = status_json (e);
-  else if (strcmp (cmd, "metrics") == 0)
-    reply = metrics_json (e);
-  else if (strcmp (cmd, "pause") == 0 || strcmp (cmd, "resume") == 0)
-    reply = pause_resume (e, req, cmd[0] == 'p');
-  else if (strcmp (cmd, "verify") == 0)
-    reply = verify_start (e, req);
-  else if (strcmp (cmd, "verify-status") == 0)
-    reply = verify_status (e, req);
-  else if (strcmp (cmd, "resync") == 0)
-    reply = resync (e, req);
-  else if (strcmp (cmd, "promote") == 0 || strcmp (cmd, "demote") == 0)
-    reply = br__control_role (e, req, cmd[0] == 'p');
-  else if (strcmp (cmd, "resolve") == 0)
-    reply = br__control_resolve (e, req);
-  else {
-    char msg[128];
-    snprintf (msg, sizeof msg, "unknown command '%.64s'", cmd);
-    reply = json_pack ("{s:b, s:s}", "ok", 0, "error", msg);
+  if (reply)
+    return reply;
+  switch (r.cmd) {
+  case BR_CTL_STATUS: reply = status_json (e); break;
+  case BR_CTL_METRICS: reply = metrics_json (e); break;
+  case BR_CTL_PAUSE: reply = pause_resume (e, &r, true); break;
+  case BR_CTL_RESUME: reply = pause_resume (e, &r, false); break;
+  case BR_CTL_VERIFY: reply = verify_start (e, &r); break;
+  case BR_CTL_VERIFY_STATUS: reply = verify_status (e, &r); break;
+  case BR_CTL_RESYNC: reply = resync (e, &r); break;
+  case BR_CTL_PROMOTE: reply = br__control_role (e, r.json, true); break;
+  case BR_CTL_DEMOTE: reply = br__control_role (e, r.json, false); break;
+  case BR_CTL_RESOLVE: reply = br__control_resolve (e, r.json); break;
   }
-  json_decref (req);
+  json_decref (r.json);
   return reply;
 }
 

@@ -710,6 +710,23 @@ void br__control_stop (struct br_engine *e);
 struct json_t;
 struct json_t *br__control_fail (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2)));
+/* A request line parsed (br__control_parse, pure: no engine state). */
+enum br_control_cmd {
+  BR_CTL_STATUS, BR_CTL_METRICS, BR_CTL_PAUSE, BR_CTL_RESUME, BR_CTL_VERIFY,
+  BR_CTL_VERIFY_STATUS, BR_CTL_RESYNC, BR_CTL_PROMOTE, BR_CTL_DEMOTE,
+  BR_CTL_RESOLVE,
+};
+struct br_control_req {
+  enum br_control_cmd cmd;
+  struct json_t *json;          /* the request; the strings point into it */
+  const char *peer, *group, *volume;    /* NULL when absent */
+  int repair, checksum;
+};
+/* NULL with *R filled (json_decref (R->json) when done), or the refusal
+ * to answer (bad JSON, no "cmd", an unknown command, missing or mistyped
+ * arguments) with nothing held in *R. */
+struct json_t *br__control_parse (const char *line,
+                                  struct br_control_req *r);
 /* control-role.c: {"cmd": "promote"|"demote", "force": BOOL} (PROMOTE
  * true for promote) and {"cmd": "resolve", "volume": V, "discard":
  * NODE}. */
