@@ -1,7 +1,7 @@
 /* blockrelayd — the replicator daemon.
  *
  *   blockrelayd --config FILE --node NAME [--pidfile FILE] [--control PATH]
- *               [--debug FLAGS]
+ *               [--debug FLAGS] [--user NAME]
  *
  * Runs in the foreground (it is meant for a service manager or a container
  * sidecar).  It listens on the node's address, applies what its upstream
@@ -10,6 +10,10 @@
  * At the same point it tells systemd READY=1 (sd_notify; a no-op without
  * $NOTIFY_SOCKET), so blockrelayd@.service is Type=notify, and STOPPING=1
  * when a signal starts the shutdown.
+ * With --user NAME (or settings.user; the option wins), started as root,
+ * it becomes NAME once the listener and the control socket are bound and
+ * the disks and scoreboards are open, before the pidfile and READY=1
+ * (privdrop.c): a daemon that says it is ready is already unprivileged.
  * SIGTERM or SIGINT stop it cleanly: the loop closes every connection, the
  * apply threads finish the record in hand, disks are synced and the
  * scoreboards are closed clean.
@@ -26,6 +30,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "privdrop.h"
 
 static void
 usage (FILE *fp)
@@ -40,6 +45,8 @@ usage (FILE *fp)
            "  -p, --pidfile FILE   write the pid here once ready\n"
            "  -s, --control PATH   control socket (default: from the topology)\n"
            "  -d, --debug FLAGS    debug output: wire,peer,sb,io or all\n"
+           "  -u, --user NAME      run as NAME once the sockets are bound\n"
+           "                       (as root only; default: settings.user)\n"
            "  -h, --help           this text\n");
 }
 
@@ -69,22 +76,24 @@ main (int argc, char **argv)
     { "pidfile", required_argument, NULL, 'p' },
     { "control", required_argument, NULL, 's' },
     { "debug", required_argument, NULL, 'd' },
+    { "user", required_argument, NULL, 'u' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   struct br_engine_opts opts = { .role = BR_ROLE_REPLICA };
-  const char *pidfile = NULL;
+  const char *pidfile = NULL, *user = NULL;
   char err[1024] = "";
   br_engine *e;
   sigset_t set;
   int c, sig, r;
 
-  while ((c = getopt_long (argc, argv, "c:n:p:s:d:h", longopts, NULL)) != -1)
+  while ((c = getopt_long (argc, argv, "c:n:p:s:d:u:h", longopts, NULL)) != -1)
     switch (c) {
     case 'c': opts.config_path = optarg; break;
     case 'n': opts.node = optarg; break;
     case 'p': pidfile = optarg; break;
     case 's': opts.control_path = optarg; break;
+    case 'u': user = optarg; break;
     case 'd': {
       long mask = br_debug_parse (optarg);
       if (mask < 0) {
@@ -118,6 +127,14 @@ main (int argc, char **argv)
   }
   r = br_engine_start (e);
   if (r < 0) {
+    br_engine_close (e);
+    return 1;
+  }
+  if (user == NULL)
+    user = br_engine_user (e);
+  if (user && br_drop_privileges (user, br_engine_control_path (e), err,
+                                  sizeof err) < 0) {
+    br_error ("%s", err);
     br_engine_close (e);
     return 1;
   }

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <yaml.h>
 
-#define MAX_KEYS 12
+#define MAX_KEYS 16
 
 #define TEXT(node) ((const char *) (node)->data.scalar.value)
 #define LINE(node) ((node)->start_mark.line + 1)

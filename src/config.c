@@ -7,7 +7,8 @@
  *   top level  settings (optional), volumes, nodes, links (optional)
  *   settings   granularity, queue-size, secret-file, heartbeat,
  *              heartbeat-timeout, reconnect-min, reconnect-max,
- *              activity-window, metrics-interval
+ *              activity-window, metrics-interval, max-connections,
+ *              handshake-timeout, user
  *   volume     name, size (required); group, granularity
  *   node       name, address, data-dir (required); control, disks,
  *              metrics-file
@@ -30,6 +31,9 @@
  *     except activity-window, which may be 0 (clear as soon as durable)
  *     and is at most MAX_ACTIVITY_WINDOW_MS, and metrics-interval, which
  *     is 1s..1h; heartbeat < heartbeat-timeout
+ *     (handshake-timeout is independent of both);
+ *   - max-connections is an integer in 1..MAX_CONNECTIONS, user a user
+ *     name (looked up only when blockrelayd drops to it);
  *     and reconnect-min <= reconnect-max, counting defaults;
  *   - enumerations (mode, on-peer-loss, on-congestion, resync) are exact lower-case
  *     words; on-congestion: pull-ahead is for async links only, whereas
@@ -91,6 +95,10 @@
 #define DEFAULT_METRICS_INTERVAL_MS 15000
 #define MIN_METRICS_INTERVAL_MS 1000
 #define MAX_METRICS_INTERVAL_MS (60 * 60 * 1000)
+#define DEFAULT_MAX_CONNECTIONS 64
+#define MAX_CONNECTIONS 65536
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define USER_NAME_MAX 32
 
 
 
@@ -100,7 +108,9 @@ static const struct schema top_schema = {
 static const struct schema settings_schema = {
   "settings", { "granularity", "queue-size", "secret-file", "heartbeat",
                 "heartbeat-timeout", "reconnect-min", "reconnect-max",
-                "activity-window", "metrics-interval", "tls", "tls-ca" }
+                "activity-window", "metrics-interval",
+                "max-connections", "handshake-timeout", "user", "tls",
+                "tls-ca" }
 };
 static const struct schema volume_schema = {
   "volume", { "name", "size", "group", "granularity" }
@@ -287,6 +297,53 @@ get_address (struct loader *l, yaml_node_t *n, struct br_node_cfg *node)
   return node->host ? 0 : -1;
 }
 
+/* How many connections a listener holds at once: 1 .. MAX_CONNECTIONS. */
+static int
+get_max_connections (struct loader *l, yaml_node_t *n, uint32_t *out)
+{
+  const char *label = "settings max-connections";
+  const char *s = br__cfg_scalar (l, n, label);
+  unsigned long long v;
+  char *end;
+
+  if (!s)
+    return -1;
+  if (*s == '\0')
+    return fail (l, n, "%s is empty", label);
+  errno = 0;
+  v = strtoull (s, &end, 10);
+  if (*s < '0' || *s > '9' || *end != '\0' || errno == ERANGE ||
+      v < 1 || v > MAX_CONNECTIONS)
+    return fail (l, n, "%s '%s' is not an integer in 1..%u", label, s,
+                 MAX_CONNECTIONS);
+  *out = (uint32_t) v;
+  return 0;
+}
+
+/* A user name as useradd takes it: [A-Za-z0-9._-], not starting with '-',
+ * at most USER_NAME_MAX characters.  Whether it exists is checked by
+ * blockrelayd when it drops to it (the file is the same on every host). */
+static int
+get_user (struct loader *l, yaml_node_t *n, char **out)
+{
+  const char *label = "settings user";
+  const char *s = br__cfg_scalar (l, n, label);
+  size_t len;
+
+  if (!s)
+    return -1;
+  len = strlen (s);
+  if (len == 0)
+    return fail (l, n, "%s is empty", label);
+  if (len > USER_NAME_MAX || s[0] == '-' ||
+      strspn (s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+              "0123456789._-") != len)
+    return fail (l, n, "%s '%s' is not a user name (1..%d of A-Z a-z 0-9 "
+                 ". _ -, not starting with -)", label, s, USER_NAME_MAX);
+  *out = br__cfg_copy (l, n, s, len);
+  return *out ? 0 : -1;
+}
+
 /* Sections. */
 
 /* The text of settings key KEY for a message: "'5s'" as written, or
@@ -404,7 +461,13 @@ load_settings (struct loader *l, yaml_node_t *n)
       ((v = br__cfg_field (&f, "activity-window")) &&
        get_activity_window (l, v, &cfg->activity_window_ms) == -1) ||
       ((v = br__cfg_field (&f, "metrics-interval")) &&
-       get_metrics_interval (l, v, &cfg->metrics_interval_ms) == -1))
+       get_metrics_interval (l, v, &cfg->metrics_interval_ms) == -1) ||
+      ((v = br__cfg_field (&f, "handshake-timeout")) &&
+       get_duration (l, v, "settings handshake-timeout",
+                     &cfg->handshake_timeout_ms) == -1) ||
+      ((v = br__cfg_field (&f, "max-connections")) &&
+       get_max_connections (l, v, &cfg->max_connections) == -1) ||
+      ((v = br__cfg_field (&f, "user")) && get_user (l, v, &cfg->user) == -1))
     return -1;
   if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_ms)
     return misordered (l, &f, "heartbeat", cfg->heartbeat_ms,
@@ -767,6 +830,8 @@ br_config_load_buffer (const char *path, const char *buf, size_t len,
     l.cfg->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
     l.cfg->activity_window_ms = DEFAULT_ACTIVITY_WINDOW_MS;
     l.cfg->metrics_interval_ms = DEFAULT_METRICS_INTERVAL_MS;
+    l.cfg->max_connections = DEFAULT_MAX_CONNECTIONS;
+    l.cfg->handshake_timeout_ms = DEFAULT_HANDSHAKE_TIMEOUT_MS;
     r = load_top (&l, yaml_document_get_root_node (&l.doc));
     yaml_document_delete (&l.doc);
     if (r == 0 && br_topology_check (l.cfg, err, errlen) < 0)
@@ -816,6 +881,7 @@ br_config_free (struct br_config *cfg)
   free (cfg->links);
   free (cfg->secret_file);
   free (cfg->tls_ca);
+  free (cfg->user);
   free (cfg->path);
   free (cfg);
 }

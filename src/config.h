@@ -29,6 +29,11 @@
  *                                  # window are resynced as well)
  *     metrics-interval: 15s        # how often a node's metrics-file is
  *                                  # rewritten, 1s .. 1h
+ *     max-connections: 64          # connections a listener holds at once;
+ *                                  # more are accepted and closed at once
+ *     handshake-timeout: 10s       # HELLO and AUTH must be done by then
+ *     user: blockrelay             # blockrelayd drops to this user (and
+ *                                  # its groups) once its sockets are bound
  *   volumes:
  *     - {name: vol0, size: 1G, group: db, granularity: 64K}
  *   nodes:
@@ -183,6 +188,12 @@ struct br_config {
                                    0 .. 1h; 0 = clear when durable */
   uint64_t metrics_interval_ms; /* settings.metrics-interval, default 15s,
                                    1s .. 1h */
+  uint32_t max_connections;     /* settings.max-connections, default 64:
+                                   connections a listener holds at once */
+  uint64_t handshake_timeout_ms;/* settings.handshake-timeout, default 10s:
+                                   HELLO+AUTH must be done by then */
+  char *user;                   /* settings.user or NULL: blockrelayd drops
+                                   to this user once its sockets are bound */
   struct br_volume_cfg *volumes;
   size_t n_volumes;
   struct br_node_cfg *nodes;

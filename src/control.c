@@ -10,8 +10,10 @@
  * text of metrics.c, as "text") take each group's lock briefly; they
  * never block on I/O.  "pause"/"resume", "resync" and "verify" act on a
  * peer; "verify-status" reads the progress and result of its verify;
- * "promote", "demote" and "resolve" are in control-role.c.  A stale socket file left by a crashed process is replaced; a live
- * one (another process answers) is an error.
+ * "promote", "demote" and "resolve" are in control-role.c.  A stale
+ * socket file left by a crashed process is replaced; a live one (another
+ * process answers) is an error.  The socket is created mode 0600: only
+ * its owner (and root) may connect.
  *
  * Every accepted client is on the control's list until its handle is
  * closed, so br__control_stop() can close the connections that are still
@@ -42,6 +44,7 @@
 #include <unistd.h>
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <jansson.h>
@@ -790,6 +793,11 @@ br__control_start (struct br_engine *e)
   uv_pipe_init (&e->loop, &ctl->server, 0);
   ctl->server.data = ctl;
   err = uv_pipe_bind (&ctl->server, e->control_path);
+  /* Owner only (0600), whatever the umask: set before listen, so no
+   * client can connect while the mode is wider.  blockrelayd --user
+   * chowns it to the user it drops to (privdrop.c). */
+  if (err == 0 && chmod (e->control_path, 0600) < 0)
+    err = -errno;
   if (err == 0)
     err = uv_listen ((uv_stream_t *) &ctl->server, 8, on_connection);
   if (err < 0) {

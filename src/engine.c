@@ -46,33 +46,81 @@ mkdir_p (const char *path)
         return -errno;
       *p = '/';
     }
-  if (mkdir (buf, 0755) < 0 && errno != EEXIST)
+  if (mkdir (buf, 0700) < 0 && errno != EEXIST)   /* the data-dir */
     return -errno;
   return 0;
 }
 
+/* settings.secret-file: like ssh with its keys, refuse a file that
+ * group or others could read or write (the secret would be theirs, or
+ * theirs to change), or that belongs to someone other than this user or
+ * root, or is not a regular file.  The checks are made on the open file
+ * (fstat), so a file swapped after them is not the one read.  The secret
+ * is at least 16 bytes after a trailing newline is dropped, at most
+ * 4096. */
 static int
 read_secret (struct br_engine *e, char *err, size_t errlen)
 {
   const char *path = e->cfg->secret_file;
-  uint8_t buf[4096];
+  uint8_t buf[4097];
+  struct stat st;
   ssize_t n;
   int fd;
 
   if (path == NULL)
     return 0;
-  fd = open (path, O_RDONLY | O_CLOEXEC);
+  fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) {
     int saved = errno;
+    snprintf (err, errlen, "%s: cannot open the secret file (settings "
+              "secret-file): %s", path, br_strerror (saved));
+    return -saved;
+  }
+  if (fstat (fd, &st) < 0) {
+    int saved = errno;
+    close (fd);
+    snprintf (err, errlen, "%s: cannot stat the secret file: %s", path,
+              br_strerror (saved));
+    return -saved;
+  }
+  if (!S_ISREG (st.st_mode)) {
+    close (fd);
+    snprintf (err, errlen, "%s: the secret file is not a regular file",
+              path);
+    return -EINVAL;
+  }
+  if (st.st_mode & 077) {
+    close (fd);
+    snprintf (err, errlen, "%s: the secret file has mode %04o: it must not "
+              "be readable or writable by group or others (chmod 600 %s)",
+              path, (unsigned) (st.st_mode & 07777), path);
+    return -EPERM;
+  }
+  if (st.st_uid != geteuid () && st.st_uid != 0) {
+    close (fd);
+    snprintf (err, errlen, "%s: the secret file is owned by uid %u, not by "
+              "this user (uid %u) or root", path, (unsigned) st.st_uid,
+              (unsigned) geteuid ());
+    return -EPERM;
+  }
+  n = read (fd, buf, sizeof buf);
+  if (n < 0) {
+    int saved = errno;
+    close (fd);
     snprintf (err, errlen, "%s: cannot read the secret: %s", path,
               br_strerror (saved));
     return -saved;
   }
-  n = read (fd, buf, sizeof buf);
   close (fd);
+  if (n > 4096) {
+    sodium_memzero (buf, sizeof buf);
+    snprintf (err, errlen, "%s: the secret must be at most 4096 bytes", path);
+    return -EINVAL;
+  }
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
     n--;
   if (n < 16) {
+    sodium_memzero (buf, sizeof buf);
     snprintf (err, errlen, "%s: the secret must be at least 16 bytes", path);
     return -EINVAL;
   }
@@ -80,6 +128,7 @@ read_secret (struct br_engine *e, char *err, size_t errlen)
   if (e->secret == NULL)
     return -ENOMEM;
   memcpy (e->secret, buf, n);
+  sodium_memzero (buf, sizeof buf);
   e->secret_len = n;
   return 0;
 }
@@ -534,6 +583,18 @@ br_engine_find_volume (br_engine *e, const char *name)
     if (strcmp (e->vols[i].cfg->name, name) == 0)
       return &e->vols[i];
   return NULL;
+}
+
+const char *
+br_engine_control_path (const br_engine *e)
+{
+  return e->control_path;
+}
+
+const char *
+br_engine_user (const br_engine *e)
+{
+  return e->cfg->user;
 }
 
 const char *

@@ -56,6 +56,9 @@ int br_engine_client_attach (br_engine *e);
 void br_engine_client_detach (br_engine *e);
 
 size_t br_engine_n_volumes (const br_engine *e);
+/* The control socket's path; settings.user (NULL when not set). */
+const char *br_engine_control_path (const br_engine *e);
+const char *br_engine_user (const br_engine *e);
 br_volume *br_engine_volume (br_engine *e, size_t i);
 br_volume *br_engine_find_volume (br_engine *e, const char *name);
 

@@ -187,6 +187,8 @@ addressing_problem (struct br_engine *e, const struct br_hello *m,
     return REFUSE ("this is node %s, not %s", e->self->name,
                    br_escape_text (other, sizeof other, m->to,
                                    sizeof m->to));
+  if (br_config_node (e->cfg, m->from) == NULL)
+    return REFUSE ("node %s is not a node of %s", from, e->cfg->path);
   if (br_config_link (e->cfg, m->from, e->self->name) == NULL)
     return REFUSE ("node %s has no link to %s in %s", from, e->self->name,
                    e->cfg->path);

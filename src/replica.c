@@ -34,6 +34,15 @@
  *       volume index, byte range and sequence number (strictly increasing)
  *       were checked; any violation closes that connection only, with a
  *       logged reason.
+ *   R2b. Bounds on what an unauthenticated connection may cost: at most
+ *       settings.max-connections sessions at once (one more is accepted
+ *       and closed at once; the log says so at most once a second), a
+ *       handshake payload of at most BR_WIRE_HANDSHAKE_MAX until AUTH
+ *       succeeded, and HELLO+AUTH within settings.handshake-timeout of
+ *       the accept ("handshake timeout"), however slowly it trickles
+ *       bytes (the heartbeat timeout applies from AUTH on).  Once
+ *       authenticated, frames are at most BR_WIRE_MAX_PAYLOAD and reading
+ *       pauses while READ_PAUSE_BYTES wait to be applied.
  *   R3. A disk error stops the session's applying at that record: the
  *       record and everything after it are never acknowledged; an ERROR
  *       frame tells the upstream why (apply.c).
@@ -220,6 +229,7 @@ on_handle_closed (uv_handle_t *h)
   }
   br_wire_reader_reset (&s->rd);
   br_tls_free (s->tls);
+  rep->n_sessions--;
   pthread_mutex_destroy (&s->lock);
   pthread_cond_destroy (&s->cond);
   pthread_cond_destroy (&s->sync_cond);
@@ -501,8 +511,13 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
   struct br_replica_session *s = stream->data;
 
   if (nread < 0) {
-    br__rsession_close (s, "%s", nread == UV_EOF ? "closed by peer"
-                        : uv_strerror ((int) nread));
+    if (nread == UV_EOF && s->st == S_AUTH)
+      br__rsession_close (s, "closed by %s before AUTH: it did not accept "
+                          "this node's WELCOME (a different shared "
+                          "secret?); see its log", s->peer);
+    else
+      br__rsession_close (s, "%s", nread == UV_EOF ? "closed by peer"
+                          : uv_strerror ((int) nread));
     return;
   }
   if (nread == 0)
@@ -518,15 +533,66 @@ on_read (uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 }
 
 static void
+free_on_close (uv_handle_t *h)
+{
+  free (h->data);
+}
+
+static void
+peer_name (uv_tcp_t *tcp, char *buf, size_t len)
+{
+  struct sockaddr_storage ss;
+  int sslen = sizeof ss;
+  char host[48] = "?";
+
+  if (uv_tcp_getpeername (tcp, (struct sockaddr *) &ss, &sslen) == 0) {
+    if (ss.ss_family == AF_INET6)
+      uv_ip6_name ((struct sockaddr_in6 *) &ss, host, sizeof host);
+    else
+      uv_ip4_name ((struct sockaddr_in *) &ss, host, sizeof host);
+  }
+  snprintf (buf, len, "%s", host);
+}
+
+/* R2b: one connection too many is accepted (so it leaves the backlog)
+ * and closed at once, with one log line a second at most. */
+static void
+refuse_connection (struct br_replica *rep, uv_stream_t *server)
+{
+  uv_tcp_t *t = malloc (sizeof *t);
+  uint64_t now = uv_now (&rep->e->loop);
+  char addr[64] = "?";
+
+  if (t == NULL)
+    return;
+  uv_tcp_init (&rep->e->loop, t);
+  t->data = t;
+  if (uv_accept (server, (uv_stream_t *) t) == 0)
+    peer_name (t, addr, sizeof addr);
+  uv_close ((uv_handle_t *) t, free_on_close);
+  rep->refused_quiet++;
+  if (rep->refused_log_ms != 0 && now - rep->refused_log_ms < 1000)
+    return;
+  br_warn ("too many connections: refused one from %s (%llu refused since "
+           "the last such line): %u open, settings max-connections is %u",
+           addr, (unsigned long long) rep->refused_quiet, rep->n_sessions,
+           rep->e->cfg->max_connections);
+  rep->refused_log_ms = now ? now : 1;
+  rep->refused_quiet = 0;
+}
+
+static void
 on_connection (uv_stream_t *server, int status)
 {
   struct br_replica *rep = server->data;
   struct br_replica_session *s;
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
 
   if (status < 0) {
     br_error ("accept failed: %s", uv_strerror (status));
+    return;
+  }
+  if (rep->n_sessions >= rep->e->cfg->max_connections) {
+    refuse_connection (rep, server);
     return;
   }
   s = calloc (1, sizeof *s);
@@ -544,21 +610,15 @@ on_connection (uv_stream_t *server, int status)
   s->handles_open = 2;
   s->next = rep->sessions;
   rep->sessions = s;
+  rep->n_sessions++;
   snprintf (s->addr, sizeof s->addr, "?");
   if (uv_accept (server, (uv_stream_t *) &s->tcp) < 0) {
     br__rsession_close (s, "accept failed");
     return;
   }
-  if (uv_tcp_getpeername (&s->tcp, (struct sockaddr *) &ss, &len) == 0) {
-    char host[48];
-    if (ss.ss_family == AF_INET6)
-      uv_ip6_name ((struct sockaddr_in6 *) &ss, host, sizeof host);
-    else
-      uv_ip4_name ((struct sockaddr_in *) &ss, host, sizeof host);
-    snprintf (s->addr, sizeof s->addr, "%s", host);
-  }
+  peer_name (&s->tcp, s->addr, sizeof s->addr);
   uv_tcp_nodelay (&s->tcp, 1);
-  s->last_rx_ms = uv_now (&rep->e->loop);
+  s->last_rx_ms = s->accepted_ms = uv_now (&rep->e->loop);
   s->reading = true;
   uv_read_start ((uv_stream_t *) &s->tcp, on_alloc, on_read);
 }
@@ -566,27 +626,33 @@ on_connection (uv_stream_t *server, int status)
 /* ---- life cycle ---- */
 
 /* An upstream sends at least a PING every heartbeat interval; one silent
- * for heartbeat-timeout is gone (a cut link sends no RST). */
+ * for heartbeat-timeout is gone (a cut link sends no RST).  Before AUTH
+ * the bound is the handshake timeout instead, counted from the accept
+ * (R2b): a connection that trickles a byte now and then is no upstream.
+ * The timer runs every heartbeat interval, so either fires up to one
+ * interval late. */
 static void
 on_heartbeat (uv_timer_t *t)
 {
   struct br_replica *rep = t->data;
   uint64_t now = uv_now (&rep->e->loop);
   uint64_t limit = rep->e->cfg->heartbeat_timeout_ms;
+  uint64_t hs_limit = rep->e->cfg->handshake_timeout_ms;
   struct br_replica_session *s, *next;
 
   for (s = rep->sessions; s; s = next) {
     next = s->next;
-    if (s->st != S_CLOSING && now - s->last_rx_ms > limit)
+    if (s->st == S_HELLO || s->st == S_AUTH) {
+      if (now - s->accepted_ms > hs_limit)
+        br__rsession_close (s, "handshake timeout: no %s within %llu ms "
+                            "(settings handshake-timeout)",
+                            s->st == S_HELLO ? "complete HELLO" : "AUTH",
+                            (unsigned long long) hs_limit);
+    }
+    else if (s->st != S_CLOSING && now - s->last_rx_ms > limit)
       br__rsession_close (s, "heartbeat timeout: nothing received for %llu ms",
                           (unsigned long long) (now - s->last_rx_ms));
   }
-}
-
-static void
-free_on_close (uv_handle_t *h)
-{
-  free (h->data);
 }
 
 int

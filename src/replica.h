@@ -44,6 +44,8 @@ struct br_replica_session {
                                        BITMAP frames follow AUTH */
   uint64_t last_seq;                /* last seq received (R2) */
   uint64_t last_rx_ms;              /* uv_now of the last bytes received */
+  uint64_t accepted_ms;             /* uv_now at accept: HELLO and AUTH are
+                                       due within handshake-timeout */
   bool reading;
   uint64_t rx_bytes;
 
@@ -92,6 +94,10 @@ struct br_replica {
   int handles_open;                 /* at stop: listener, timer, sessions;
                                        freed when all have closed */
   struct br_replica_session *sessions;
+  uint32_t n_sessions;              /* on the list, CLOSING included: at
+                                       most settings.max-connections */
+  uint64_t refused_log_ms;          /* last "too many connections" line */
+  uint64_t refused_quiet;           /* refused since that line */
 };
 
 /* replica.c (loop thread). */

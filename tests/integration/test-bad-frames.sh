@@ -84,7 +84,7 @@ check bad-payload-sum         "bad frame: payload checksum mismatch"
 check write-before-hello      "expected HELLO, got frame type 4"
 check write-before-auth       "expected AUTH, got frame type 4"
 check hello-wrong-node        "this is node b, not not-b"
-check hello-unknown-from      "node stranger has no link to b"
+check hello-unknown-from      "node stranger is not a node of"
 check hello-unknown-group     "no group named no-such-group on node b"
 check hello-wrong-size \
   "volume vol0 is $SIZE_BYTES bytes here, $((SIZE_BYTES + (1 << 20))) bytes on a"

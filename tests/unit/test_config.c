@@ -351,6 +351,31 @@ START_TEST (test_metrics_keys)
 }
 END_TEST
 
+/* The hardening keys: their defaults, and values at both ends of their
+ * ranges (handshake-timeout is independent of the heartbeat keys). */
+START_TEST (test_hardening_keys)
+{
+  struct br_config *cfg = load_ok (BASE);
+
+  ck_assert_uint_eq (cfg->max_connections, 64);
+  ck_assert_uint_eq (cfg->handshake_timeout_ms, 10000);
+  ck_assert_ptr_null (cfg->user);
+  br_config_free (cfg);
+  cfg = load_ok ("settings: {max-connections: 1, handshake-timeout: 250ms, "
+                 "user: blockrelay}\n" BASE);
+  ck_assert_uint_eq (cfg->max_connections, 1);
+  ck_assert_uint_eq (cfg->handshake_timeout_ms, 250);
+  ck_assert_str_eq (cfg->user, "blockrelay");
+  br_config_free (cfg);
+  cfg = load_ok ("settings: {max-connections: 65536, handshake-timeout: 1h, "
+                 "heartbeat-timeout: 2s, user: _br-1.x}\n" BASE);
+  ck_assert_uint_eq (cfg->max_connections, 65536);
+  ck_assert_uint_eq (cfg->handshake_timeout_ms, 3600000);
+  ck_assert_str_eq (cfg->user, "_br-1.x");
+  br_config_free (cfg);
+}
+END_TEST
+
 START_TEST (test_activity_window)
 {
   char text[512];
@@ -716,7 +741,8 @@ START_TEST (test_unknown_key_settings)
                         "unknown key 'queue_size' in settings (expected: "
                         "granularity, queue-size, secret-file, heartbeat, "
                         "heartbeat-timeout, reconnect-min, reconnect-max, "
-                        "activity-window, metrics-interval, tls, tls-ca)");
+                        "activity-window, metrics-interval, max-connections, "
+                        "handshake-timeout, user, tls, tls-ca)");
   ck_assert_load_error ("settings:\n  activity_window: 1s\n" BASE, "2:3",
                         "unknown key 'activity_window' in settings");
   ck_assert_load_error ("settings:\n  heartbeat-interval: 1s\n" BASE, "2:3",
@@ -988,6 +1014,40 @@ static const struct bad bad_durations_in_file[] = {
   { SETTING ("metrics-interval: 61m"), "2:21", "'61m' is outside 1s..1h" },
   { SETTING ("metrics-interval: often"), "2:21", "settings "
     "metrics-interval 'often' " NOT_A_DURATION },
+  /* "  handshake-timeout: X" puts X at 2:22, "  max-connections: X" at
+   * 2:20 and "  user: X" at 2:9. */
+  { SETTING ("handshake-timeout: 0"), "2:22", "settings handshake-timeout "
+    "must not be zero" },
+  { SETTING ("handshake-timeout: soon"), "2:22", "settings "
+    "handshake-timeout 'soon' " NOT_A_DURATION },
+  { SETTING ("handshake-timeout: -1s"), "2:22", "settings "
+    "handshake-timeout '-1s' is negative" },
+  { SETTING ("handshake-timeout: [1s]"), "2:22", "settings "
+    "handshake-timeout must be a scalar, not a sequence" },
+  { SETTING ("max-connections: 0"), "2:20", "settings max-connections '0' "
+    "is not an integer in 1..65536" },
+  { SETTING ("max-connections: 65537"), "2:20", "settings max-connections "
+    "'65537' is not an integer in 1..65536" },
+  { SETTING ("max-connections: -5"), "2:20", "'-5' is not an integer" },
+  { SETTING ("max-connections: 64K"), "2:20", "'64K' is not an integer" },
+  { SETTING ("max-connections: 99999999999999999999999"), "2:20",
+    "is not an integer in 1..65536" },
+  { SETTING ("max-connections: ''"), "2:20", "settings max-connections is "
+    "empty" },
+  { SETTING ("max-connections: {a: 1}"), "2:20", "settings max-connections "
+    "must be a scalar, not a mapping" },
+  { SETTING ("user: ''"), "2:9", "settings user is empty" },
+  { SETTING ("user: -root"), "2:9", "settings user '-root' is not a user "
+    "name" },
+  { SETTING ("user: 'a b'"), "2:9", "settings user 'a b' is not a user "
+    "name" },
+  { SETTING ("user: abcdefghijabcdefghijabcdefghijabc"), "2:9",
+    "is not a user name (1..32 of" },
+  { SETTING ("user: [nobody]"), "2:9", "settings user must be a scalar" },
+  { SETTING ("user: nobody\n  user: root"), "3:3", "duplicate key 'user' "
+    "in settings (first at 2:3)" },
+  { SETTING ("max_connections: 5"), "2:3", "unknown key 'max_connections' "
+    "in settings" },
   { VOLUMES "nodes:\n  - {name: a, address: 127.0.0.1:1, data-dir: a, "
     "metrics-file: ''}\n", "4:64", "node metrics-file is empty" },
   { VOLUMES "nodes:\n  - {name: a, address: 127.0.0.1:1, data-dir: a, "
@@ -1385,6 +1445,7 @@ config_suite (void)
   tcase_add_test (good, test_outage_limits);
   LOOP (good, test_activity_window, good_windows);
   tcase_add_test (good, test_metrics_keys);
+  tcase_add_test (good, test_hardening_keys);
   tcase_add_test (good, test_relative_to_file);
   tcase_add_test (good, test_single_node_no_links);
   tcase_add_test (good, test_empty_links);
