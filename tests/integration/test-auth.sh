@@ -83,7 +83,7 @@ chown nobody "$T/secret-nobody" 2>/dev/null &&
 # The plugin shares the check: nbdkit must not start either.
 sed "s|secret-file: $T/secret|secret-file: $T/secret644|" "$CFG" > "$T/bad.yaml"
 rc=0
-timeout 30 nbdkit -f -p "$(free_port)" -i 127.0.0.1 "$PLUGIN" \
+timeout 30 env $(asan_env) nbdkit -f -p "$(free_port)" -i 127.0.0.1 "$PLUGIN" \
   config="$T/bad.yaml" node=a > "$T/bad-nbdkit.out" 2>&1 || rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "nbdkit started with a 0644 secret (rc $rc)"
 grep -qF "the secret file has mode 0644" "$T/bad-nbdkit.out" ||
